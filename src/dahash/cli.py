@@ -1,0 +1,90 @@
+"""The ``dahash`` command: a thin layer over :mod:`dahash.evaluate` and :mod:`dahash.demo`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .config import add_config_arguments, resolve_config
+from .errors import DahashError
+
+SUMMARY_KEYS = ("target_accuracy", "target_accuracy_codes", "map", "map_target_within", "source_accuracy",
+                "train_seconds")
+
+
+def _print_summary(metrics: dict) -> None:
+    for key in SUMMARY_KEYS:
+        if key in metrics:
+            print(f"{key:>24}: {metrics[key]:.4f}")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .evaluate import run
+
+    config = resolve_config(args, args.config)
+    if not config.out:
+        raise DahashError("--out DIR is required (where checkpoints and results go)")
+    metrics = run(config, resume=args.resume, progress=not args.quiet)
+    _print_summary(metrics)
+    print(f"results written to {config.out}/results.json")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run)
+    if args.json:
+        print(json.dumps({k: v for k, v in metrics.items() if k != "pr_curve"}, indent=2))
+    else:
+        _print_summary(metrics)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo.run import run_demo
+
+    run_demo(out=args.out, seeds=args.seeds, epochs=args.epochs, progress=not args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="dahash", description="Domain Adaptive Hashing (CVPR 2017).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train DAH on source and target feature files",
+                           description="Train DAH; settings come from defaults, then --config YAML, then flags.")
+    train.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(train)
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="recompute a finished run's metrics from its saved model")
+    evaluate.add_argument("--run", required=True, help="run directory written by 'dahash train'")
+    evaluate.add_argument("--json", action="store_true", help="print all scalar metrics as JSON")
+    evaluate.set_defaults(func=_evaluate)
+
+    demo = sub.add_parser("demo", help="offline demo: printed-font digits -> handwritten digits, NoDA vs DAH")
+    demo.add_argument("--out", default="dahash-demo", help="output directory (default: dahash-demo)")
+    demo.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
+    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; errors dahash raises on purpose are one line on stderr and exit code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DahashError as exc:
+        print(f"dahash: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dahash: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        return 130

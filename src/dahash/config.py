@@ -1,0 +1,168 @@
+"""One configuration object per run, from defaults, a YAML file and CLI flags, saved with the results."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .io import write_text
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "mmd_reduction": ("sum", "mean"),
+    "entropy_reduction": ("sum", "mean"),
+    "feature_norm": ("none", "l2", "standardize"),
+}
+MMD_LAYER_NAMES = ("fc6", "fc7", "fc8")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a DAH training run. Defaults are the paper's (Sec. 5.2) and the
+    authors' code's (see docs in README), except where a field's help says otherwise."""
+
+    source_features: str | None = field(default=None, metadata={"help": "labeled source features (.npz, .npy[,labels.npy] or .mat)"})
+    target_features: str | None = field(default=None, metadata={"help": "target features; labels, if present, are used only for evaluation"})
+    out: str | None = field(default=None, metadata={"help": "run directory for checkpoints and results"})
+    x_key: str | None = field(default=None, metadata={"help": "feature variable name in .mat/.npz files (default: X, feas, fts, features)"})
+    y_key: str | None = field(default=None, metadata={"help": "label variable name (default: y, labels, label, gnd)"})
+    bits: int = field(default=64, metadata={"help": "hash code length d"})
+    hidden: list[int] = field(default_factory=lambda: [1024, 1024], metadata={"help": "widths of fc6 and fc7 of the head"})
+    feature_norm: str = field(default="none", metadata={"help": "input normalisation fitted on source+target features: none, l2 or standardize"})
+    k: int = field(default=5, metadata={"help": "source samples per class in a batch (K)"})
+    epochs: int = field(default=300, metadata={"help": "epochs; one epoch is one pass over the source"})
+    lr_start: float = field(default=1e-4, metadata={"help": "learning rate of the first epoch (log-spaced schedule)"})
+    lr_end: float = field(default=1e-5, metadata={"help": "learning rate of the last epoch"})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
+    weight_decay: float = field(default=5e-4, metadata={"help": "weight decay on weights (not biases or BatchNorm)"})
+    new_lr_mult: float = field(default=1.0, metadata={"help": "learning-rate multiplier of newly initialised layers' weights"})
+    pretrained_lr_mult: float = field(default=0.1, metadata={"help": "learning-rate multiplier of pretrained layers' weights"})
+    bias_lr_factor: float = field(default=2.0, metadata={"help": "a bias's multiplier relative to its layer's weights"})
+    like_weight: float = field(default=10.0, metadata={"help": "weight of same-class pairs in the hash loss"})
+    inner_product_scale: float = field(default=0.5, metadata={"help": "factor on <u_i,u_j> in the hash loss (0.5 authors' code, 1 paper)"})
+    beta: float = field(default=1.0, metadata={"help": "quantization loss weight"})
+    gamma: float = field(default=5000.0, metadata={"help": "MK-MMD weight (0 disables domain alignment)"})
+    eta: float = field(default=1.0, metadata={"help": "entropy loss weight (0 gives DAH-e)"})
+    mmd_layers: list[str] = field(default_factory=lambda: list(MMD_LAYER_NAMES), metadata={"help": "layers the MK-MMD aligns"})
+    mmd_reduction: str = field(default="sum", metadata={"help": "sum over quadruples (authors' code) or mean (eq. 9)"})
+    entropy_reduction: str = field(default="sum", metadata={"help": "sum over targets (authors' code) or mean (eq. 7)"})
+    bank_per_class: int = field(default=200, metadata={"help": "labeled source samples per class in the prediction bank"})
+    precision_k: int = field(default=100, metadata={"help": "k of the reported precision@k"})
+    seed: int = field(default=0, metadata={"help": "random seed of initialisation, batches and MMD pairing"})
+    checkpoint_every: int = field(default=1, metadata={"help": "epochs between checkpoints"})
+    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)"})
+
+    def validate(self) -> "TrainConfig":
+        """Check ranges and choices; raise ConfigError naming the field."""
+        positive = ("bits", "k", "epochs", "lr_start", "lr_end", "bank_per_class", "precision_k", "checkpoint_every")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("momentum", "weight_decay", "like_weight", "beta", "gamma", "eta", "inner_product_scale",
+                     "new_lr_mult", "pretrained_lr_mult", "bias_lr_factor"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if len(self.hidden) != 2 or any(h <= 0 for h in self.hidden):
+            raise ConfigError(f"hidden must be two positive widths (fc6 fc7), got {self.hidden!r}")
+        bad = [name for name in self.mmd_layers if name not in MMD_LAYER_NAMES]
+        if bad or not self.mmd_layers:
+            raise ConfigError(f"mmd_layers must be a non-empty subset of {', '.join(MMD_LAYER_NAMES)}; got {self.mmd_layers!r}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"num_threads must be >= 1, got {self.num_threads!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, as written to config.yaml."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        """Build from a dict (YAML), converting types and rejecting unknown keys."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        hints = typing.get_type_hints(cls)
+        converted = {name: _convert(name, value, hints[name], source) for name, value in values.items()}
+        return cls(**converted).validate()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write config.yaml atomically."""
+        write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _convert(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Coerce a YAML/CLI value to the field's type, or raise ConfigError naming it."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args and typing.get_origin(hint) is not list else hint
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{source}: {name} cannot be empty")
+    try:
+        if typing.get_origin(base) is list:
+            (item,) = typing.get_args(base)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            return [item(v) for v in values]
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if base is float:
+            return float(value)
+        if base is str:
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise ConfigError(f"{source}: {name} must be {getattr(base, '__name__', base)}, got {value!r}")
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping of settings; errors name the file."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of setting: value, got {type(data).__name__}")
+    return data
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per TrainConfig field; unset flags stay absent so YAML values win."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
+        if typing.get_origin(hint) is list:
+            kwargs["nargs"] = "+"
+        if f.name in CHOICES:
+            kwargs["choices"] = CHOICES[f.name]
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, metavar=f.name.upper(), **kwargs)
+
+
+def resolve_config(args: argparse.Namespace, yaml_path: str | None = None) -> TrainConfig:
+    """Defaults, overridden by the YAML file, overridden by flags given on the command line."""
+    values: dict[str, Any] = dict(load_yaml(yaml_path)) if yaml_path else {}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return TrainConfig.from_dict(values, source=str(yaml_path or "command line"))

@@ -1,0 +1,61 @@
+"""Atomic file writes: a crash mid-write leaves the previous file intact, never a torn one."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+import torch
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_text(path: str | os.PathLike, writer: Callable[[IO[str]], None]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer(f)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    _write_text(path, lambda f: json.dump(obj, f, indent=2, sort_keys=False))
+
+
+def write_csv(path: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Write a CSV table, atomically."""
+    def writer(f: IO[str]) -> None:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    _write_text(path, writer)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file, atomically."""
+    _write_text(path, lambda f: f.write(text))
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)

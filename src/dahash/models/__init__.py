@@ -1,0 +1,5 @@
+"""Networks: the DAH head placed on backbone features."""
+
+from .head import DAHHead, HeadOutput
+
+__all__ = ["DAHHead", "HeadOutput"]
