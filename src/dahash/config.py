@@ -165,4 +165,11 @@ def resolve_config(args: argparse.Namespace, yaml_path: str | None = None) -> Tr
     values: dict[str, Any] = dict(load_yaml(yaml_path)) if yaml_path else {}
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values.update({k: v for k, v in vars(args).items() if k in names})
-    return TrainConfig.from_dict(values, source=str(yaml_path or "command line"))
+    config = TrainConfig.from_dict(values, source=str(yaml_path or "command line"))
+    # Absolute paths keep config.yaml valid for 'dahash evaluate' run from another directory.
+    for name in ("source_features", "target_features"):
+        value = getattr(config, name)
+        if value:
+            parts = [value] if os.path.exists(value) else value.split(",")  # "feats.npy,labels.npy" pairs
+            setattr(config, name, ",".join(os.path.abspath(part) for part in parts))
+    return config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from .metrics import mean_average_precision, precision_at_k, precision_recall_cu
 from .models import DAHHead
 from .plots import plot_pr_curves
 from .predict import class_probabilities, export_codes, select_bank
-from .training.trainer import MODEL, Domains, load_domains, load_model, train_model
+from .training.trainer import CHECKPOINT, MODEL, Domains, load_domains, load_model, train_model
 
 
 def encode(model: DAHHead, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -93,11 +94,18 @@ def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     out = Path(config.out) if config.out else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        config.save(out / "config.yaml")
+        # A directory with a checkpoint keeps its config.yaml until train_model has accepted
+        # this config (a refused restart or resume must not relabel the existing run).
+        if not (out / CHECKPOINT).exists():
+            config.save(out / "config.yaml")
     domains = load_domains(config)
     t0 = time.perf_counter()
     model = train_model(config, domains, resume=resume, progress=progress)
     train_seconds = time.perf_counter() - t0
+    if out is not None:
+        # Per-epoch times of every session of a resumed run, not only this process's.
+        with open(out / "history.csv") as f:
+            train_seconds = sum(float(row["seconds"]) for row in csv.DictReader(f))
     metrics = evaluate_model(model, config, domains, out=out)
     metrics["train_seconds"] = train_seconds
     if out is not None:

@@ -135,7 +135,7 @@ def run_demo(out: str | os.PathLike = "dahash-demo", seeds: int = 3, epochs: int
                                          f"Wall time: {seconds:.0f} s for {len(jobs)} runs.\n")
     write_csv(root / "demo_results.csv", header, rows)
     plot_pr_curves(root / "pr_curve.png", {m: mean_pr_curve(by_method[m]) for m in METHODS},
-                   title=f"Handwritten queries vs printed database, 64 bits (mean of {seeds} seeds)")
+                   title=f"Handwritten queries vs printed database\n64 bits, mean of {seeds} seeds")
     print(table)
     print(f"{len(jobs)} runs in {seconds:.0f} s; results in {root}/ (demo_results.md, pr_curve.png, digits.png)")
     return by_method

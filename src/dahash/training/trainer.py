@@ -39,7 +39,7 @@ class Domains:
 def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = None) -> Domains:
     """Read both feature files, match their classes and normalise (fitted on both, no labels)."""
     if not config.source_features or not config.target_features:
-        raise ConfigError("both source_features and target_features must be given")
+        raise ConfigError("both --source-features and --target-features must be given")
     source = load_features(config.source_features, x_key=config.x_key, y_key=config.y_key)
     target = load_features(config.target_features, x_key=config.x_key, y_key=config.y_key, require_labels=False)
     source, target = align_domains(source, target)
@@ -118,13 +118,14 @@ def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, 
             out_ = model(x)
             terms = loss_fn(out_.u, out_.taps, ys[batch.source], len(batch.source),
                             generator=_step_generator(config.seed, epoch, step))
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            optimizer.step()
             values = {k: float(v.detach()) for k, v in terms.items()}
+            # Checked before the update, so the model in memory is the last finite one.
             if not math.isfinite(values["total"]):
                 raise DahashError(f"loss became {values['total']} at epoch {epoch + 1}, step {step + 1} "
                                   f"(terms: {values}); lower lr_start or gamma")
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            optimizer.step()
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.update(1)

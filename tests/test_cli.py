@@ -1,0 +1,151 @@
+"""Tests for the ``dahash`` command: one-line errors with exit code 2, and help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dahash.cli import main
+
+
+def _write(path: Path, n: int = 12, d: int = 6, classes: int = 3, seed: int = 0, **extra) -> Path:
+    rng = np.random.default_rng(seed)
+    arrays = {"X": rng.normal(size=(n, d)).astype(np.float32), "y": np.arange(n) % classes}
+    arrays.update(extra)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+    return path
+
+
+def _train_args(source: Path, target: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--source-features", str(source), "--target-features", str(target), "--out", str(out),
+            "--epochs", "1", "--hidden", "8", "8", "--bits", "8", "--k", "2", "--num-threads", "1",
+            "--quiet", *extra]
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("dahash: error: ")
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    return _write(tmp_path / "source.npz")
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    return _write(tmp_path / "target.npz", seed=1)
+
+
+def test_missing_feature_file(tmp_path: Path, source: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "no_such_features.npz"
+    code = main(_train_args(source, missing, tmp_path / "run"))
+    line = _one_line_error(capsys, code)
+    assert str(missing) in line and "not found" in line
+
+
+def test_npz_without_labels(tmp_path: Path, target: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _write(tmp_path / "unlabeled.npz", y=None)
+    code = main(_train_args(bad, target, tmp_path / "run"))
+    line = _one_line_error(capsys, code)
+    assert str(bad) in line and "missing array 'y'" in line
+
+
+def test_nan_features(tmp_path: Path, target: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    X = np.random.default_rng(0).normal(size=(12, 6)).astype(np.float32)
+    X[4, 2] = np.nan
+    bad = _write(tmp_path / "nan.npz", X=X)
+    code = main(_train_args(bad, target, tmp_path / "run"))
+    line = _one_line_error(capsys, code)
+    assert str(bad) in line and "NaN" in line and "row 4" in line
+
+
+def test_target_class_not_in_source(tmp_path: Path, source: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    extra = _write(tmp_path / "target4.npz", classes=4, seed=2)
+    code = main(_train_args(source, extra, tmp_path / "run"))
+    line = _one_line_error(capsys, code)
+    assert str(extra) in line and "not in source" in line and "'3'" in line
+
+
+def test_dimension_mismatch(tmp_path: Path, source: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    wide = _write(tmp_path / "wide.npz", d=7)
+    line = _one_line_error(capsys, main(_train_args(source, wide, tmp_path / "run")))
+    assert "dimension 7" in line
+
+
+def test_out_is_required(source: Path, target: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["train", "--source-features", str(source), "--target-features", str(target)])
+    assert "--out" in _one_line_error(capsys, code)
+
+
+def test_missing_config_file(tmp_path: Path, source: Path, target: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(_train_args(source, target, tmp_path / "run", "--config", str(tmp_path / "absent.yaml")))
+    assert "absent.yaml: config file not found" in _one_line_error(capsys, code)
+
+
+def test_invalid_setting(tmp_path: Path, source: Path, target: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(_train_args(source, target, tmp_path / "run", "--k", "0"))
+    assert "k must be positive" in _one_line_error(capsys, code)
+
+
+def test_evaluate_without_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", "--run", str(tmp_path)])
+    line = _one_line_error(capsys, code)
+    assert "model.pt" in line and "no trained model" in line
+
+
+def test_unknown_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--bitz", "3"])
+    assert info.value.code == 2
+    assert "--bitz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["evaluate", "--help"], ["demo", "--help"]])
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: dahash")
+    if argv[0] == "train":
+        for flag in ("--resume", "--config", "--bits", "--hidden", "--mmd-layers", "--feature-norm"):
+            assert flag in out
+
+
+def test_successful_train_prints_summary(tmp_path: Path, source: Path, target: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        code = main(_train_args(source, target, tmp_path / "run"))
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "target_accuracy" in out and f"{tmp_path / 'run'}/results.json" in out
+    assert (tmp_path / "run" / "results.json").is_file()
+
+
+def test_module_entry_point_error(tmp_path: Path) -> None:
+    """``python -m dahash`` itself: one line on stderr, exit status 2, no traceback."""
+    missing = tmp_path / "gone.npz"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "dahash", "train", "--source-features", str(missing),
+                           "--target-features", str(missing), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"dahash: error: {missing}: file not found"
