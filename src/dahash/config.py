@@ -29,6 +29,14 @@ class TrainConfig:
 
     source_features: str | None = field(default=None, metadata={"help": "labeled source features (.npz, .npy[,labels.npy] or .mat)"})
     target_features: str | None = field(default=None, metadata={"help": "target features; labels, if present, are used only for evaluation"})
+    data_root: str | None = field(default=None, metadata={"help": "root of image domains (ROOT/<domain>/<class>/*.jpg), instead of feature files"})
+    source: str | None = field(default=None, metadata={"help": "source domain under --data-root: folder name, short code (A, C, D, W, Ar, Cl, Pr, Rw) or an image-list .txt"})
+    target: str | None = field(default=None, metadata={"help": "target domain under --data-root (same forms as --source)"})
+    backbone: str = field(default="efficientnet_lite0", metadata={"help": "feature extractor for image domains"})
+    weights: str | None = field(default=None, metadata={"help": "local weights file for the backbone"})
+    cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default: $DAHASH_CACHE or ~/.cache/dahash)"})
+    num_workers: int = field(default=2, metadata={"help": "image decoding worker processes"})
+    extract_batch_size: int = field(default=64, metadata={"help": "images per forward pass when extracting features"})
     out: str | None = field(default=None, metadata={"help": "run directory for checkpoints and results"})
     x_key: str | None = field(default=None, metadata={"help": "feature variable name in .mat/.npz files (default: X, feas, fts, features)"})
     y_key: str | None = field(default=None, metadata={"help": "label variable name (default: y, labels, label, gnd)"})
@@ -76,6 +84,9 @@ class TrainConfig:
         bad = [name for name in self.mmd_layers if name not in MMD_LAYER_NAMES]
         if bad or not self.mmd_layers:
             raise ConfigError(f"mmd_layers must be a non-empty subset of {', '.join(MMD_LAYER_NAMES)}; got {self.mmd_layers!r}")
+        if self.num_workers < 0 or self.extract_batch_size < 1:
+            raise ConfigError(f"num_workers must be >= 0 and extract_batch_size >= 1, got "
+                              f"{self.num_workers!r} and {self.extract_batch_size!r}")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1, got {self.num_threads!r}")
         return self
@@ -122,6 +133,12 @@ def _convert(name: str, value: Any, hint: Any, source: str) -> Any:
             return float(value)
         if base is str:
             return str(value)
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "1", "false", "no", "0"):
+                return str(value).lower() in ("true", "yes", "1")
+            raise ValueError
     except (TypeError, ValueError):
         pass
     else:
@@ -155,6 +172,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
         if typing.get_origin(hint) is list:
             kwargs["nargs"] = "+"
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
         if f.name in CHOICES:
             kwargs["choices"] = CHOICES[f.name]
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, metavar=f.name.upper(), **kwargs)
@@ -167,9 +186,13 @@ def resolve_config(args: argparse.Namespace, yaml_path: str | None = None) -> Tr
     values.update({k: v for k, v in vars(args).items() if k in names})
     config = TrainConfig.from_dict(values, source=str(yaml_path or "command line"))
     # Absolute paths keep config.yaml valid for 'dahash evaluate' run from another directory.
-    for name in ("source_features", "target_features"):
+    for name in ("source_features", "target_features", "data_root", "weights", "cache_dir"):
         value = getattr(config, name)
         if value:
             parts = [value] if os.path.exists(value) else value.split(",")  # "feats.npy,labels.npy" pairs
             setattr(config, name, ",".join(os.path.abspath(part) for part in parts))
+    for name in ("source", "target"):
+        value = getattr(config, name)
+        if value and os.path.isfile(value):  # an image-list file, not a domain name
+            setattr(config, name, os.path.abspath(value))
     return config

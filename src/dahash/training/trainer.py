@@ -24,7 +24,8 @@ from .optim import log_spaced_lr, make_sgd, set_lr
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 # Settings that may change between a run and its resumption without changing its result.
-RESUME_MAY_CHANGE = ("out", "num_threads", "checkpoint_every", "source_features", "target_features")
+RESUME_MAY_CHANGE = ("out", "num_threads", "checkpoint_every", "source_features", "target_features", "data_root",
+                     "cache_dir", "num_workers", "extract_batch_size")
 
 
 @dataclass
