@@ -36,7 +36,7 @@ class TrainConfig:
     weights: str | None = field(default=None, metadata={"help": "local weights file for the backbone"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default: $DAHASH_CACHE or ~/.cache/dahash)"})
     num_workers: int = field(default=2, metadata={"help": "image decoding worker processes"})
-    extract_batch_size: int = field(default=64, metadata={"help": "images per forward pass when extracting features"})
+    extract_batch_size: int = field(default=16, metadata={"help": "images per forward pass when extracting features"})
     out: str | None = field(default=None, metadata={"help": "run directory for checkpoints and results"})
     x_key: str | None = field(default=None, metadata={"help": "feature variable name in .mat/.npz files (default: X, feas, fts, features)"})
     y_key: str | None = field(default=None, metadata={"help": "label variable name (default: y, labels, label, gnd)"})

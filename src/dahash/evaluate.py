@@ -98,7 +98,7 @@ def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         # this config (a refused restart or resume must not relabel the existing run).
         if not (out / CHECKPOINT).exists():
             config.save(out / "config.yaml")
-    domains = load_domains(config)
+    domains = load_domains(config, progress=progress)
     t0 = time.perf_counter()
     model = train_model(config, domains, resume=resume, progress=progress)
     train_seconds = time.perf_counter() - t0

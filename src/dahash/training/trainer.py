@@ -37,13 +37,30 @@ class Domains:
     normalizer: FeatureNormalizer
 
 
-def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = None) -> Domains:
-    """Read both feature files, match their classes and normalise (fitted on both, no labels)."""
-    if not config.source_features or not config.target_features:
-        raise ConfigError("both --source-features and --target-features must be given")
-    source = load_features(config.source_features, x_key=config.x_key, y_key=config.y_key)
-    target = load_features(config.target_features, x_key=config.x_key, y_key=config.y_key, require_labels=False)
-    source, target = align_domains(source, target)
+def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = None,
+                 progress: bool = True) -> Domains:
+    """Read both domains (feature files, or image folders through the cached backbone), match
+    their classes and normalise (fitted on both, no labels)."""
+    images = bool(config.source or config.target or config.data_root)
+    files = bool(config.source_features or config.target_features)
+    if images and files:
+        raise ConfigError("give either --source-features/--target-features or --data-root/--source/--target, not both")
+    if images:
+        if not config.source or not config.target:
+            raise ConfigError("both --source and --target must be given with --data-root")
+        from ..images.pipeline import image_feature_sets
+
+        source, target = image_feature_sets(config.data_root, config.source, config.target,
+                                            backbone=config.backbone, weights=config.weights,
+                                            cache_dir=config.cache_dir, batch_size=config.extract_batch_size,
+                                            num_workers=config.num_workers, progress=progress)
+    else:
+        if not config.source_features or not config.target_features:
+            raise ConfigError("give --source-features and --target-features, or --data-root with --source and --target")
+        source = load_features(config.source_features, x_key=config.x_key, y_key=config.y_key)
+        target = load_features(config.target_features, x_key=config.x_key, y_key=config.y_key,
+                               require_labels=False)
+        source, target = align_domains(source, target)
     if normalizer is None:
         normalizer = FeatureNormalizer(config.feature_norm).fit(source.X, target.X)
     source.X = normalizer.transform(source.X)
