@@ -186,24 +186,26 @@ def _torchvision_weights(name: str, model: nn.Module, url: str, weights: str | N
 _IMAGENET_PREP = Preprocessing(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bilinear")
 
 
-def _alexnet(weights: str | None) -> Backbone:
-    """AlexNet conv1-pool5 (9216-d flattened); pretrained fc6/fc7 returned separately."""
-    tvm = _import_torchvision_models("alexnet")
-    net = tvm.alexnet(weights=None)
-    weights_id = _torchvision_weights("alexnet", net, tvm.AlexNet_Weights.IMAGENET1K_V1.url, weights)
+def _conv_then_fc(name: str, weights: str | None, weights_enum: str, fc_index: tuple[int, int],
+                  feature_dim: int) -> Backbone:
+    """AlexNet/VGG conv layers to pool5 (flattened); their pretrained fc6/fc7 are returned separately
+    so the DAH head can start from them, as the paper fine-tunes VGG-F's fc6/fc7."""
+    tvm = _import_torchvision_models(name)
+    net = getattr(tvm, name)(weights=None)
+    weights_id = _torchvision_weights(name, net, getattr(tvm, weights_enum).IMAGENET1K_V1.url, weights)
     model = nn.Sequential(net.features, net.avgpool, nn.Flatten(1))
-    fc = (net.classifier[1], net.classifier[4])
-    return Backbone("alexnet", model.eval(), 256 * 6 * 6, _IMAGENET_PREP, weights_id, pretrained_fc=fc)
+    fc = (net.classifier[fc_index[0]], net.classifier[fc_index[1]])
+    return Backbone(name, model.eval(), feature_dim, _IMAGENET_PREP, weights_id, pretrained_fc=fc)
+
+
+def _alexnet(weights: str | None) -> Backbone:
+    """AlexNet conv1-pool5 (9216-d), the closest torchvision net to the paper's VGG-F."""
+    return _conv_then_fc("alexnet", weights, "AlexNet_Weights", (1, 4), 256 * 6 * 6)
 
 
 def _vgg16(weights: str | None) -> Backbone:
-    """VGG16 conv1-pool5 (25088-d flattened); pretrained fc6/fc7 returned separately."""
-    tvm = _import_torchvision_models("vgg16")
-    net = tvm.vgg16(weights=None)
-    weights_id = _torchvision_weights("vgg16", net, tvm.VGG16_Weights.IMAGENET1K_V1.url, weights)
-    model = nn.Sequential(net.features, net.avgpool, nn.Flatten(1))
-    fc = (net.classifier[0], net.classifier[3])
-    return Backbone("vgg16", model.eval(), 512 * 7 * 7, _IMAGENET_PREP, weights_id, pretrained_fc=fc)
+    """VGG16 conv1-pool5 (25088-d)."""
+    return _conv_then_fc("vgg16", weights, "VGG16_Weights", (0, 3), 512 * 7 * 7)
 
 
 def _resnet50(weights: str | None) -> Backbone:
