@@ -43,6 +43,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encode(args: argparse.Namespace) -> int:
+    from .images.pipeline import encode_images
+
+    n = encode_images(args.run, args.images, args.out, cache_dir=args.cache_dir, progress=not args.quiet)
+    print(f"{n} codes written to {args.out}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo.run import run_demo
 
@@ -67,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", required=True, help="run directory written by 'dahash train'")
     evaluate.add_argument("--json", action="store_true", help="print all scalar metrics as JSON")
     evaluate.set_defaults(func=_evaluate)
+
+    encode = sub.add_parser("encode", help="hash codes for new images with a trained run (image-trained runs)")
+    encode.add_argument("--run", required=True, help="run directory trained with --data-root")
+    encode.add_argument("--images", required=True, nargs="+", help="image files and/or folders (searched recursively)")
+    encode.add_argument("--out", required=True, help="output .npz: packed codes, n_bits, ids (paths), classes")
+    encode.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
+    encode.add_argument("--quiet", action="store_true", help="no progress bar")
+    encode.set_defaults(func=_encode)
 
     demo = sub.add_parser("demo", help="offline demo: printed-font digits -> handwritten digits, NoDA vs DAH")
     demo.add_argument("--out", default="dahash-demo", help="output directory (default: dahash-demo)")

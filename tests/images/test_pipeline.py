@@ -2,8 +2,10 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from dahash.cli import main
 from dahash.config import TrainConfig
 from dahash.errors import ConfigError
 from dahash.evaluate import run
@@ -40,3 +42,22 @@ def test_dslr_to_webcam_on_cached_features(tmp_path, monkeypatch):
                           cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run2"), num_threads=1)
     assert len(load_domains(config2, progress=False).source) == 295
     assert sorted((tmp_path / "cache").rglob("*.npy")) == cached
+    # 'dahash encode' on new images (here: the webcam mugs) gives the codes the run gave them.
+    out = tmp_path / "mugs.npz"
+    assert main(["encode", "--run", config.out, "--images", str(OFFICE_CALTECH / "webcam" / "mug"),
+                 "--out", str(out), "--quiet"]) == 0
+    new, run_codes = np.load(out), np.load(tmp_path / "run" / "codes_target.npz")
+    rows = [list(run_codes["ids"]).index("mug/" + Path(p).name) for p in new["ids"]]
+    assert len(rows) == 27 and int(new["n_bits"]) == 64
+    np.testing.assert_array_equal(new["codes"], run_codes["codes"][rows])
+
+
+def test_encode_refuses_a_feature_trained_run(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name in ("s", "t"):
+        np.savez(tmp_path / f"{name}.npz", X=rng.normal(size=(40, 8)).astype(np.float32), y=np.arange(40) % 4)
+    config = TrainConfig(source_features=str(tmp_path / "s.npz"), target_features=str(tmp_path / "t.npz"),
+                         bits=8, hidden=[16, 16], epochs=1, out=str(tmp_path / "run"), num_threads=1)
+    run(config, progress=False)
+    assert main(["encode", "--run", config.out, "--images", str(tmp_path), "--out", str(tmp_path / "c.npz")]) == 2
+    assert "trained on feature files" in capsys.readouterr().err

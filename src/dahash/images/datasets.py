@@ -209,7 +209,7 @@ def resolve_domain_dir(root: str | os.PathLike[str], name: str) -> Path:
     return _descend_images(_domain_folder(root, name))
 
 
-def _find_images(folder: Path) -> list[Path]:
+def find_images(folder: Path) -> list[Path]:
     """Image files anywhere under ``folder``, skipping hidden and junk folders, sorted by relative path."""
     found = []
     for current, dirnames, filenames in os.walk(folder):
@@ -234,7 +234,7 @@ def load_domain(root: str | os.PathLike[str], name: str) -> ImageDomain:
     labels: list[int] = []
     empty: list[str] = []
     for label, class_dir in enumerate(class_dirs):
-        images = _find_images(class_dir)
+        images = find_images(class_dir)
         if not images:
             empty.append(class_dir.name)
         paths.extend(images)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data.features import FeatureSet
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .backbones import load_backbone
-from .datasets import ImageDomain, align_image_domains, load_domain, load_image_list
+from .datasets import ImageDomain, align_image_domains, find_images, load_domain, load_image_list
 from .extract import extract_features
 
 
@@ -47,3 +47,40 @@ def image_feature_sets(data_root: str | None, source: str, target: str, *, backb
     kwargs = dict(batch_size=batch_size, num_workers=num_workers, progress=progress)
     return (domain_features(src, backbone, weights, cache, **kwargs),
             domain_features(tgt, backbone, weights, cache, **kwargs))
+
+
+def collect_images(inputs: list[str]) -> list[Path]:
+    """Image files named directly or found (recursively, sorted) under the given folders."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(find_images(p))
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise DataError(f"{item}: no such image file or folder")
+    if not paths:
+        raise DataError(f"no image files found in {', '.join(inputs)}")
+    return paths
+
+
+def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.PathLike, *,
+                  cache_dir: str | None = None, progress: bool = True) -> int:
+    """Hash codes of new images with a trained run's backbone and head, written as packed codes with their paths."""
+    from ..evaluate import encode
+    from ..predict import export_codes
+    from ..training.trainer import MODEL, load_model
+
+    model, config, normalizer, classes = load_model(Path(run_dir) / MODEL)
+    if not (config.data_root or config.source):
+        raise ConfigError(f"{run_dir}: this run was trained on feature files, not images; "
+                          "encode features with the same extractor you used for training")
+    paths = collect_images(inputs)
+    backbone = load_backbone(config.backbone, config.weights)
+    X, kept, _ = extract_features(paths, backbone, cache_dir=Path(cache_dir or config.cache_dir or default_cache_dir()),
+                                  batch_size=config.extract_batch_size, num_workers=config.num_workers,
+                                  progress=progress)
+    u = encode(model, normalizer.transform(X))
+    export_codes(out, u, [str(paths[i]) for i in kept], classes=classes)
+    return len(kept)
