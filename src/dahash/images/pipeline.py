@@ -9,7 +9,7 @@ import numpy as np
 
 from ..data.features import FeatureSet
 from ..errors import ConfigError, DataError
-from .backbones import load_backbone
+from .backbones import Backbone, load_backbone
 from .datasets import ImageDomain, align_image_domains, find_images, load_domain, load_image_list
 from .extract import extract_features
 
@@ -28,10 +28,9 @@ def open_domain(root: str | None, spec: str) -> ImageDomain:
     return load_domain(root, spec)
 
 
-def domain_features(domain: ImageDomain, backbone_name: str, weights: str | None, cache_dir: Path,
-                    *, batch_size: int = 16, num_workers: int = 2, progress: bool = True) -> FeatureSet:
+def domain_features(domain: ImageDomain, backbone: Backbone, cache_dir: Path, *, batch_size: int = 16,
+                    num_workers: int = 2, progress: bool = True) -> FeatureSet:
     """Frozen-backbone features of every readable image of ``domain`` (unreadable ones are skipped)."""
-    backbone = load_backbone(backbone_name, weights)
     X, kept, _ = extract_features(domain.paths, backbone, cache_dir=cache_dir, batch_size=batch_size,
                                   num_workers=num_workers, progress=progress)
     return FeatureSet(X, domain.labels[kept], ids=np.asarray(domain.ids, dtype=str)[kept],
@@ -43,10 +42,11 @@ def image_feature_sets(data_root: str | None, source: str, target: str, *, backb
                        num_workers: int = 2, progress: bool = True) -> tuple[FeatureSet, FeatureSet]:
     """Source and target feature sets with the source's class list (target labels: evaluation only)."""
     src, tgt = align_image_domains(open_domain(data_root, source), open_domain(data_root, target))
+    # One backbone for both domains: loading it reads and hashes the weights file.
+    net = load_backbone(backbone, weights)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     kwargs = dict(batch_size=batch_size, num_workers=num_workers, progress=progress)
-    return (domain_features(src, backbone, weights, cache, **kwargs),
-            domain_features(tgt, backbone, weights, cache, **kwargs))
+    return domain_features(src, net, cache, **kwargs), domain_features(tgt, net, cache, **kwargs)
 
 
 def collect_images(inputs: list[str]) -> list[Path]:
