@@ -58,6 +58,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download(args: argparse.Namespace) -> int:
+    from .download import download_dataset
+
+    try:
+        download_dataset(args.dataset, args.to, url=args.url, sha256=args.sha256, progress=not args.quiet,
+                         keep_archive=not args.remove_archive)
+    except KeyboardInterrupt:
+        # main()'s message is about training checkpoints; a download resumes from its .part file instead.
+        print("dahash: interrupted; rerun the same command to resume the download", file=sys.stderr)
+        return 130
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="dahash", description="Domain Adaptive Hashing (CVPR 2017).")
@@ -90,6 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
+
+    from .download import DATASET_NAMES
+
+    download = sub.add_parser("download", help="download and unpack Office-Home, Office-31 or Office-Caltech-10",
+                              description="Fetch the dataset's public archive (resuming a broken download), check "
+                                          "its checksum and unpack it so that its domains sit directly under --to.")
+    download.add_argument("dataset", choices=DATASET_NAMES, help="which dataset")
+    download.add_argument("--to", required=True, metavar="ROOT", help="data root the domain folders go into")
+    download.add_argument("--url", default=None,
+                          help="fetch from here instead (https://..., file:///path/to/archive or a local path)")
+    download.add_argument("--sha256", default=None, metavar="HEX", help="SHA-256 the archive must have")
+    download.add_argument("--remove-archive", action="store_true",
+                          help="delete the archive from ROOT/.dahash-downloads once it is unpacked")
+    download.add_argument("--quiet", action="store_true", help="no progress bars")
+    download.set_defaults(func=_download)
     return parser
 
 

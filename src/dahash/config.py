@@ -34,6 +34,10 @@ class TrainConfig:
     target: str | None = field(default=None, metadata={"help": "target domain under --data-root (same forms as --source)"})
     backbone: str = field(default="efficientnet_lite0", metadata={"help": "feature extractor for image domains"})
     weights: str | None = field(default=None, metadata={"help": "local weights file for the backbone"})
+    finetune: bool = field(default=False, metadata={"help": "train the backbone end to end with the head (images, with augmentation) instead of the head on cached features"})
+    augment: bool = field(default=True, metadata={"help": "with --finetune: random aspect-jittered crop, flip and brightness jitter of training images"})
+    device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA GPU if present, else CPU), cpu, cuda, cuda:1 ..."})
+    amp: bool = field(default=True, metadata={"help": "mixed precision (bf16, else fp16) for the forward pass on CUDA; ignored on CPU"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default: $DAHASH_CACHE or ~/.cache/dahash)"})
     num_workers: int = field(default=2, metadata={"help": "image decoding worker processes"})
     extract_batch_size: int = field(default=16, metadata={"help": "images per forward pass when extracting features"})
@@ -87,6 +91,12 @@ class TrainConfig:
         if self.num_workers < 0 or self.extract_batch_size < 1:
             raise ConfigError(f"num_workers must be >= 0 and extract_batch_size >= 1, got "
                               f"{self.num_workers!r} and {self.extract_batch_size!r}")
+        if self.finetune and self.feature_norm != "none":
+            raise ConfigError(f"feature_norm must be none with finetune (the head sits on the trained backbone), "
+                              f"got {self.feature_norm!r}")
+        if self.finetune and (self.source_features or self.target_features):
+            raise ConfigError("finetune trains the backbone on images: give --data-root/--source/--target, "
+                              "not feature files")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1, got {self.num_threads!r}")
         return self

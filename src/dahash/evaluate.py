@@ -98,9 +98,13 @@ def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
         # this config (a refused restart or resume must not relabel the existing run).
         if not (out / CHECKPOINT).exists():
             config.save(out / "config.yaml")
-    domains = load_domains(config, progress=progress)
     t0 = time.perf_counter()
-    model = train_model(config, domains, resume=resume, progress=progress)
+    if config.finetune:
+        model, domains = _finetune(config, resume=resume, progress=progress)
+    else:
+        domains = load_domains(config, progress=progress)
+        t0 = time.perf_counter()
+        model = train_model(config, domains, resume=resume, progress=progress)
     train_seconds = time.perf_counter() - t0
     if out is not None:
         # Per-epoch times of every session of a resumed run, not only this process's.
@@ -113,11 +117,34 @@ def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     return metrics
 
 
+def _finetune(config: TrainConfig, *, resume: bool, progress: bool) -> tuple[DAHHead, Domains]:
+    """Fine-tune backbone and head on the images; the head and both domains' tuned features."""
+    from .images.backbones import load_backbone
+    from .training.finetune import finetune_model, network_domains, prepare_image_domains, save_finetuned
+
+    source, target = prepare_image_domains(config, progress=progress)
+    backbone = load_backbone(config.backbone, config.weights)
+    net = finetune_model(config, source, target, backbone, resume=resume, progress=progress)
+    domains = network_domains(net, backbone, source, target, batch_size=config.extract_batch_size,
+                              num_workers=config.num_workers, progress=progress)
+    if config.out:
+        save_finetuned(config, net, domains)
+    return net.head, domains
+
+
 def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     """Recompute every metric of a finished run from its saved model and rewrite its results."""
     run_dir = Path(run_dir)
     model, config, normalizer, _ = load_model(run_dir / MODEL)
-    domains = load_domains(config, normalizer=normalizer)
+    if config.finetune:
+        from .training.finetune import load_finetuned_backbone, network_features, prepare_image_domains
+
+        source, target = prepare_image_domains(config, progress=False)
+        backbone = load_finetuned_backbone(run_dir / MODEL, config)
+        domains = network_features(backbone, source, target, batch_size=config.extract_batch_size,
+                                   num_workers=config.num_workers, progress=False)
+    else:
+        domains = load_domains(config, normalizer=normalizer)
     previous = run_dir / "results.json"
     # Training time is a fact of the training run; keep it when only re-evaluating.
     seconds = json.loads(previous.read_text()).get("metrics", {}).get("train_seconds") if previous.exists() else None

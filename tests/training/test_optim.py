@@ -52,8 +52,10 @@ def _group_of(groups: list[dict], param: torch.Tensor) -> dict:
 def test_parameter_groups_multipliers_and_decay() -> None:
     net = _Net()
     groups = parameter_groups(net, weight_decay=5e-4, bias_lr_factor=2.0, default_lr_mult=0.5)
-    # One group per trainable parameter, every parameter covered once.
-    assert len(groups) == len(list(net.parameters()))
+    # Every parameter covered once, one group per distinct (multiplier, decay).
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
+    keys = [(g["lr_mult"], g["weight_decay"]) for g in groups]
+    assert len(keys) == len(set(keys)) == 7
     expected = {
         net.old.weight: (0.1, 5e-4),
         net.old.bias: (0.2, 0.0),          # the authors' 0.1 / 0.2
@@ -75,7 +77,7 @@ def test_frozen_parameters_are_left_out() -> None:
     net.old.weight.requires_grad_(False)
     groups = parameter_groups(net, weight_decay=1e-3, bias_lr_factor=2.0)
     assert not any(p is net.old.weight for g in groups for p in g["params"])
-    assert len(groups) == len(list(net.parameters())) - 1
+    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters())) - 1
 
 
 def test_make_sgd_and_set_lr_apply_multipliers() -> None:

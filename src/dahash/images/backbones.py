@@ -41,10 +41,12 @@ from torch import nn
 from ..errors import ConfigError, DahashError, DataError
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
-__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "RANDOM_WEIGHTS", "Backbone", "load_backbone", "file_sha256"]
+__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "FINETUNED_WEIGHTS", "RANDOM_WEIGHTS", "Backbone", "load_backbone", "file_sha256"]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 RANDOM_WEIGHTS = "random"
+# weights_id of a backbone trained by 'dahash train --finetune': like random weights, never cached.
+FINETUNED_WEIGHTS = "finetuned"
 # (x - 127) / 128 on 0..255 pixels, as in TF's efficientnet/lite/efficientnet_lite_builder.py.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3

@@ -16,8 +16,8 @@ Cache layout (``cache_dir`` may be shared by every task and domain)::
 Keying by content rather than path means a renamed or copied image (the same domain in another
 transfer task, duplicates across domains) is never recomputed, and an edited file always is. Each
 ``.npy`` is written atomically, so an interrupted run leaves only whole entries. Backbones with
-random weights (``weights_id == "random"``) are never cached: two random initialisations would
-otherwise share one key.
+random or fine-tuned weights (``weights_id`` ``"random"`` or ``"finetuned"``) are never cached: two
+such models would otherwise share one key.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..io import atomic_path, write_json
-from .backbones import RANDOM_WEIGHTS, Backbone
+from .backbones import FINETUNED_WEIGHTS, RANDOM_WEIGHTS, Backbone
 from .loading import ImageLoadError, open_image
 from .preprocess import EvalTransform
 
@@ -128,7 +128,7 @@ def extract_features(
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
     paths = [Path(p) for p in paths]
     dim = backbone.feature_dim
-    use_cache = cache_dir is not None and backbone.weights_id != RANDOM_WEIGHTS
+    use_cache = cache_dir is not None and backbone.weights_id not in (RANDOM_WEIGHTS, FINETUNED_WEIGHTS)
     features: dict[int, np.ndarray] = {}
     failures: dict[int, str] = {}
 

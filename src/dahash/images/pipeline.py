@@ -37,13 +37,16 @@ def domain_features(domain: ImageDomain, backbone: Backbone, cache_dir: Path, *,
                       classes=list(domain.classes), path=str(domain.root / domain.name))
 
 
-def image_feature_sets(data_root: str | None, source: str, target: str, *, backbone: str,
+def image_feature_sets(data_root: str | None, source: str, target: str, *, backbone: str | Backbone,
                        weights: str | None = None, cache_dir: str | None = None, batch_size: int = 16,
                        num_workers: int = 2, progress: bool = True) -> tuple[FeatureSet, FeatureSet]:
-    """Source and target feature sets with the source's class list (target labels: evaluation only)."""
+    """Source and target feature sets with the source's class list (target labels: evaluation only).
+
+    ``backbone`` is a registry name (loaded with ``weights``) or an already loaded :class:`Backbone`.
+    """
     src, tgt = align_image_domains(open_domain(data_root, source), open_domain(data_root, target))
     # One backbone for both domains: loading it reads and hashes the weights file.
-    net = load_backbone(backbone, weights)
+    net = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     kwargs = dict(batch_size=batch_size, num_workers=num_workers, progress=progress)
     return domain_features(src, net, cache, **kwargs), domain_features(tgt, net, cache, **kwargs)
@@ -77,7 +80,12 @@ def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.P
         raise ConfigError(f"{run_dir}: this run was trained on feature files, not images; "
                           "encode features with the same extractor you used for training")
     paths = collect_images(inputs)
-    backbone = load_backbone(config.backbone, config.weights)
+    if config.finetune:
+        from ..training.finetune import load_finetuned_backbone
+
+        backbone = load_finetuned_backbone(Path(run_dir) / MODEL, config)  # never cached: run-specific weights
+    else:
+        backbone = load_backbone(config.backbone, config.weights)
     X, kept, _ = extract_features(paths, backbone, cache_dir=Path(cache_dir or config.cache_dir or default_cache_dir()),
                                   batch_size=config.extract_batch_size, num_workers=config.num_workers,
                                   progress=progress)

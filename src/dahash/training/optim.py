@@ -16,13 +16,14 @@ def log_spaced_lr(epoch: int, epochs: int, lr_start: float, lr_end: float) -> fl
 
 def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_factor: float,
                      default_lr_mult: float = 1.0) -> list[dict]:
-    """One group per parameter with its ``lr_mult``; decay on weights only.
+    """One group per distinct (``lr_mult``, decay) pair, in module order; decay on weights only.
 
     A linear or conv layer's ``lr_mult`` attribute scales its weights' learning rate and
     ``bias_lr_factor * lr_mult`` its bias's (the authors' 1/2 and 0.1/0.2 multipliers).
-    Biases and normalisation parameters get no weight decay.
+    Biases and normalisation parameters get no weight decay. Parameters sharing both
+    settings share a group so that the fused optimizer updates them in one kernel.
     """
-    groups = []
+    groups: dict[tuple[float, float], dict] = {}
     for module in model.modules():
         own = list(module.named_parameters(recurse=False))
         if not own:
@@ -33,19 +34,19 @@ def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_factor: floa
             if not param.requires_grad:
                 continue
             is_bias = name == "bias"
-            groups.append({
-                "params": [param],
-                "lr_mult": mult * (bias_lr_factor if is_bias else 1.0),
-                "weight_decay": 0.0 if (is_bias or is_norm) else weight_decay,
-            })
-    return groups
+            key = (mult * (bias_lr_factor if is_bias else 1.0), 0.0 if (is_bias or is_norm) else weight_decay)
+            group = groups.setdefault(key, {"params": [], "lr_mult": key[0], "weight_decay": key[1]})
+            group["params"].append(param)
+    return list(groups.values())
 
 
 def make_sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float, bias_lr_factor: float,
              default_lr_mult: float = 1.0) -> torch.optim.SGD:
     """SGD over :func:`parameter_groups`; call :func:`set_lr` each epoch."""
-    optimizer = torch.optim.SGD(parameter_groups(model, weight_decay, bias_lr_factor, default_lr_mult),
-                                lr=lr, momentum=momentum)
+    params = parameter_groups(model, weight_decay, bias_lr_factor, default_lr_mult)
+    # The fused kernel is 4x faster than the per-tensor loop on CPU (benchmarks/README.md).
+    fused = all(p.device.type in ("cpu", "cuda") for g in params for p in g["params"])
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, fused=fused or None)
     set_lr(optimizer, lr)
     return optimizer
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
@@ -25,7 +27,7 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 # Settings that may change between a run and its resumption without changing its result.
 RESUME_MAY_CHANGE = ("out", "num_threads", "checkpoint_every", "source_features", "target_features", "data_root",
-                     "cache_dir", "num_workers", "extract_batch_size")
+                     "cache_dir", "num_workers", "extract_batch_size", "device")
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Domains:
     source: FeatureSet
     target: FeatureSet
     normalizer: FeatureNormalizer
+    # AlexNet/VGG's pretrained fc6 and fc7, which the head starts from (None for other backbones).
+    pretrained_fc: tuple[nn.Linear, nn.Linear] | None = None
 
 
 def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = None,
@@ -48,10 +52,12 @@ def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = Non
     if images:
         if not config.source or not config.target:
             raise ConfigError("both --source and --target must be given with --data-root")
+        from ..images.backbones import load_backbone
         from ..images.pipeline import image_feature_sets
 
-        source, target = image_feature_sets(config.data_root, config.source, config.target,
-                                            backbone=config.backbone, weights=config.weights,
+        net = load_backbone(config.backbone, config.weights)
+        pretrained_fc = net.pretrained_fc
+        source, target = image_feature_sets(config.data_root, config.source, config.target, backbone=net,
                                             cache_dir=config.cache_dir, batch_size=config.extract_batch_size,
                                             num_workers=config.num_workers, progress=progress)
     else:
@@ -61,18 +67,35 @@ def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = Non
         target = load_features(config.target_features, x_key=config.x_key, y_key=config.y_key,
                                require_labels=False)
         source, target = align_domains(source, target)
+        pretrained_fc = None
     if normalizer is None:
         normalizer = FeatureNormalizer(config.feature_norm).fit(source.X, target.X)
     source.X = normalizer.transform(source.X)
     target.X = normalizer.transform(target.X)
-    return Domains(source, target, normalizer)
+    return Domains(source, target, normalizer, pretrained_fc)
 
 
-def build_model(config: TrainConfig, in_features: int) -> DAHHead:
-    """The DAH head for ``in_features``-dimensional inputs, new layers at ``new_lr_mult``."""
-    model = DAHHead(in_features, bits=config.bits, hidden=config.hidden)
+def build_model(config: TrainConfig, in_features: int,
+                pretrained_fc: tuple[nn.Linear, nn.Linear] | None = None) -> DAHHead:
+    """The DAH head for ``in_features``-dimensional inputs.
+
+    New layers learn at ``new_lr_mult``. With ``pretrained_fc`` (AlexNet/VGG's fc6 and fc7),
+    the head's fc6/fc7 start as copies of them, at their widths, and learn at
+    ``pretrained_lr_mult``: the paper fine-tunes VGG-F's fc6/fc7 under the new hash layer.
+    """
+    hidden = [l.out_features for l in pretrained_fc] if pretrained_fc else config.hidden
+    model = DAHHead(in_features, bits=config.bits, hidden=hidden)
     for layer in (model.fc6, model.fc7, model.fc8):
         layer.lr_mult = config.new_lr_mult
+    if pretrained_fc:
+        with torch.no_grad():
+            for layer, pre in zip((model.fc6, model.fc7), pretrained_fc):
+                if layer.weight.shape != pre.weight.shape:
+                    raise ConfigError(f"pretrained fc layer of shape {tuple(pre.weight.shape)} does not fit "
+                                      f"{in_features}-d inputs (head layer {tuple(layer.weight.shape)})")
+                layer.weight.copy_(pre.weight)
+                layer.bias.copy_(pre.bias)
+                layer.lr_mult = config.pretrained_lr_mult
     return model
 
 
@@ -92,18 +115,41 @@ def _comparable(config_dict: dict) -> dict:
     return {k: v for k, v in config_dict.items() if k not in RESUME_MAY_CHANGE}
 
 
-def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, progress: bool = True) -> DAHHead:
-    """Train the head on ``domains``; checkpoints go to ``config.out`` each ``checkpoint_every`` epochs."""
+def resolve_device(name: str) -> torch.device:
+    """``"auto"``: the first CUDA GPU when there is one, else the CPU; otherwise ``name`` as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU (torch {torch.__version__})")
+    return device
+
+
+def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
+    """Mixed precision on CUDA only: bf16 where the GPU has it, else fp16 (with loss scaling)."""
+    if not amp or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+BatchFn = Callable[[int], Iterable[tuple[Tensor, Tensor, int]]]
+
+
+def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch: int, n_classes: int, *,
+        device: torch.device, resume: bool = False, progress: bool = True) -> None:
+    """SGD on eq. 8 over ``batches(epoch)`` -> ``(x, source_labels, n_source)`` per step, for any
+    model returning a :class:`HeadOutput`, with per-epoch atomic checkpoints in ``config.out``.
+
+    The learning rate follows the log-spaced schedule, each layer scaled by its ``lr_mult``.
+    A resumed run restores model, optimizer and loss-scaler state and regenerates the same
+    batches, so it ends with the weights an uninterrupted run would have.
+    """
     out = Path(config.out) if config.out else None
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    source, target = domains.source, domains.target
-    n_classes = source.n_classes
-    torch.manual_seed(config.seed)
-    model = build_model(config, source.X.shape[1])
+    model.to(device)
     loss_fn = build_loss(config, n_classes)
     optimizer = make_sgd(model, config.lr_start, config.momentum, config.weight_decay, config.bias_lr_factor)
-    sampler = KPerClassSampler(source.y, len(target), k=config.k, seed=config.seed, n_classes=n_classes)
+    amp_dtype = autocast_dtype(device, config.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     start_epoch, history = 0, []
 
     ckpt_path = out / CHECKPOINT if out else None
@@ -111,18 +157,16 @@ def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, 
         if not resume:
             raise DahashError(f"{out}: already holds a run (checkpoint.pt); pass --resume to continue it "
                               "or choose another --out")
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if _comparable(state["config"]) != _comparable(config.to_dict()):
             diff = sorted(k for k, v in _comparable(config.to_dict()).items() if state["config"].get(k) != v)
             raise ConfigError(f"{ckpt_path}: cannot resume, settings differ from the checkpoint's: {', '.join(diff)}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         start_epoch, history = state["epoch"], state["history"]
 
-    Xs = torch.from_numpy(source.X)
-    Xt = torch.from_numpy(target.X)
-    ys = torch.from_numpy(source.y)
-    steps_per_epoch = len(sampler)
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, unit="step",
                disable=not progress, dynamic_ncols=True, desc="train")
     model.train()
@@ -131,10 +175,17 @@ def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, 
         set_lr(optimizer, lr)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
-        for step, batch in enumerate(sampler.epoch(epoch)):
-            x = torch.cat([Xs[batch.source], Xt[batch.target]])
-            out_ = model(x)
-            terms = loss_fn(out_.u, out_.taps, ys[batch.source], len(batch.source),
+        n_steps = 0
+        # Randomness inside the model (EfficientNet's stochastic depth) then depends only on
+        # (seed, epoch), so a run resumed at this epoch draws what an uninterrupted one would.
+        torch.manual_seed(int(np.random.SeedSequence([config.seed, epoch, 1]).generate_state(1)[0]))
+        for step, (x, labels, n_source) in enumerate(batches(epoch)):
+            x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                out_ = model(x)
+            # The losses' exponentials and medians stay in float32 whatever the forward ran in.
+            taps = {k: v.float() for k, v in out_.taps.items()}
+            terms = loss_fn(out_.u.float(), taps, labels, n_source,
                             generator=_step_generator(config.seed, epoch, step))
             values = {k: float(v.detach()) for k, v in terms.items()}
             # Checked before the update, so the model in memory is the last finite one.
@@ -142,35 +193,66 @@ def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, 
                 raise DahashError(f"loss became {values['total']} at epoch {epoch + 1}, step {step + 1} "
                                   f"(terms: {values}); lower lr_start or gamma")
             optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            optimizer.step()
+            scaler.scale(terms["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
             for k, v in values.items():
                 sums[k] = sums.get(k, 0.0) + v
+            n_steps += 1
             bar.update(1)
             if step % 5 == 0 or step == steps_per_epoch - 1:
                 bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", J=f"{values['total']:.4g}",
                                 hash=f"{values['hash']:.4g}", mmd=f"{values['mmd']:.3g}",
                                 ent=f"{values['entropy']:.3g}", refresh=False)
         history.append({"epoch": epoch + 1, "lr": lr, "seconds": time.perf_counter() - t0,
-                        **{k: v / steps_per_epoch for k, v in sums.items()}})
+                        **{k: v / max(n_steps, 1) for k, v in sums.items()}})
         last = epoch + 1 == config.epochs
         if ckpt_path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
             save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                   "epoch": epoch + 1, "history": history, "config": config.to_dict()})
+                                   "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
+                                   "config": config.to_dict()})
     bar.close()
     model.eval()
     if out is not None:
         keys = ["epoch", "lr", "seconds", "total", "hash", "quantization", "mmd", "entropy"]
         write_csv(out / "history.csv", keys, ([h.get(k, "") for k in keys] for h in history))
-        save_model(out / MODEL, model, config, domains)
+
+
+def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, progress: bool = True) -> DAHHead:
+    """Train the head on ``domains``' features; checkpoints go to ``config.out`` each ``checkpoint_every`` epochs."""
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    source, target = domains.source, domains.target
+    torch.manual_seed(config.seed)
+    model = build_model(config, source.X.shape[1], domains.pretrained_fc)
+    sampler = KPerClassSampler(source.y, len(target), k=config.k, seed=config.seed, n_classes=source.n_classes)
+    # The whole feature matrices fit on any device; batches are then gathers, not copies from the host.
+    Xs, Xt = torch.from_numpy(source.X).to(device), torch.from_numpy(target.X).to(device)
+    ys = torch.from_numpy(source.y).to(device)
+
+    def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor, int]]:
+        for batch in sampler.epoch(epoch):
+            s, t = torch.from_numpy(batch.source).to(device), torch.from_numpy(batch.target).to(device)
+            yield torch.cat([Xs[s], Xt[t]]), ys[s], len(batch.source)
+
+    fit(config, model, batches, len(sampler), source.n_classes, device=device, resume=resume, progress=progress)
+    model.cpu()
+    if config.out:
+        save_model(Path(config.out) / MODEL, model, config, domains)
     return model
 
 
-def save_model(path: Path, model: DAHHead, config: TrainConfig, domains: Domains) -> None:
-    """The trained model with what it needs to encode new features: normaliser and class names."""
-    save_torch(path, {"model": model.state_dict(), "config": config.to_dict(),
-                      "in_features": domains.source.X.shape[1], "classes": list(domains.source.classes),
-                      "normalizer": domains.normalizer.state_dict()})
+def save_model(path: Path, model: DAHHead, config: TrainConfig, domains: Domains,
+               backbone_state: dict[str, Tensor] | None = None) -> None:
+    """The trained head with what it needs to encode new features: normaliser, class names and,
+    for a fine-tuned run, the backbone's weights."""
+    state = {"model": model.state_dict(), "config": config.to_dict(), "in_features": model.fc6.in_features,
+             "hidden": [model.fc6.out_features, model.fc7.out_features], "classes": list(domains.source.classes),
+             "normalizer": domains.normalizer.state_dict()}
+    if backbone_state is not None:
+        state["backbone"] = backbone_state
+    save_torch(path, state)
 
 
 def load_model(path: Path) -> tuple[DAHHead, TrainConfig, FeatureNormalizer, list[str]]:
@@ -179,7 +261,7 @@ def load_model(path: Path) -> tuple[DAHHead, TrainConfig, FeatureNormalizer, lis
         raise DahashError(f"{path}: no trained model here (did the run finish?)")
     state = torch.load(path, map_location="cpu", weights_only=False)
     config = TrainConfig.from_dict(state["config"], source=str(path))
-    model = build_model(config, state["in_features"])
+    model = DAHHead(state["in_features"], bits=config.bits, hidden=state.get("hidden", config.hidden))
     model.load_state_dict(state["model"])
     model.eval()
     return model, config, FeatureNormalizer.from_state_dict(state["normalizer"]), state["classes"]

@@ -1,0 +1,182 @@
+"""End-to-end fine-tuning: backbone and DAH head trained together on augmented images (Sec. 3.4, 5.2)."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import TrainConfig
+from ..data.features import FeatureSet
+from ..data.normalize import FeatureNormalizer
+from ..data.sampler import KPerClassSampler
+from ..errors import DataError
+from ..images.backbones import FINETUNED_WEIGHTS, Backbone
+from ..images.datasets import ImageDomain, scan_readable
+from ..images.extract import extract_features
+from ..images.loading import ImageLoadError, open_image
+from ..images.preprocess import Preprocessing, eval_transform, train_transform
+from ..models import DAHHead
+from ..models.head import HeadOutput
+from .trainer import MODEL, Domains, build_model, fit, resolve_device, save_model
+
+
+class DAHNet(nn.Module):
+    """Backbone -> DAH head: images in, :class:`HeadOutput` out (the paper's VGG-F with hash-fc8)."""
+
+    def __init__(self, backbone: nn.Module, head: DAHHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, images: Tensor) -> HeadOutput:
+        return self.head(self.backbone(images))
+
+
+def build_network(config: TrainConfig, backbone: Backbone) -> DAHNet:
+    """The fine-tuned network: pretrained layers at ``pretrained_lr_mult``, new ones at ``new_lr_mult``.
+
+    Every backbone module (convolutions and their BatchNorms alike) takes the pretrained
+    multiplier, as the authors' 0.1/0.2 on VGG-F's conv and fc layers; the head keeps
+    :func:`build_model`'s multipliers, its BatchNorm the new layers' one.
+    """
+    for module in backbone.model.modules():
+        module.lr_mult = config.pretrained_lr_mult
+    head = build_model(config, backbone.feature_dim, backbone.pretrained_fc)
+    head.bn.lr_mult = config.new_lr_mult
+    return DAHNet(backbone.model, head)
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One image draw of an epoch: ``slot`` numbers it within the epoch, which seeds its augmentation."""
+
+    epoch: int
+    slot: int
+    index: int
+
+
+class AugmentedImages(Dataset):
+    """Images by index, each draw augmented from its own seed ``(seed, epoch, slot)``.
+
+    Seeding each draw, rather than sharing a generator, makes the tensors independent of
+    the number of DataLoader workers and of the order they run in: a resumed run sees
+    exactly the batches of an uninterrupted one.
+    """
+
+    def __init__(self, paths: list[Path], prep: Preprocessing, seed: int, augment: bool = True) -> None:
+        self.paths = paths
+        self.prep = prep
+        self.seed = int(seed)
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: _Slot) -> Tensor:
+        path = self.paths[item.index]
+        try:
+            img = open_image(path)
+        except ImageLoadError as exc:
+            # The domain was scanned before training: a file that breaks now changed under the run.
+            raise DataError(f"{exc} (it was readable when training started)") from exc
+        if not self.augment:
+            return eval_transform(img, self.prep)
+        return train_transform(img, self.prep, np.random.default_rng((self.seed, item.epoch, item.slot)))
+
+
+def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain, backbone: Backbone, *,
+                   resume: bool = False, progress: bool = True) -> DAHNet:
+    """Train backbone and head on K-per-class image batches; checkpoints and resume as :func:`fit`.
+
+    ``source`` and ``target`` must be aligned (same class list) and readable
+    (:func:`prepare_image_domains`); target labels are never read.
+    """
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    net = build_network(config, backbone)
+    sampler = KPerClassSampler(source.labels, len(target), k=config.k, seed=config.seed,
+                               n_classes=len(source.classes))
+    images = AugmentedImages([*source.paths, *target.paths], backbone.preprocessing, config.seed, config.augment)
+    n_source = len(source)
+
+    def batches(epoch: int):
+        plan = sampler.epoch(epoch)
+        size = sampler.batch_source_size * 2
+        slots = [[_Slot(epoch, b * size + j, int(i))
+                  for j, i in enumerate(np.concatenate([batch.source, batch.target + n_source]))]
+                 for b, batch in enumerate(plan)]
+        # Pinned host memory lets the copy to the GPU overlap the next batch's decoding.
+        loader = DataLoader(images, batch_sampler=slots, num_workers=config.num_workers,
+                            pin_memory=device.type == "cuda")
+        for batch, x in zip(plan, loader):
+            yield x, torch.from_numpy(batch.source_labels), len(batch.source)
+
+    fit(config, net, batches, len(sampler), len(source.classes), device=device, resume=resume, progress=progress)
+    return net.cpu()
+
+
+def prepare_image_domains(config: TrainConfig, progress: bool = True) -> tuple[ImageDomain, ImageDomain]:
+    """Aligned source and target image domains with unreadable files dropped (and reported)."""
+    from ..images.pipeline import open_domain
+    from ..images.datasets import align_image_domains
+
+    src, tgt = align_image_domains(open_domain(config.data_root, config.source),
+                                   open_domain(config.data_root, config.target))
+    (src, bad_s), (tgt, bad_t) = scan_readable(src, progress=progress), scan_readable(tgt, progress=progress)
+    bad = bad_s + bad_t
+    if bad:
+        warnings.warn(f"{len(bad)} images could not be read and were skipped (first: {bad[0][0]}: {bad[0][1]})",
+                      stacklevel=2)
+    return src, tgt
+
+
+def network_domains(net: DAHNet, backbone: Backbone, source: ImageDomain, target: ImageDomain, *,
+                    batch_size: int = 16, num_workers: int = 2, progress: bool = True) -> Domains:
+    """Features of both domains through ``net``'s fine-tuned backbone, ready for
+    :func:`dahash.evaluate.evaluate_model`."""
+    tuned = Backbone(backbone.name, net.backbone, backbone.feature_dim, backbone.preprocessing, FINETUNED_WEIGHTS)
+    return network_features(tuned, source, target, batch_size=batch_size, num_workers=num_workers,
+                            progress=progress)
+
+
+def network_features(tuned: Backbone, source: ImageDomain, target: ImageDomain, *, batch_size: int = 16,
+                     num_workers: int = 2, progress: bool = True) -> Domains:
+    """Eval-transform features of both domains through a fine-tuned backbone (never cached: the
+    cache is keyed by pretrained weights)."""
+
+    def features(domain: ImageDomain) -> FeatureSet:
+        X, kept, _ = extract_features(domain.paths, tuned, cache_dir=None, batch_size=batch_size,
+                                      num_workers=num_workers, progress=progress)
+        return FeatureSet(X, domain.labels[kept], ids=np.asarray(domain.ids, dtype=str)[kept],
+                          classes=list(domain.classes), path=str(domain.root / domain.name))
+
+    s, t = features(source), features(target)
+    return Domains(s, t, FeatureNormalizer("none").fit(s.X, t.X))
+
+
+def save_finetuned(config: TrainConfig, net: DAHNet, domains: Domains) -> None:
+    """``model.pt`` with the head and the fine-tuned backbone's weights (read by ``dahash encode``)."""
+    save_model(Path(config.out) / MODEL, net.head, config, domains,
+               backbone_state={k: v.cpu() for k, v in net.backbone.state_dict().items()})
+
+
+def load_finetuned_backbone(path: Path, config: TrainConfig) -> Backbone:
+    """The backbone of a fine-tuned run's ``model.pt``: the registry architecture with the trained weights."""
+    from ..images.backbones import RANDOM_WEIGHTS, load_backbone  # noqa: PLC0415
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if "backbone" not in state:
+        raise DataError(f"{path}: holds no fine-tuned backbone weights (was the run trained with --finetune?)")
+    backbone = load_backbone(config.backbone, RANDOM_WEIGHTS)
+    backbone.model.load_state_dict(state["backbone"])
+    backbone.weights_id = FINETUNED_WEIGHTS
+    backbone.model.eval()
+    return backbone
