@@ -21,6 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from dahash.config import TrainConfig
 from dahash.demo.run import markdown_table
@@ -35,10 +36,16 @@ def _cell(config: TrainConfig) -> dict:
 
     from dahash.evaluate import run
 
+    from dahash.training.trainer import RESUME_MAY_CHANGE
+
     torch.set_num_threads(1)
     results = Path(config.out) / "results.json"
     if results.exists():
-        return json.loads(results.read_text())["metrics"]
+        saved = json.loads(results.read_text())
+        same = all(saved["config"].get(k) == v for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE)
+        if not same:
+            raise SystemExit(f"{config.out} holds a run with other settings; use another --out")
+        return saved["metrics"]
     return run(config, resume=True, progress=False)
 
 
@@ -79,7 +86,8 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides")
     args = parser.parse_args()
 
-    overrides = dict(item.split("=", 1) for item in args.set)
+    # YAML values, so that lists work too: --set hidden=[512,512] k=15
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     base = TrainConfig.from_dict({"data_root": os.path.abspath(args.data_root), "source": "A", "target": "W",
                                   "bits": args.bits, **overrides}, source="--set")
     out = Path(args.out)

@@ -26,7 +26,7 @@ def test_defaults_are_the_papers() -> None:
     # default lists are not shared between instances
     a, b = TrainConfig(), TrainConfig()
     a.hidden.append(3)
-    assert b.hidden == [1024, 1024]
+    assert b.hidden == [256, 256]
 
 
 def test_yaml_round_trip(tmp_path: Path) -> None:
@@ -171,3 +171,18 @@ def test_every_field_has_a_flag() -> None:
     actions = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions}
     for f in dataclasses.fields(TrainConfig):
         assert f.name in actions, f.name
+
+
+@pytest.mark.parametrize("name, classes", [("office31", 31), ("office-home", 65)])
+def test_paper_configs_hold_the_papers_settings(name: str, classes: int) -> None:
+    """configs/*.yaml are the paper's runs (Sec. 5.2 and the authors' scalings)."""
+    path = Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    config = TrainConfig.from_dict(load_yaml(path), source=str(path))
+    assert config.backbone == "alexnet" and config.finetune and config.augment
+    assert (config.k, config.bits, config.epochs) == (5, 64, 300)
+    assert (config.lr_start, config.lr_end, config.momentum, config.weight_decay) == (1e-4, 1e-5, 0.9, 5e-4)
+    assert (config.pretrained_lr_mult, config.new_lr_mult, config.bias_lr_factor) == (0.1, 1.0, 2.0)
+    assert (config.like_weight, config.inner_product_scale, config.beta, config.gamma, config.eta) == \
+        (10.0, 0.5, 1.0, 5000.0, 1.0)
+    assert config.mmd_layers == ["fc6", "fc7", "fc8"] and config.bank_per_class == 200
+    assert f"{classes} classes" in path.read_text()

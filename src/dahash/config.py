@@ -45,7 +45,7 @@ class TrainConfig:
     x_key: str | None = field(default=None, metadata={"help": "feature variable name in .mat/.npz files (default: X, feas, fts, features)"})
     y_key: str | None = field(default=None, metadata={"help": "label variable name (default: y, labels, label, gnd)"})
     bits: int = field(default=64, metadata={"help": "hash code length d"})
-    hidden: list[int] = field(default_factory=lambda: [1024, 1024], metadata={"help": "widths of fc6 and fc7 of the head"})
+    hidden: list[int] = field(default_factory=lambda: [256, 256], metadata={"help": "widths of the new fc6 and fc7 of the head (AlexNet/VGG: the pretrained ones, 4096)"})
     feature_norm: str = field(default="none", metadata={"help": "input normalisation fitted on source+target features: none, l2 or standardize"})
     k: int = field(default=5, metadata={"help": "source samples per class in a batch (K)"})
     epochs: int = field(default=300, metadata={"help": "epochs; one epoch is one pass over the source"})

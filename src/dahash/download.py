@@ -33,15 +33,13 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -98,7 +96,7 @@ class DatasetSpec:
     n_classes: int
     images_subdir: bool = False
     homepage: str = ""
-    names: tuple[str, ...] = field(default=())
+    names: tuple[str, ...] = ()
 
 
 # Sources (URLs and digests only; no code was taken from them):
@@ -106,9 +104,9 @@ class DatasetSpec:
 #   mirror (facebookresearch/DomainBed, domainbed/scripts/download.py); its MD5 is published for that
 #   same id by LarsKue/context-aware-domain-generalization
 #   (src/adaptive_dg/datasets/domain_bed/office_home.py) and, for the authors' original Drive file
-#   0B81rNlvomiwed0V1YUxQdC1uOTg, by other dataset scripts, so both ids serve the same bytes.
+#   0B81rNlvomiwed0V1YUxQdC1uOTg, by other dataset scripts: both ids appear to serve the same bytes.
 #   Image counts: KevinMusgrave/pytorch-adapt, src/pytorch_adapt/datasets/officehome.py.
-# * Office-31: domain_adaptation_images.tar.gz on the Drive id linked from the authors' page; URL and
+# * Office-31: domain_adaptation_images.tar.gz on the Drive id nearly every project links to; URL and
 #   MD5 from google-deepmind/dm_nevis, dm_nevis/datasets_storage/handlers/office31.py (dm_nevis
 #   checks MD5, see its download_util.py). Image counts are the published 2817/498/795.
 # * Office-Caltech-10: officecaltech.tgz from thuml/Transfer-Learning-Library,
@@ -150,7 +148,7 @@ DATASETS: dict[str, DatasetSpec] = {
             url="https://cloud.tsinghua.edu.cn/f/e93f2e07d93243d6b57e/?dl=1",
             filename="officecaltech.tgz",
         ),
-        domains=(Domain("amazon", images=958), Domain("caltech10", aliases=("caltech", "caltech256"), images=1123),
+        domains=(Domain("amazon", images=958), Domain("caltech10", aliases=("caltech",), images=1123),
                  Domain("dslr", images=157), Domain("webcam", images=295)),
         n_classes=10,
         homepage="https://github.com/thuml/Transfer-Learning-Library",
@@ -170,6 +168,7 @@ _MAX_PAGE_BYTES = 2 << 20
 _MAX_CONFIRM_HOPS = 3
 _USER_AGENT = "dahash-download/0.1 (Python urllib)"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_ALGO_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
 # Archive junk that must not become a class folder or an image.
 _JUNK_PARTS = frozenset({"__macosx", "@eadir"})
 _JUNK_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
@@ -266,7 +265,8 @@ def _local_path(url: str) -> Path | None:
 def _copy_local(src_path: Path, url: str, part: Path, progress: bool, desc: str) -> None:
     """Copy a local archive into ``part``, continuing from its current length (resume by offset)."""
     if not src_path.is_file():
-        raise DownloadError(f"{src_path}: no such file (from --url {url})")
+        what = "not a file" if src_path.exists() else "no such file"
+        raise DownloadError(f"{src_path}: {what} (from --url {url})")
     total = src_path.stat().st_size
     offset = part.stat().st_size if part.exists() else 0
     if offset > total:
@@ -448,12 +448,10 @@ def _http_download(url: str, part: Path, expected_size: int | None, progress: bo
             size = part.stat().st_size
             if exc.total == size:
                 return
-            # Longer than the file, or the server will not say: the partial file cannot be trusted.
+            # Longer than the file, or the server will not say: the partial file cannot be trusted. The next
+            # attempt starts at 0 and sends no Range, so this cannot loop.
             _say(f"{part}: partial file does not fit the server's file ({size} bytes vs {exc.total}); starting over")
             part.unlink()
-            if resumes >= MAX_RESUMES:
-                raise DownloadError(f"{url}: the server refuses every byte range; rerun later") from None
-            resumes += 1
         except _Interrupted as exc:
             size = part.stat().st_size if part.exists() else 0
             if exc.progressed and resumes < MAX_RESUMES:
@@ -496,17 +494,19 @@ def _verify(path: Path, shown: Path, url: str, archive: Archive, pinned_sha256: 
         if got[algo] != value:
             bad = shown.with_name(f"{shown.name}.bad-{got['sha256'][:12]}")
             os.replace(path, bad)
-            raise DownloadError(f"{shown}: {algo.upper()} mismatch: expected {value}, got {got[algo]} (from {url}); "
-                                f"the file was kept as {bad}; delete it and rerun to download again")
+            raise DownloadError(f"{shown}: {_ALGO_NAMES[algo]} mismatch: expected {value}, got {got[algo]} "
+                                f"(from {url}); the file was kept as {bad}; delete it and rerun to download again")
     if expected:
         return got["sha256"]
     published = [algo for algo, value in (("sha256", archive.sha256), ("md5", archive.md5))
                  if value and got[algo] == value.lower()]
     if published:
-        _say(f"{shown.name}: matches the published {published[0].upper()} of the official archive")
-    else:
-        _warn(f"{shown.name}: could not verify the download (no published checksum for this file); its SHA-256 is "
-              f"{got['sha256']}; pass --sha256 {got['sha256']} to pin it")
+        _say(f"{shown.name}: matches the published {_ALGO_NAMES[published[0]]} of the official archive")
+        return got["sha256"]
+    why = ("it is not byte-identical to the official archive, whose checksum is published"
+           if archive.sha256 or archive.md5 else "no checksum is published for it")
+    _warn(f"{shown.name}: could not verify the download ({why}); its SHA-256 is {got['sha256']}; "
+          f"pass --sha256 {got['sha256']} to pin it")
     return got["sha256"]
 
 
@@ -533,9 +533,9 @@ def fetch_archive(spec: DatasetSpec, work: Path, *, url: str | None = None, sha2
         part.unlink()
     work.mkdir(parents=True, exist_ok=True)
     origin.write_text(source + "\n", encoding="utf-8")
+    _say(f"downloading {spec.title} from {source}")
     if part.exists():
         _say(f"{final.name}: resuming at {part.stat().st_size} bytes")
-    _say(f"downloading {spec.title} from {source}")
     local = _local_path(source)
     if local is not None:
         _copy_local(local, source, part, progress, final.name)
@@ -771,10 +771,10 @@ def _summary(spec: DatasetSpec, counts: dict[str, tuple[int, int]]) -> None:
         images, classes = counts[domain.folder]
         notes = []
         if domain.images is not None and images != domain.images:
-            notes.append(f"published: {domain.images} images")
+            notes.append(f"{domain.images} images")
         if classes != spec.n_classes:
-            notes.append(f"published: {spec.n_classes} classes")
-        note = f"  ({'; '.join(notes)})" if notes else ""
+            notes.append(f"{spec.n_classes} classes")
+        note = f"  (published: {', '.join(notes)})" if notes else ""
         _say(f"  {domain.folder:<10} {images:>6} images  {classes:>3} classes{note}")
 
 
@@ -831,7 +831,13 @@ def download_dataset(name: str, root: str | Path, *, url: str | None = None, sha
         _summary(spec, counts)
         return root
 
-    archive, digest = fetch_archive(spec, work, url=url, sha256=sha256, progress=progress)
+    try:
+        archive, digest = fetch_archive(spec, work, url=url, sha256=sha256, progress=progress)
+    except DownloadError as exc:
+        if url is not None or not spec.homepage:
+            raise
+        # The registry's link failed: say where else the dataset can be found.
+        raise DownloadError(f"{exc}; other copies: {spec.homepage}") from None
     _install(spec, archive, root, work, progress)
     counts = _counts(spec, root)
     write_json(_marker(work, spec), {
@@ -840,10 +846,10 @@ def download_dataset(name: str, root: str | Path, *, url: str | None = None, sha
     })
     _say(f"{spec.title} is in {root}:")
     _summary(spec, counts)
-    for folder, (_, classes) in counts.items():
-        if classes != spec.n_classes:
-            _warn(f"{root / folder}: {classes} classes where {spec.title} has {spec.n_classes}; is this the right "
-                  f"archive?")
+    odd = [folder for folder, (_, classes) in counts.items() if classes != spec.n_classes]
+    if odd:
+        _warn(f"{root}: {', '.join(odd)} do not have the {spec.n_classes} classes of {spec.title}; is this the right "
+              f"archive?")
     if not keep_archive:
         archive.unlink()
         archive.with_name(archive.name + ".source").unlink(missing_ok=True)

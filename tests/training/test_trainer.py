@@ -24,7 +24,7 @@ import torch
 
 from dahash.cli import main
 from dahash.config import TrainConfig
-from dahash.errors import DahashError
+from dahash.errors import ConfigError, DahashError
 from dahash.evaluate import evaluate_model, run
 from dahash.training.trainer import CHECKPOINT, MODEL, build_model, load_domains, train_model
 
@@ -389,3 +389,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path, capsys: 
     # The epochs before the kill were carried over from the checkpoint, not trained again.
     for row, old in zip(history, killed["history"]):
         assert float(row["seconds"]) == old["seconds"]
+
+
+def test_head_starts_from_pretrained_fc_layers() -> None:
+    """AlexNet/VGG: the head's fc6/fc7 are the pretrained ones, at their widths and the pretrained multiplier."""
+    torch.manual_seed(0)
+    fc6, fc7 = torch.nn.Linear(12, 10), torch.nn.Linear(10, 9)
+    config = TrainConfig(bits=8, hidden=[1024, 1024], pretrained_lr_mult=0.1)
+    head = build_model(config, 12, (fc6, fc7))
+    assert (head.fc6.out_features, head.fc7.out_features) == (10, 9)
+    torch.testing.assert_close(head.fc6.weight, fc6.weight)
+    torch.testing.assert_close(head.fc7.bias, fc7.bias)
+    assert head.fc6.weight is not fc6.weight  # copies: training the head leaves the backbone's layers alone
+    assert (head.fc6.lr_mult, head.fc7.lr_mult, head.fc8.lr_mult) == (0.1, 0.1, 1.0)
+    with pytest.raises(ConfigError, match="does not fit"):
+        build_model(config, 13, (fc6, fc7))

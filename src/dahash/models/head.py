@@ -32,7 +32,7 @@ class DAHHead(nn.Module):
     layers initialised from a pretrained network set it to 0.1, new layers to 1.
     """
 
-    def __init__(self, in_features: int, bits: int = 64, hidden: Sequence[int] = (1024, 1024)) -> None:
+    def __init__(self, in_features: int, bits: int = 64, hidden: Sequence[int] = (256, 256)) -> None:
         super().__init__()
         if bits < 1:
             raise ValueError(f"bits must be a positive integer, got {bits}")

@@ -57,6 +57,9 @@ def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = Non
 
         net = load_backbone(config.backbone, config.weights)
         pretrained_fc = net.pretrained_fc
+        if pretrained_fc is not None and config.feature_norm != "none":
+            raise ConfigError(f"feature_norm must be none with backbone {config.backbone!r}: the head starts from "
+                              f"its pretrained fc6, which expects the raw pool5 features (got {config.feature_norm!r})")
         source, target = image_feature_sets(config.data_root, config.source, config.target, backbone=net,
                                             cache_dir=config.cache_dir, batch_size=config.extract_batch_size,
                                             num_workers=config.num_workers, progress=progress)
