@@ -55,6 +55,7 @@ class TrainConfig:
     weight_decay: float = field(default=5e-4, metadata={"help": "weight decay on weights (not biases or BatchNorm)"})
     new_lr_mult: float = field(default=1.0, metadata={"help": "learning-rate multiplier of newly initialised layers' weights"})
     pretrained_lr_mult: float = field(default=0.1, metadata={"help": "learning-rate multiplier of pretrained layers' weights"})
+    batch_mean_gradient: bool = field(default=True, metadata={"help": "divide the summed loss's gradient by the batch size before the SGD update, as MatConvNet's cnn_train (the authors' framework) does"})
     bias_lr_factor: float = field(default=2.0, metadata={"help": "a bias's multiplier relative to its layer's weights"})
     like_weight: float = field(default=10.0, metadata={"help": "weight of same-class pairs in the hash loss"})
     inner_product_scale: float = field(default=0.5, metadata={"help": "factor on <u_i,u_j> in the hash loss (0.5 authors' code, 1 paper)"})

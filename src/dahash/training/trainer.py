@@ -149,7 +149,7 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
     """
     out = Path(config.out) if config.out else None
     model.to(device)
-    loss_fn = build_loss(config, n_classes)
+    loss_fn = build_loss(config, n_classes).to(device)
     optimizer = make_sgd(model, config.lr_start, config.momentum, config.weight_decay, config.bias_lr_factor)
     amp_dtype = autocast_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
@@ -196,7 +196,10 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
                 raise DahashError(f"loss became {values['total']} at epoch {epoch + 1}, step {step + 1} "
                                   f"(terms: {values}); lower lr_start or gamma")
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(terms["total"]).backward()
+            # MatConvNet divides parameter derivatives by the batch size before momentum and decay:
+            # the authors' lr of 1e-4 is per-sample on their summed losses.
+            objective = terms["total"] / len(x) if config.batch_mean_gradient else terms["total"]
+            scaler.scale(objective).backward()
             scaler.step(optimizer)
             scaler.update()
             for k, v in values.items():
