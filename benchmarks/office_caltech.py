@@ -42,7 +42,10 @@ def _cell(config: TrainConfig) -> dict:
     results = Path(config.out) / "results.json"
     if results.exists():
         saved = json.loads(results.read_text())
-        same = all(saved["config"].get(k) == v for k, v in config.to_dict().items() if k not in RESUME_MAY_CHANGE)
+        # A setting added after the cell ran is taken at its default, which is what that version did.
+        defaults = TrainConfig().to_dict()
+        same = all(saved["config"].get(k, defaults[k]) == v for k, v in config.to_dict().items()
+                   if k not in RESUME_MAY_CHANGE)
         if not same:
             raise SystemExit(f"{config.out} holds a run with other settings; use another --out")
         return saved["metrics"]
@@ -117,6 +120,15 @@ def main() -> None:
         with open(out / f"{stem}.csv", "w") as f:
             f.write(",".join(header) + "\n" + "\n".join(",".join(r) for r in body) + "\n")
         text.append(md)
+    from dahash.plots import plot_task_bars
+
+    from dahash.training.trainer import RESUME_MAY_CHANGE
+
+    means = {m: list(np.array(v).mean(0)) for m, v in acc.items()}
+    changed = {k: v for k, v in overrides.items() if k not in RESUME_MAY_CHANGE}
+    plot_task_bars(out / "accuracy.png", names + ["Avg"], {m: v + [float(np.mean(v))] for m, v in means.items()},
+                   title=f"Office-Caltech-10, {args.bits} bits, {base.backbone} features, "
+                   f"{changed or 'defaults'}, {args.seeds} seed(s)")
     text.append(f"Wall time {seconds:.0f} s ({t_features:.0f} s features and linear baseline); head training "
                 f"{np.mean(train_seconds):.1f} s per run on one thread (max {np.max(train_seconds):.1f} s), "
                 f"{args.workers} runs in parallel.\n")

@@ -23,7 +23,9 @@ def _print_summary(metrics: dict) -> None:
 def _train(args: argparse.Namespace) -> int:
     from .evaluate import run
 
-    config = resolve_config(args, args.config)
+    from .methods import DEEP_METHODS
+
+    config = resolve_config(args, args.config, DEEP_METHODS[args.method])
     if not config.out:
         raise DahashError("--out DIR is required (where checkpoints and results go)")
     metrics = run(config, resume=args.resume, progress=not args.quiet)
@@ -71,6 +73,47 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .reproduce import ReproduceConfig, reproduce
+
+    overrides = {}
+    for item in args.set:
+        if "=" not in item:
+            raise DahashError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=50")
+        key, value = item.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    shallow: dict[str, dict] = {}
+    for item in args.shallow_set:
+        key, _, value = item.partition("=")
+        method, _, name = key.partition(".")
+        if not value or not name:
+            raise DahashError(f"--shallow-set {item!r}: expected METHOD.KEY=VALUE, e.g. GFK.n_components=10")
+        shallow.setdefault(method.upper(), {})[name] = yaml.safe_load(value)
+    config = ReproduceConfig(data_root=args.data_root, out=args.out, dataset=args.dataset, methods=args.methods,
+                             tasks=args.tasks, bits=args.bits, seeds=args.seeds, backbone=args.backbone,
+                             weights=args.weights, cache_dir=args.cache_dir, classifier=args.classifier,
+                             workers=args.workers, overrides=overrides, shallow_params=shallow)
+    summary = reproduce(config, progress=not args.quiet)
+    print(summary["table"])
+    print(f"{summary['cells']} runs ({summary['computed']} computed now) in {summary['seconds']:.0f} s; "
+          f"tables in {args.out}/accuracy.md, .csv and .png")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .analysis.report import analyze
+
+    result = analyze(args.run, args.out, tasks=args.tasks, seed=args.seed, tsne_task=args.tsne_task,
+                     max_classes=args.max_classes, progress=not args.quiet)
+    from pathlib import Path
+
+    print(Path(args.out, "a_distance.md").read_text())
+    print(f"A-distance plot: {Path(args.out, 'a_distance.png')}; t-SNE: {', '.join(result['tsne'])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="dahash", description="Domain Adaptive Hashing (CVPR 2017).")
@@ -79,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train DAH on source and target feature files",
                            description="Train DAH; settings come from defaults, then --config YAML, then flags.")
     train.add_argument("--config", help="YAML file of settings (flags given here override it)")
+    from .methods import DEEP_METHODS
+
+    train.add_argument("--method", choices=list(DEEP_METHODS), default="DAH",
+                       help="start from this method's settings (default DAH; Deep, DAN and DANN are the softmax "
+                            "baselines, NoDA and DAH-e DAH without some terms); YAML and flags override them")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(train)
@@ -103,6 +151,48 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
+
+    from .reproduce import DATASET_DOMAINS, METHODS
+
+    rep = sub.add_parser("reproduce", help="the paper's comparison table: every task x method x seed (resumable)",
+                         description="Run every transfer task for every method and seed and write the paper's "
+                                     "accuracy table (methods as rows, tasks and Avg as columns). Finished runs "
+                                     "are kept: rerun the same command to continue after an interruption.")
+    rep.add_argument("--data-root", required=True, metavar="ROOT", help="folder holding the domain folders")
+    rep.add_argument("--dataset", choices=list(DATASET_DOMAINS), default=None,
+                     help="which benchmark ROOT holds: sets the domains and shows the paper's published rows")
+    rep.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
+                     help=f"methods to run (default all: {' '.join(METHODS)})")
+    rep.add_argument("--tasks", nargs="+", default=None, metavar="SOURCE:TARGET",
+                     help="only these tasks, e.g. amazon:webcam dslr:caltech10 (default: every ordered pair)")
+    rep.add_argument("--bits", type=int, default=64, help="hash code length of the DAH methods (default 64)")
+    rep.add_argument("--seeds", type=int, default=3, help="seeds per deep method (default 3)")
+    rep.add_argument("--backbone", default="efficientnet_lite0", help="feature extractor (default efficientnet_lite0)")
+    rep.add_argument("--weights", default=None, help="local weights file for the backbone")
+    rep.add_argument("--cache-dir", default=None, help="feature cache (default $DAHASH_CACHE or ~/.cache/dahash)")
+    rep.add_argument("--classifier", choices=("1nn", "svm", "logreg"), default="1nn",
+                     help="classifier on the shallow methods' features (default 1nn, as their papers)")
+    rep.add_argument("--workers", type=int, default=1, help="runs in parallel, each on cores/workers threads")
+    rep.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                     help="training settings applied to every deep method after its own, e.g. epochs=50")
+    rep.add_argument("--shallow-set", nargs="*", default=[], metavar="METHOD.KEY=VALUE",
+                     help="a shallow method's parameter, e.g. GFK.n_components=10 TCA.kernel=rbf")
+    rep.add_argument("--out", required=True, help="output directory (runs under OUT/cells, tables in OUT)")
+    rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.set_defaults(func=_reproduce)
+
+    ana = sub.add_parser("analyze", help="Figure 3: proxy A-distance and t-SNE of backbone, Deep, DAN and DAH features",
+                         description="Proxy A-distance (linear SVM, 5-fold CV) between source and target features "
+                                     "of the frozen backbone and the fc7 of the trained Deep, DAN and DAH networks, "
+                                     "and t-SNE plots of one task.")
+    ana.add_argument("--run", required=True, help="a 'dahash reproduce' output directory, or one 'dahash train' run")
+    ana.add_argument("--out", required=True, help="where the tables and PNG figures go")
+    ana.add_argument("--tasks", nargs="+", default=None, metavar="SOURCE:TARGET", help="tasks to analyse (default all)")
+    ana.add_argument("--seed", type=int, default=0, help="which seed's runs (default 0); also seeds the SVM folds and t-SNE")
+    ana.add_argument("--tsne-task", default=None, help="task of the t-SNE plots, e.g. A:W (default the first)")
+    ana.add_argument("--max-classes", type=int, default=10, help="classes shown in t-SNE (default 10, as the paper)")
+    ana.add_argument("--quiet", action="store_true", help="no progress bar")
+    ana.set_defaults(func=_analyze)
 
     from .download import DATASET_NAMES
 

@@ -18,6 +18,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mmd_reduction": ("sum", "mean"),
     "entropy_reduction": ("sum", "mean"),
     "feature_norm": ("none", "l2", "standardize"),
+    "head": ("hash", "softmax"),
+    "lr_schedule": ("log", "inverse"),
 }
 MMD_LAYER_NAMES = ("fc6", "fc7", "fc8")
 
@@ -44,13 +46,17 @@ class TrainConfig:
     out: str | None = field(default=None, metadata={"help": "run directory for checkpoints and results"})
     x_key: str | None = field(default=None, metadata={"help": "feature variable name in .mat/.npz files (default: X, feas, fts, features)"})
     y_key: str | None = field(default=None, metadata={"help": "label variable name (default: y, labels, label, gnd)"})
+    head: str = field(default="hash", metadata={"help": "hash: DAH's hash layer and losses; softmax: a classifier (the deep baselines source-only, DAN, DANN)"})
+    adversarial: bool = field(default=False, metadata={"help": "softmax head: add DANN's domain classifier on fc7 behind a gradient reversal layer"})
     bits: int = field(default=64, metadata={"help": "hash code length d"})
     hidden: list[int] = field(default_factory=lambda: [256, 256], metadata={"help": "widths of the new fc6 and fc7 of the head (AlexNet/VGG: the pretrained ones, 4096)"})
     feature_norm: str = field(default="none", metadata={"help": "input normalisation fitted on source+target features: none, l2 or standardize"})
     k: int = field(default=5, metadata={"help": "source samples per class in a batch (K)"})
+    sample_with_replacement: bool = field(default=False, metadata={"help": "draw batch samples with replacement, so the expected linear MMD cannot go negative on a small domain (not in the paper)"})
     epochs: int = field(default=300, metadata={"help": "epochs; one epoch is one pass over the source"})
     lr_start: float = field(default=1e-4, metadata={"help": "learning rate of the first epoch (log-spaced schedule)"})
-    lr_end: float = field(default=1e-5, metadata={"help": "learning rate of the last epoch"})
+    lr_end: float = field(default=1e-5, metadata={"help": "learning rate of the last epoch (log schedule)"})
+    lr_schedule: str = field(default="log", metadata={"help": "log: log-spaced from lr_start to lr_end (DAH); inverse: lr_start / (1 + 10 p)^0.75, p the progress (DAN, DANN)"})
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum"})
     weight_decay: float = field(default=5e-4, metadata={"help": "weight decay on weights (not biases or BatchNorm)"})
     new_lr_mult: float = field(default=1.0, metadata={"help": "learning-rate multiplier of newly initialised layers' weights"})
@@ -98,6 +104,10 @@ class TrainConfig:
         if self.finetune and (self.source_features or self.target_features):
             raise ConfigError("finetune trains the backbone on images: give --data-root/--source/--target, "
                               "not feature files")
+        if self.head == "softmax" and self.eta != 0:
+            raise ConfigError(f"eta (DAH's entropy loss) needs the hash head; set eta=0 with head=softmax, got {self.eta!r}")
+        if self.adversarial and self.head != "softmax":
+            raise ConfigError("adversarial (DANN's domain classifier) needs head=softmax")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1, got {self.num_threads!r}")
         return self
@@ -190,9 +200,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, metavar=f.name.upper(), **kwargs)
 
 
-def resolve_config(args: argparse.Namespace, yaml_path: str | None = None) -> TrainConfig:
-    """Defaults, overridden by the YAML file, overridden by flags given on the command line."""
-    values: dict[str, Any] = dict(load_yaml(yaml_path)) if yaml_path else {}
+def resolve_config(args: argparse.Namespace, yaml_path: str | None = None,
+                   preset: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, overridden by ``preset`` (a method's settings), the YAML file, then flags given on the command line."""
+    values: dict[str, Any] = dict(preset or {})
+    values.update(load_yaml(yaml_path) if yaml_path else {})
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values.update({k: v for k, v in vars(args).items() if k in names})
     config = TrainConfig.from_dict(values, source=str(yaml_path or "command line"))

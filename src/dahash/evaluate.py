@@ -15,31 +15,58 @@ from .codes import pack_codes
 from .config import TrainConfig
 from .io import write_csv, write_json
 from .metrics import mean_average_precision, precision_at_k, precision_recall_curve, precision_within_radius
-from .models import DAHHead
+from .models import ClassifierHead, DAHHead
 from .plots import plot_pr_curves
 from .predict import class_probabilities, export_codes, select_bank
-from .training.trainer import CHECKPOINT, MODEL, Domains, load_domains, load_model, train_model
+from .training.trainer import CHECKPOINT, MODEL, Domains, Head, load_domains, load_model, train_model
 
 
-def encode(model: DAHHead, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """Continuous outputs u in (-1, 1)^d of the model in eval mode."""
+def encode(model: Head, X: np.ndarray, batch_size: int = 4096, layer: str | None = None) -> np.ndarray:
+    """The model's outputs in eval mode: u in (-1, 1)^d for the hash head, logits for the
+    softmax head, or the representation ``layer`` ("fc6", "fc7", "fc8") when given."""
     model.eval()
     outs = []
     with torch.no_grad():
         for start in range(0, len(X), batch_size):
-            outs.append(model(torch.as_tensor(X[start:start + batch_size])).u.numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, model.bits), np.float32)
+            out = model(torch.as_tensor(X[start:start + batch_size]))
+            outs.append((out.u if layer is None else out.taps[layer]).numpy())
+    if outs:
+        return np.concatenate(outs)
+    width = model.fc8.out_features if layer in (None, "fc8") else getattr(model, layer).out_features
+    return np.zeros((0, width), np.float32)
 
 
-def evaluate_model(model: DAHHead, config: TrainConfig, domains: Domains, out: Path | None = None) -> dict[str, Any]:
+def _evaluate_classifier(model: ClassifierHead, config: TrainConfig, domains: Domains,
+                         out: Path | None) -> dict[str, Any]:
+    """Softmax accuracies of a deep baseline; it has no codes, so no retrieval metrics."""
+    source, target = domains.source, domains.target
+    logits_s, logits_t = encode(model, source.X), encode(model, target.X)
+    probs = torch.softmax(torch.from_numpy(logits_t), 1).numpy()
+    pred = probs.argmax(1)
+    metrics: dict[str, Any] = {"n_source": len(source), "n_target": len(target), "n_classes": source.n_classes,
+                               "source_accuracy": float((logits_s.argmax(1) == source.y).mean() * 100)}
+    if target.y is not None:
+        metrics["target_accuracy"] = float((pred == target.y).mean() * 100)
+    if out is not None:
+        rows = [[target.ids[i], source.classes[pred[i]], f"{probs[i, pred[i]]:.4f}",
+                 source.classes[target.y[i]] if target.y is not None else ""] for i in range(len(target))]
+        write_csv(out / "predictions.csv", ["id", "predicted", "probability", "true"], rows)
+        write_results(out, config, metrics)
+    return metrics
+
+
+def evaluate_model(model: Head, config: TrainConfig, domains: Domains, out: Path | None = None) -> dict[str, Any]:
     """All metrics of one run; with ``out``, also codes, predictions, results and the PR curve.
 
     Accuracies are percentages of target samples whose eq. 6 class (against a bank of up
     to ``bank_per_class`` source outputs per class) is right, with continuous outputs
     and with binary codes. mAP: target codes as queries, all source codes as database,
     relevant = same class (the paper's protocol); ``map_target_within`` ranks the other
-    target codes for each target query (within-domain protocol).
+    target codes for each target query (within-domain protocol). A softmax head (the deep
+    baselines) is scored by its argmax instead and has no retrieval metrics.
     """
+    if isinstance(model, ClassifierHead):
+        return _evaluate_classifier(model, config, domains, out)
     source, target = domains.source, domains.target
     n_classes = source.n_classes
     u_s, u_t = encode(model, source.X), encode(model, target.X)
@@ -117,7 +144,7 @@ def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     return metrics
 
 
-def _finetune(config: TrainConfig, *, resume: bool, progress: bool) -> tuple[DAHHead, Domains]:
+def _finetune(config: TrainConfig, *, resume: bool, progress: bool) -> tuple[Head, Domains]:
     """Fine-tune backbone and head on the images; the head and both domains' tuned features."""
     from .images.backbones import load_backbone
     from .training.finetune import finetune_model, network_domains, prepare_image_domains, save_finetuned
@@ -132,8 +159,9 @@ def _finetune(config: TrainConfig, *, resume: bool, progress: bool) -> tuple[DAH
     return net.head, domains
 
 
-def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
-    """Recompute every metric of a finished run from its saved model and rewrite its results."""
+def load_run(run_dir: str | Path) -> tuple[Head, TrainConfig, Domains]:
+    """A finished run's trained head, its config and both domains' features as it saw them
+    (normalised with the run's normaliser; through the fine-tuned backbone for ``--finetune`` runs)."""
     run_dir = Path(run_dir)
     model, config, normalizer, _ = load_model(run_dir / MODEL)
     if config.finetune:
@@ -144,7 +172,14 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
         domains = network_features(backbone, source, target, batch_size=config.extract_batch_size,
                                    num_workers=config.num_workers, progress=False)
     else:
-        domains = load_domains(config, normalizer=normalizer)
+        domains = load_domains(config, normalizer=normalizer, progress=False)
+    return model, config, domains
+
+
+def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
+    """Recompute every metric of a finished run from its saved model and rewrite its results."""
+    run_dir = Path(run_dir)
+    model, config, domains = load_run(run_dir)
     previous = run_dir / "results.json"
     # Training time is a fact of the training run; keep it when only re-evaluating.
     seconds = json.loads(previous.read_text()).get("metrics", {}).get("train_seconds") if previous.exists() else None

@@ -31,3 +31,28 @@ def plot_pr_curves(path: str | os.PathLike, curves: Mapping[str, tuple[Sequence[
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def plot_task_bars(path: str | os.PathLike, tasks: Sequence[str], scores: Mapping[str, Sequence[float]],
+                   ylabel: str = "target accuracy (%)", title: str = "") -> None:
+    """Grouped bars, one group per transfer task (and Avg), one bar per method: ``scores[method][task]``."""
+    names = list(scores)
+    width = 0.8 / max(len(names), 1)
+    x = np.arange(len(tasks))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(tasks) * max(len(names), 1) / 2 + 2), 3.6), dpi=120)
+    for i, name in enumerate(names):
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, np.asarray(scores[name], dtype=float), width, label=name)
+    values = np.concatenate([np.asarray(v, dtype=float) for v in scores.values()]) if names else np.zeros(1)
+    # Zoom on the range the methods differ in: bars starting at 0 would hide a 2-point gap.
+    low = float(np.floor(values.min() / 5) * 5) - 5
+    ax.set_ylim(max(0.0, low), float(values.max()) + 2)
+    ax.set_xticks(x, tasks)
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=len(names))
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

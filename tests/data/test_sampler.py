@@ -171,3 +171,22 @@ def test_empty_target_raises(n_target: int) -> None:
 def test_labels_must_be_non_empty_vector(labels: np.ndarray) -> None:
     with pytest.raises(ValueError, match="non-empty 1-D"):
         KPerClassSampler(labels, n_target=10, k=1)
+
+
+def test_replacement_draws_independently_but_keeps_the_layout() -> None:
+    labels = _labels([30, 30, 30])
+    plain = KPerClassSampler(labels, n_target=40, k=5, seed=1)
+    drawn = KPerClassSampler(labels, n_target=40, k=5, seed=1, replacement=True)
+    repeats = {"plain": 0, "drawn": 0}
+    for name, sampler in (("plain", plain), ("drawn", drawn)):
+        for epoch in range(30):
+            for batch in sampler.epoch(epoch):
+                assert list(labels[batch.source]) == list(np.repeat(np.arange(3), 5))
+                assert len(batch.target) == 15 and batch.target.max() < 40
+                repeats[name] += (len(set(batch.target)) < 15) + (len(set(batch.source)) < 15)
+    # Without replacement a batch never repeats an item. With it, 15 target draws from 40
+    # repeat one with probability 1 - prod(1 - i/40) = 0.95, and some class's 5 draws from
+    # 30 with probability 1 - prod(1 - i/30)^3 = 0.66: 1.61 expected per batch.
+    assert repeats["plain"] == 0
+    expected = (1 - math.prod(1 - i / 40 for i in range(15))) + (1 - math.prod(1 - i / 30 for i in range(5)) ** 3)
+    assert repeats["drawn"] == pytest.approx(expected * 30 * len(drawn), rel=0.15)

@@ -404,3 +404,38 @@ def test_head_starts_from_pretrained_fc_layers() -> None:
     assert (head.fc6.lr_mult, head.fc7.lr_mult, head.fc8.lr_mult) == (0.1, 0.1, 1.0)
     with pytest.raises(ConfigError, match="does not fit"):
         build_model(config, 13, (fc6, fc7))
+
+
+def test_batch_mean_gradient_divides_the_step_by_the_batch_size(tmp_path: Path) -> None:
+    """MatConvNet's cnn_train divides the summed loss's derivatives by the batch size: one plain
+    SGD step (no momentum, no decay) with the option moves every weight 1/B as far as without."""
+    source, target = _make_task(tmp_path, n_per_class=5)
+    # One batch of 4 classes * 5 * 2 = 40; a large rate keeps the steps far above float32 rounding of the weights.
+    common = dict(epochs=1, lr_start=0.5, lr_end=0.5, momentum=0.0, weight_decay=0.0)
+    torch.manual_seed(0)
+    start = build_model(_config(source, target, None, **common), 16).state_dict()
+    steps = {}
+    for flag in (True, False):
+        config = _config(source, target, None, batch_mean_gradient=flag, **common)
+        model = train_model(config, load_domains(config), progress=False)
+        steps[flag] = {k: v - start[k] for k, v in model.state_dict().items() if k in dict(model.named_parameters())}
+    assert any(float(d.abs().max()) > 0 for d in steps[False].values())
+    for name, delta in steps[False].items():
+        # Relative to the largest move of the tensor: fc8's bias has a zero gradient under BatchNorm.
+        error = float((steps[True][name] * 40 - delta).abs().max())
+        assert error <= 1e-5 * float(delta.abs().max()) + 1e-3, (name, error)
+
+
+def test_device_selection_and_mixed_precision_policy() -> None:
+    from dahash.training.trainer import autocast_dtype, resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert autocast_dtype(torch.device("cpu"), amp=True) is None  # CPU trains in float32
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    else:
+        assert autocast_dtype(torch.device("cuda"), amp=False) is None
+        assert autocast_dtype(torch.device("cuda"), amp=True) in (torch.bfloat16, torch.float16)

@@ -29,12 +29,19 @@ class KPerClassSampler:
     replacement within a batch (with replacement if the target set is smaller than a
     batch's share).
 
+    With ``replacement=True`` every draw is independent (a class's K samples and the
+    target samples are drawn with replacement), so two slots of a batch can hold the same
+    item. Then the expected linear MMD of a batch is the MMD between the two sampling
+    distributions, which is never negative; without replacement it is the U-statistic of
+    the finite domains, which a network can drive below zero by pushing distinct items of a
+    small domain apart (a bias of about -(1/n_source + 1/n_target) per sharp kernel).
+
     The plan of epoch ``e`` depends only on ``(seed, e)``, so a resumed run regenerates
     exactly the batches it would have seen.
     """
 
     def __init__(self, source_labels: np.ndarray, n_target: int, k: int = 5, seed: int = 0,
-                 n_classes: int | None = None) -> None:
+                 n_classes: int | None = None, replacement: bool = False) -> None:
         labels = np.asarray(source_labels)
         if labels.ndim != 1 or len(labels) == 0:
             raise ValueError(f"source_labels must be a non-empty 1-D array, got shape {labels.shape}")
@@ -51,6 +58,7 @@ class KPerClassSampler:
         self.n_target = int(n_target)
         self.k = int(k)
         self.seed = int(seed)
+        self.replacement = bool(replacement)
         self.small_classes = [c for c, idx in enumerate(self.by_class) if len(idx) < k]
         if self.small_classes:
             warnings.warn(f"source classes {self.small_classes} have fewer than k={k} samples; "
@@ -76,7 +84,7 @@ class KPerClassSampler:
         columns = []
         for idx in self.by_class:
             need = n_batches * self.k
-            if len(idx) < self.k:
+            if len(idx) < self.k or self.replacement:
                 stream = rng.choice(idx, size=need, replace=True)
             else:
                 reps = math.ceil(need / len(idx))
@@ -84,7 +92,7 @@ class KPerClassSampler:
             columns.append(stream.reshape(n_batches, self.k))
         source = np.stack(columns, axis=1).reshape(n_batches, -1)
         labels = np.repeat(np.arange(self.n_classes), self.k)
-        replace = self.n_target < self.batch_source_size
+        replace = self.replacement or self.n_target < self.batch_source_size
         return [Batch(source=source[b], source_labels=labels,
                       target=rng.choice(self.n_target, size=self.batch_source_size, replace=replace))
                 for b in range(n_batches)]

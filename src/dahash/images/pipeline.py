@@ -76,6 +76,9 @@ def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.P
     from ..training.trainer import MODEL, load_model
 
     model, config, normalizer, classes = load_model(Path(run_dir) / MODEL)
+    if config.head != "hash":
+        raise ConfigError(f"{run_dir}: this run trained a {config.head} classifier (a deep baseline), "
+                          "which outputs class scores, not hash codes")
     if not (config.data_root or config.source):
         raise ConfigError(f"{run_dir}: this run was trained on feature files, not images; "
                           "encode features with the same extractor you used for training")

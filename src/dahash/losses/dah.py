@@ -44,8 +44,8 @@ class DAHLoss(nn.Module):
         self.mmd_layers = tuple(mmd_layers)
 
     def forward(self, u: Tensor, taps: Mapping[str, Tensor], labels: Tensor, n_source: int,
-                generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """Return the total and each term (unweighted) as scalars."""
+                generator: torch.Generator | None = None, progress: float = 0.0) -> dict[str, Tensor]:
+        """Return the total and each term (unweighted) as scalars (``progress`` is unused: no term is scheduled)."""
         u_s, u_t = u[:n_source], u[n_source:]
         zero = u.new_zeros(())
         terms = {

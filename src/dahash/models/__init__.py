@@ -1,5 +1,5 @@
-"""Networks: the DAH head placed on backbone features."""
+"""Networks: the DAH head and the softmax head placed on backbone features."""
 
-from .head import DAHHead, HeadOutput
+from .head import ClassifierHead, DAHHead, HeadOutput
 
-__all__ = ["DAHHead", "HeadOutput"]
+__all__ = ["ClassifierHead", "DAHHead", "HeadOutput"]

@@ -1,4 +1,4 @@
-"""The DAH network head: fc6 -> ReLU -> fc7 -> ReLU -> hash-fc8 (Venkateswara et al., CVPR 2017, Sec. 3.4)."""
+"""Heads on backbone features: the DAH hash head (Venkateswara et al., CVPR 2017, Sec. 3.4) and the softmax classifier head of the deep baselines."""
 
 from __future__ import annotations
 
@@ -10,13 +10,36 @@ from torch import Tensor, nn
 
 
 class HeadOutput(NamedTuple):
-    """Network outputs ``u`` in (-1, 1)^d and the representations the MMD compares."""
+    """Network outputs ``u`` (hash outputs in (-1, 1)^d, or class logits) and the representations the MMD compares."""
 
     u: Tensor
     taps: dict[str, Tensor]
 
 
-class DAHHead(nn.Module):
+class _FCTrunk(nn.Module):
+    """fc6 -> ReLU -> fc7 -> ReLU -> fc8, shared by every head: the methods differ only above fc8.
+
+    Each linear layer carries ``lr_mult`` (weights) used by the trainer's parameter groups:
+    layers initialised from a pretrained network set it to 0.1, new layers to 1.
+    """
+
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        if len(hidden) != 2 or any(h < 1 for h in hidden):
+            raise ValueError(f"hidden must be two positive widths (fc6, fc7), got {list(hidden)}")
+        self.fc6 = nn.Linear(in_features, hidden[0])
+        self.fc7 = nn.Linear(hidden[0], hidden[1])
+        self.fc8 = nn.Linear(hidden[1], out_features)
+        for layer in (self.fc6, self.fc7, self.fc8):
+            layer.lr_mult = 1.0
+
+    def trunk(self, x: Tensor) -> dict[str, Tensor]:
+        fc6 = torch.relu(self.fc6(x))
+        fc7 = torch.relu(self.fc7(fc6))
+        return {"fc6": fc6, "fc7": fc7, "fc8": self.fc8(fc7)}
+
+
+class DAHHead(_FCTrunk):
     """fc6 -> ReLU -> fc7 -> ReLU -> hash-fc8 = Linear -> BatchNorm -> tanh.
 
     The BatchNorm before tanh keeps the outputs out of tanh's saturated zone (Sec. 3.4).
@@ -27,27 +50,37 @@ class DAHHead(nn.Module):
         in_features: input feature dimension (backbone features, or raw pixels).
         bits: code length d (any positive integer; the paper uses 16, 32, 48, 64, 128).
         hidden: widths of fc6 and fc7 (4096 each in VGG-F).
-
-    Each linear layer carries ``lr_mult`` (weights) used by the trainer's parameter groups:
-    layers initialised from a pretrained network set it to 0.1, new layers to 1.
     """
 
+    kind = "hash"
+
     def __init__(self, in_features: int, bits: int = 64, hidden: Sequence[int] = (256, 256)) -> None:
-        super().__init__()
         if bits < 1:
             raise ValueError(f"bits must be a positive integer, got {bits}")
-        if len(hidden) != 2 or any(h < 1 for h in hidden):
-            raise ValueError(f"hidden must be two positive widths (fc6, fc7), got {list(hidden)}")
+        super().__init__(in_features, bits, hidden)
         self.bits = int(bits)
-        self.fc6 = nn.Linear(in_features, hidden[0])
-        self.fc7 = nn.Linear(hidden[0], hidden[1])
-        self.fc8 = nn.Linear(hidden[1], bits)
         self.bn = nn.BatchNorm1d(bits)
-        for layer in (self.fc6, self.fc7, self.fc8):
-            layer.lr_mult = 1.0
 
     def forward(self, x: Tensor) -> HeadOutput:
-        fc6 = torch.relu(self.fc6(x))
-        fc7 = torch.relu(self.fc7(fc6))
-        fc8 = self.fc8(fc7)
-        return HeadOutput(u=torch.tanh(self.bn(fc8)), taps={"fc6": fc6, "fc7": fc7, "fc8": fc8})
+        taps = self.trunk(x)
+        return HeadOutput(u=torch.tanh(self.bn(taps["fc8"])), taps=taps)
+
+
+class ClassifierHead(_FCTrunk):
+    """fc6 -> ReLU -> fc7 -> ReLU -> fc8 logits: the softmax network of the deep baselines
+    ("Deep" source-only, DAN of Long et al., ICML 2015, DANN of Ganin et al., JMLR 2016).
+
+    Taps are the ReLU outputs of fc6 and fc7 and the logits, the three layers DAN adapts.
+    """
+
+    kind = "softmax"
+
+    def __init__(self, in_features: int, n_classes: int, hidden: Sequence[int] = (256, 256)) -> None:
+        if n_classes < 2:
+            raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+        super().__init__(in_features, n_classes, hidden)
+        self.n_classes = int(n_classes)
+
+    def forward(self, x: Tensor) -> HeadOutput:
+        taps = self.trunk(x)
+        return HeadOutput(u=taps["fc8"], taps=taps)

@@ -23,13 +23,13 @@ from ..images.loading import ImageLoadError, open_image
 from ..images.preprocess import Preprocessing, eval_transform, train_transform
 from ..models import DAHHead
 from ..models.head import HeadOutput
-from .trainer import MODEL, Domains, build_model, fit, resolve_device, save_model
+from .trainer import MODEL, Domains, Head, build_model, fit, resolve_device, save_model
 
 
 class DAHNet(nn.Module):
-    """Backbone -> DAH head: images in, :class:`HeadOutput` out (the paper's VGG-F with hash-fc8)."""
+    """Backbone -> head: images in, :class:`HeadOutput` out (the paper's VGG-F with hash-fc8, or a softmax fc8)."""
 
-    def __init__(self, backbone: nn.Module, head: DAHHead) -> None:
+    def __init__(self, backbone: nn.Module, head: Head) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -38,7 +38,7 @@ class DAHNet(nn.Module):
         return self.head(self.backbone(images))
 
 
-def build_network(config: TrainConfig, backbone: Backbone) -> DAHNet:
+def build_network(config: TrainConfig, backbone: Backbone, n_classes: int | None = None) -> DAHNet:
     """The fine-tuned network: pretrained layers at ``pretrained_lr_mult``, new ones at ``new_lr_mult``.
 
     Every backbone module (convolutions and their BatchNorms alike) takes the pretrained
@@ -47,8 +47,9 @@ def build_network(config: TrainConfig, backbone: Backbone) -> DAHNet:
     """
     for module in backbone.model.modules():
         module.lr_mult = config.pretrained_lr_mult
-    head = build_model(config, backbone.feature_dim, backbone.pretrained_fc)
-    head.bn.lr_mult = config.new_lr_mult
+    head = build_model(config, backbone.feature_dim, backbone.pretrained_fc, n_classes)
+    if isinstance(head, DAHHead):
+        head.bn.lr_mult = config.new_lr_mult
     return DAHNet(backbone.model, head)
 
 
@@ -101,9 +102,9 @@ def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
-    net = build_network(config, backbone)
+    net = build_network(config, backbone, len(source.classes))
     sampler = KPerClassSampler(source.labels, len(target), k=config.k, seed=config.seed,
-                               n_classes=len(source.classes))
+                               n_classes=len(source.classes), replacement=config.sample_with_replacement)
     images = AugmentedImages([*source.paths, *target.paths], backbone.preprocessing, config.seed, config.augment)
     n_source = len(source)
 

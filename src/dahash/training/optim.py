@@ -14,6 +14,11 @@ def log_spaced_lr(epoch: int, epochs: int, lr_start: float, lr_end: float) -> fl
     return float(np.logspace(np.log10(lr_start), np.log10(lr_end), epochs)[epoch])
 
 
+def inverse_decay_lr(epoch: int, epochs: int, lr_start: float, alpha: float = 10.0, power: float = 0.75) -> float:
+    """``lr_start / (1 + alpha p)^power`` at progress ``p = epoch / epochs``: the annealing of DANN (Ganin et al., JMLR 2016, Sec. 5.2.2), also used by DAN."""
+    return float(lr_start / (1.0 + alpha * epoch / epochs) ** power)
+
+
 def parameter_groups(model: nn.Module, weight_decay: float, bias_lr_factor: float,
                      default_lr_mult: float = 1.0) -> list[dict]:
     """One group per distinct (``lr_mult``, decay) pair, in module order; decay on weights only.

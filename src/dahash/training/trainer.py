@@ -19,9 +19,11 @@ from ..data.normalize import FeatureNormalizer
 from ..data.sampler import KPerClassSampler
 from ..errors import ConfigError, DahashError
 from ..io import save_torch, write_csv
-from ..losses import DAHLoss
-from ..models import DAHHead
-from .optim import log_spaced_lr, make_sgd, set_lr
+from ..losses import ClassifierDALoss, DAHLoss
+from ..models import ClassifierHead, DAHHead
+from .optim import inverse_decay_lr, log_spaced_lr, make_sgd, set_lr
+
+Head = DAHHead | ClassifierHead
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -79,15 +81,21 @@ def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = Non
 
 
 def build_model(config: TrainConfig, in_features: int,
-                pretrained_fc: tuple[nn.Linear, nn.Linear] | None = None) -> DAHHead:
-    """The DAH head for ``in_features``-dimensional inputs.
+                pretrained_fc: tuple[nn.Linear, nn.Linear] | None = None, n_classes: int | None = None) -> Head:
+    """The head for ``in_features``-dimensional inputs: DAH's hash head, or with
+    ``config.head == "softmax"`` the baselines' ``n_classes``-way classifier.
 
     New layers learn at ``new_lr_mult``. With ``pretrained_fc`` (AlexNet/VGG's fc6 and fc7),
     the head's fc6/fc7 start as copies of them, at their widths, and learn at
     ``pretrained_lr_mult``: the paper fine-tunes VGG-F's fc6/fc7 under the new hash layer.
     """
     hidden = [l.out_features for l in pretrained_fc] if pretrained_fc else config.hidden
-    model = DAHHead(in_features, bits=config.bits, hidden=hidden)
+    if config.head == "softmax":
+        if n_classes is None:
+            raise ConfigError("a softmax head needs the number of classes")
+        model: Head = ClassifierHead(in_features, n_classes, hidden=hidden)
+    else:
+        model = DAHHead(in_features, bits=config.bits, hidden=hidden)
     for layer in (model.fc6, model.fc7, model.fc8):
         layer.lr_mult = config.new_lr_mult
     if pretrained_fc:
@@ -102,8 +110,16 @@ def build_model(config: TrainConfig, in_features: int,
     return model
 
 
-def build_loss(config: TrainConfig, n_classes: int) -> DAHLoss:
-    """Eq. 8 with the run's weights and scalings."""
+def build_loss(config: TrainConfig, n_classes: int, fc7_width: int = 0) -> DAHLoss | ClassifierDALoss:
+    """Eq. 8 with the run's weights and scalings, or the softmax baselines' objective
+    (DANN's domain classifier reads the ``fc7_width``-wide fc7 and learns at ``new_lr_mult``)."""
+    if config.head == "softmax":
+        loss = ClassifierDALoss(gamma=config.gamma, mmd_layers=config.mmd_layers, mmd_reduction=config.mmd_reduction,
+                                adversarial_features=fc7_width if config.adversarial else 0)
+        for module in loss.modules():
+            if isinstance(module, nn.Linear):
+                module.lr_mult = config.new_lr_mult
+        return loss
     return DAHLoss(n_classes, like_weight=config.like_weight, inner_product_scale=config.inner_product_scale,
                    beta=config.beta, gamma=config.gamma, eta=config.eta, mmd_layers=config.mmd_layers,
                    mmd_reduction=config.mmd_reduction, entropy_reduction=config.entropy_reduction)
@@ -115,7 +131,8 @@ def _step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
 
 
 def _comparable(config_dict: dict) -> dict:
-    return {k: v for k, v in config_dict.items() if k not in RESUME_MAY_CHANGE}
+    # A setting added after a checkpoint was written takes its default, which is what that version did.
+    return {k: v for k, v in {**TrainConfig().to_dict(), **config_dict}.items() if k not in RESUME_MAY_CHANGE}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -140,17 +157,20 @@ BatchFn = Callable[[int], Iterable[tuple[Tensor, Tensor, int]]]
 
 def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch: int, n_classes: int, *,
         device: torch.device, resume: bool = False, progress: bool = True) -> None:
-    """SGD on eq. 8 over ``batches(epoch)`` -> ``(x, source_labels, n_source)`` per step, for any
-    model returning a :class:`HeadOutput`, with per-epoch atomic checkpoints in ``config.out``.
+    """SGD on the run's objective (:func:`build_loss`) over ``batches(epoch)`` ->
+    ``(x, source_labels, n_source)`` per step, for any model returning a :class:`HeadOutput`,
+    with per-epoch atomic checkpoints in ``config.out``.
 
-    The learning rate follows the log-spaced schedule, each layer scaled by its ``lr_mult``.
+    The learning rate follows ``config.lr_schedule``, each layer scaled by its ``lr_mult``.
     A resumed run restores model, optimizer and loss-scaler state and regenerates the same
     batches, so it ends with the weights an uninterrupted run would have.
     """
     out = Path(config.out) if config.out else None
     model.to(device)
-    loss_fn = build_loss(config, n_classes).to(device)
-    optimizer = make_sgd(model, config.lr_start, config.momentum, config.weight_decay, config.bias_lr_factor)
+    loss_fn = build_loss(config, n_classes, getattr(model, "head", model).fc7.out_features).to(device)
+    # DANN's domain classifier lives in the loss and trains with the model.
+    trained = nn.ModuleList([model, loss_fn])
+    optimizer = make_sgd(trained, config.lr_start, config.momentum, config.weight_decay, config.bias_lr_factor)
     amp_dtype = autocast_dtype(device, config.amp)
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     start_epoch, history = 0, []
@@ -162,9 +182,11 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
                               "or choose another --out")
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
         if _comparable(state["config"]) != _comparable(config.to_dict()):
-            diff = sorted(k for k, v in _comparable(config.to_dict()).items() if state["config"].get(k) != v)
+            saved = _comparable(state["config"])
+            diff = sorted(k for k, v in _comparable(config.to_dict()).items() if saved.get(k) != v)
             raise ConfigError(f"{ckpt_path}: cannot resume, settings differ from the checkpoint's: {', '.join(diff)}")
         model.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state.get("loss", {}))
         optimizer.load_state_dict(state["optimizer"])
         if "scaler" in state:
             scaler.load_state_dict(state["scaler"])
@@ -172,9 +194,13 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
 
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, unit="step",
                disable=not progress, dynamic_ncols=True, desc="train")
-    model.train()
+    trained.train()
+    total_steps = config.epochs * steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
-        lr = log_spaced_lr(epoch, config.epochs, config.lr_start, config.lr_end)
+        if config.lr_schedule == "inverse":
+            lr = inverse_decay_lr(epoch, config.epochs, config.lr_start)
+        else:
+            lr = log_spaced_lr(epoch, config.epochs, config.lr_start, config.lr_end)
         set_lr(optimizer, lr)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
@@ -189,7 +215,8 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
             # The losses' exponentials and medians stay in float32 whatever the forward ran in.
             taps = {k: v.float() for k, v in out_.taps.items()}
             terms = loss_fn(out_.u.float(), taps, labels, n_source,
-                            generator=_step_generator(config.seed, epoch, step))
+                            generator=_step_generator(config.seed, epoch, step),
+                            progress=(epoch * steps_per_epoch + step) / total_steps)
             values = {k: float(v.detach()) for k, v in terms.items()}
             # Checked before the update, so the model in memory is the last finite one.
             if not math.isfinite(values["total"]):
@@ -207,32 +234,33 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
             n_steps += 1
             bar.update(1)
             if step % 5 == 0 or step == steps_per_epoch - 1:
-                bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", J=f"{values['total']:.4g}",
-                                hash=f"{values['hash']:.4g}", mmd=f"{values['mmd']:.3g}",
-                                ent=f"{values['entropy']:.3g}", refresh=False)
+                bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}",
+                                **{k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
         history.append({"epoch": epoch + 1, "lr": lr, "seconds": time.perf_counter() - t0,
                         **{k: v / max(n_steps, 1) for k, v in sums.items()}})
         last = epoch + 1 == config.epochs
         if ckpt_path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
-            save_torch(ckpt_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_torch(ckpt_path, {"model": model.state_dict(), "loss": loss_fn.state_dict(),
+                                   "optimizer": optimizer.state_dict(),
                                    "scaler": scaler.state_dict(), "epoch": epoch + 1, "history": history,
                                    "config": config.to_dict()})
     bar.close()
-    model.eval()
+    trained.eval()
     if out is not None:
-        keys = ["epoch", "lr", "seconds", "total", "hash", "quantization", "mmd", "entropy"]
+        keys = ["epoch", "lr", "seconds", *dict.fromkeys(k for h in history for k in h if k not in ("epoch", "lr", "seconds"))]
         write_csv(out / "history.csv", keys, ([h.get(k, "") for k in keys] for h in history))
 
 
-def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, progress: bool = True) -> DAHHead:
+def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, progress: bool = True) -> Head:
     """Train the head on ``domains``' features; checkpoints go to ``config.out`` each ``checkpoint_every`` epochs."""
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = resolve_device(config.device)
     source, target = domains.source, domains.target
     torch.manual_seed(config.seed)
-    model = build_model(config, source.X.shape[1], domains.pretrained_fc)
-    sampler = KPerClassSampler(source.y, len(target), k=config.k, seed=config.seed, n_classes=source.n_classes)
+    model = build_model(config, source.X.shape[1], domains.pretrained_fc, source.n_classes)
+    sampler = KPerClassSampler(source.y, len(target), k=config.k, seed=config.seed, n_classes=source.n_classes,
+                               replacement=config.sample_with_replacement)
     # The whole feature matrices fit on any device; batches are then gathers, not copies from the host.
     Xs, Xt = torch.from_numpy(source.X).to(device), torch.from_numpy(target.X).to(device)
     ys = torch.from_numpy(source.y).to(device)
@@ -249,7 +277,7 @@ def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, 
     return model
 
 
-def save_model(path: Path, model: DAHHead, config: TrainConfig, domains: Domains,
+def save_model(path: Path, model: Head, config: TrainConfig, domains: Domains,
                backbone_state: dict[str, Tensor] | None = None) -> None:
     """The trained head with what it needs to encode new features: normaliser, class names and,
     for a fine-tuned run, the backbone's weights."""
@@ -261,13 +289,17 @@ def save_model(path: Path, model: DAHHead, config: TrainConfig, domains: Domains
     save_torch(path, state)
 
 
-def load_model(path: Path) -> tuple[DAHHead, TrainConfig, FeatureNormalizer, list[str]]:
+def load_model(path: Path) -> tuple[Head, TrainConfig, FeatureNormalizer, list[str]]:
     """Inverse of :func:`save_model`."""
     if not path.exists():
         raise DahashError(f"{path}: no trained model here (did the run finish?)")
     state = torch.load(path, map_location="cpu", weights_only=False)
     config = TrainConfig.from_dict(state["config"], source=str(path))
-    model = DAHHead(state["in_features"], bits=config.bits, hidden=state.get("hidden", config.hidden))
+    hidden = state.get("hidden", config.hidden)
+    if config.head == "softmax":
+        model: Head = ClassifierHead(state["in_features"], len(state["classes"]), hidden=hidden)
+    else:
+        model = DAHHead(state["in_features"], bits=config.bits, hidden=hidden)
     model.load_state_dict(state["model"])
     model.eval()
     return model, config, FeatureNormalizer.from_state_dict(state["normalizer"]), state["classes"]

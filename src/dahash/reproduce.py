@@ -1,0 +1,331 @@
+"""``dahash reproduce``: every transfer task x method x seed of the paper's comparison (Venkateswara et al., CVPR 2017, Tables 2, 3 and 5), resumable, as the paper's tables.
+
+A *cell* is one (method, task, seed). Each cell lives in its own directory under
+``OUT/cells/<method>/<source>_<target>/seed<k>/`` and is finished when its ``results.json``
+exists; an interrupted reproduce recomputes nothing that finished, and a deep cell cut off
+mid-training resumes from its last epoch's checkpoint. Deep methods train on the cached
+backbone features (:mod:`dahash.methods`); shallow ones (:mod:`dahash.shallow`) read the same
+features, each domain z-scored on its own (no labels). Target labels are read only to
+score the predictions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from .errors import ConfigError, DahashError
+from .io import write_csv, write_json, write_text
+
+# The paper's domain codes per dataset (Sec. 5.1): tasks are all ordered pairs.
+DATASET_DOMAINS: dict[str, tuple[str, ...]] = {
+    "office-home": ("Ar", "Cl", "Pr", "Rw"),
+    "office31": ("A", "D", "W"),
+    "office-caltech": ("A", "C", "D", "W"),
+}
+SHALLOW = ("GFK", "TCA", "CORAL", "JDA")
+DEEP = ("Deep", "DAN", "DANN", "NoDA", "DAH-e", "DAH")
+# Rows in the order of the paper's Tables 2 and 3 (Deep and NoDA are the source-only references).
+METHODS = SHALLOW + DEEP
+CELLS = "cells"
+
+
+@dataclass
+class ReproduceConfig:
+    """Every setting of one ``dahash reproduce``; saved as ``OUT/reproduce.yaml``."""
+
+    data_root: str
+    out: str
+    dataset: str | None = None
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    tasks: list[str] | None = None
+    bits: int = 64
+    seeds: int = 3
+    backbone: str = "efficientnet_lite0"
+    weights: str | None = None
+    cache_dir: str | None = None
+    classifier: str = "1nn"
+    workers: int = 1
+    # TrainConfig settings applied to every deep method after its own (e.g. {"epochs": 50}).
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # Parameters of the shallow methods, e.g. {"GFK": {"n_components": 10}}; unset ones are their papers'.
+    shallow_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def validate(self) -> "ReproduceConfig":
+        if self.dataset is not None and self.dataset not in DATASET_DOMAINS:
+            raise ConfigError(f"dataset must be one of {', '.join(DATASET_DOMAINS)}; got {self.dataset!r}")
+        known = {m.casefold(): m for m in METHODS}
+        unknown = [m for m in self.methods if m.casefold() not in known]
+        if unknown or not self.methods:
+            raise ConfigError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(METHODS)}")
+        self.methods = list(dict.fromkeys(known[m.casefold()] for m in self.methods))
+        for name in ("bits", "seeds", "workers"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        bad = [m for m in self.shallow_params if m not in SHALLOW]
+        if bad:
+            raise ConfigError(f"shallow parameters given for {', '.join(bad)}; shallow methods: {', '.join(SHALLOW)}")
+        if self.classifier not in ("1nn", "svm", "logreg"):
+            raise ConfigError(f"classifier must be one of 1nn, svm, logreg; got {self.classifier!r}")
+        for task in self.tasks or []:
+            if task.count(":") != 1 or not all(task.split(":")):
+                raise ConfigError(f"task {task!r} must be SOURCE:TARGET, e.g. amazon:webcam or A:W")
+        return self
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One method on one transfer task with one seed."""
+
+    method: str
+    source: str
+    target: str
+    seed: int
+    directory: str
+    settings: dict[str, Any]
+
+
+def domain_code(name: str) -> str:
+    """The paper's short code of a domain folder name ("Real World" -> "Rw"), else the name."""
+    from .images.datasets import DOMAIN_CODES
+
+    norm = "".join(ch for ch in name.casefold() if ch.isalnum())
+    for code, names in DOMAIN_CODES.items():
+        if norm in names or norm == code:
+            return code.capitalize() if len(code) == 2 else code.upper()
+    return name
+
+
+def resolve_tasks(config: ReproduceConfig) -> list[tuple[str, str]]:
+    """``--tasks`` as given, else every ordered pair of the dataset's (or the data root's) domains."""
+    if config.tasks:
+        return [tuple(t.split(":")) for t in config.tasks]  # type: ignore[misc]
+    if config.dataset:
+        domains: Sequence[str] = DATASET_DOMAINS[config.dataset]
+    else:
+        root = Path(config.data_root)
+        if not root.is_dir():
+            raise ConfigError(f"{root}: data root not found")
+        domains = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+        if len(domains) < 2:
+            raise ConfigError(f"{root}: found {len(domains)} domain folder(s); a transfer task needs two")
+    return list(itertools.permutations(domains, 2))
+
+
+def task_label(source: str, target: str) -> str:
+    return f"{domain_code(source)}→{domain_code(target)}"
+
+
+def plan_cells(config: ReproduceConfig) -> list[Cell]:
+    """Every cell of the run. Shallow methods are deterministic, so they get seed 0 only."""
+    config.validate()
+    cells = []
+    out = Path(config.out) / CELLS
+    # Seed-major, so that an interrupted reproduce has whole tables for the first seeds.
+    for seed, (source, target), method in itertools.product(range(config.seeds), resolve_tasks(config),
+                                                            config.methods):
+        if method in SHALLOW and seed > 0:
+            continue
+        directory = out / method / f"{domain_code(source)}_{domain_code(target)}" / f"seed{seed}"
+        settings: dict[str, Any] = {"data_root": os.path.abspath(config.data_root), "source": source,
+                                    "target": target, "seed": seed, "backbone": config.backbone,
+                                    "weights": config.weights, "cache_dir": config.cache_dir}
+        if method in SHALLOW:
+            settings["classifier"] = config.classifier
+            settings["params"] = dict(config.shallow_params.get(method, {}))
+        else:
+            settings |= {"bits": config.bits, "out": str(directory), **config.overrides}
+        cells.append(Cell(method, source, target, seed, str(directory), settings))
+    return cells
+
+
+def _finished(cell: Cell) -> dict[str, Any] | None:
+    """The metrics of a finished cell, or None; a cell finished with other settings is an error."""
+    import json
+
+    from .config import TrainConfig
+    from .training.trainer import RESUME_MAY_CHANGE
+
+    results = Path(cell.directory) / "results.json"
+    if not results.exists():
+        return None
+    saved = json.loads(results.read_text())
+    mine = _cell_config(cell)
+    # A setting added after the cell ran is taken at its default, which is what that version did.
+    defaults = {} if cell.method in SHALLOW else TrainConfig().to_dict()
+    differ = sorted(k for k, v in mine.items()
+                    if k not in RESUME_MAY_CHANGE and saved["config"].get(k, defaults.get(k)) != v)
+    if differ:
+        raise DahashError(f"{cell.directory}: holds a finished run with other settings ({', '.join(differ)}); "
+                          "use another --out")
+    return saved["metrics"]
+
+
+def _cell_config(cell: Cell) -> dict[str, Any]:
+    if cell.method in SHALLOW:
+        return {"method": cell.method, **cell.settings}
+    from .methods import method_config
+
+    return method_config(cell.method, cell.settings, source=f"method {cell.method}").to_dict()
+
+
+def _shallow_cell(cell: Cell) -> dict[str, Any]:
+    from .images.pipeline import image_feature_sets
+    from .shallow import fit_predict_shallow
+
+    s = cell.settings
+    source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
+                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False)
+    t0 = time.perf_counter()
+    # Each domain z-scored on its own before adapting, the protocol of the GFK and JDA authors' code.
+    pred = fit_predict_shallow(cell.method.lower(), source.X, source.y, target.X, classifier=s["classifier"],
+                               preprocess="zscore", seed=cell.seed, **s["params"])
+    metrics = {"n_source": len(source), "n_target": len(target), "n_classes": source.n_classes,
+               "target_accuracy": float((pred == target.y).mean() * 100),
+               "train_seconds": time.perf_counter() - t0}
+    Path(cell.directory).mkdir(parents=True, exist_ok=True)
+    write_json(Path(cell.directory) / "results.json", {"config": _cell_config(cell), "metrics": metrics})
+    return metrics
+
+
+def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
+    """Compute one cell (or read it if finished) and return its metrics."""
+    import torch
+
+    torch.set_num_threads(threads)
+    done = _finished(cell)
+    if done is not None:
+        return done
+    if cell.method in SHALLOW:
+        return _shallow_cell(cell)
+    from .evaluate import run
+    from .methods import method_config
+
+    config = method_config(cell.method, cell.settings, source=f"method {cell.method}")
+    return run(config, resume=True, progress=False)
+
+
+def _prefetch_features(config: ReproduceConfig, tasks: list[tuple[str, str]], progress: bool) -> None:
+    """Extract (or find cached) every domain's features once, before parallel cells read them."""
+    from .images.backbones import load_backbone
+    from .images.pipeline import default_cache_dir, domain_features, open_domain
+
+    backbone = load_backbone(config.backbone, config.weights)
+    cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    for name in dict.fromkeys(d for task in tasks for d in task):
+        domain_features(open_domain(config.data_root, name), backbone, cache, progress=progress)
+
+
+def summarize(config: ReproduceConfig, results: dict[tuple[str, str, int], dict[str, Any]],
+              tasks: list[tuple[str, str]]) -> tuple[list[str], list[list[str]], dict[str, list[float]]]:
+    """Methods as rows, tasks and Avg as columns, ``mean ± std`` over seeds (seed-0 value for
+    deterministic shallow methods); also the mean per task and Avg, for plotting."""
+    labels = [task_label(s, t) for s, t in tasks]
+    header = ["Method", *labels, "Avg"]
+    body, means = [], {}
+    for method in config.methods:
+        seeds = 1 if method in SHALLOW else config.seeds
+        grid = np.array([[results[(method, label, k)]["target_accuracy"] for label in labels] for k in range(seeds)])
+        columns = [grid[:, j] for j in range(grid.shape[1])] + [grid.mean(1)]
+        body.append([method] + [f"{c.mean():.2f}" if len(c) == 1 else f"{c.mean():.2f} ± {c.std(ddof=1):.2f}"
+                                for c in columns])
+        means[method] = [float(c.mean()) for c in columns]
+    return header, body, means
+
+
+def _published(config: ReproduceConfig, labels: list[str]) -> tuple[str, list[list[str]]]:
+    """The paper's rows for the same tasks (Office-31, Office-Home), as Markdown and CSV rows."""
+    if config.dataset is None:
+        return "", []
+    from .published import published_rows
+
+    table = published_rows(config.dataset, "accuracy")
+    if table is None:
+        return "", []
+    if any(label not in table.tasks for label in labels):
+        return "", []
+    index = [table.tasks.index(label) for label in labels]
+    subset = len(labels) < len(table.tasks) - 1
+    rows = []
+    for name, values in table.rows.items():
+        picked = [values[i] for i in index]
+        # On a subset of the tasks the paper's Avg is not comparable; average the same columns instead.
+        avg = float(np.mean(picked)) if subset else values[table.tasks.index("Avg")]
+        rows.append([f"{name} (published)"] + [f"{v:.2f}" for v in picked] + [f"{avg:.2f}"])
+    from .demo.run import markdown_table
+
+    note = " Avg is over the tasks shown." if subset else ""
+    md = (f"\n### Published: {table.caption}\n\n{table.note}.{note}\n\n"
+          + markdown_table(["Method", *labels, "Avg"], rows))
+    return md, rows
+
+
+def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or finish) every cell, then write ``accuracy.md``, ``accuracy.csv`` and ``accuracy.png`` in ``config.out``."""
+    from .demo.run import markdown_table
+    from .plots import plot_task_bars
+
+    config.validate()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "reproduce.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
+    tasks = resolve_tasks(config)
+    cells = plan_cells(config)
+    for cell in cells:
+        if cell.method not in SHALLOW:
+            _cell_config(cell)  # a bad override fails here, before any work
+    t0 = time.perf_counter()
+    _prefetch_features(config, tasks, progress)
+    results: dict[tuple[str, str, int], dict[str, Any]] = {}
+    todo = []
+    for cell in cells:
+        done = _finished(cell)
+        if done is None:
+            todo.append(cell)
+        else:
+            results[(cell.method, task_label(cell.source, cell.target), cell.seed)] = done
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="run", desc="reproduce",
+               disable=not progress, dynamic_ncols=True)
+    if config.workers == 1:
+        for cell in todo:
+            bar.set_postfix_str(f"{cell.method} {task_label(cell.source, cell.target)} seed {cell.seed}")
+            results[(cell.method, task_label(cell.source, cell.target), cell.seed)] = run_cell(cell, threads)
+            bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
+            futures = {pool.submit(run_cell, cell, threads): cell for cell in todo}
+            for future in as_completed(futures):
+                cell = futures[future]
+                results[(cell.method, task_label(cell.source, cell.target), cell.seed)] = future.result()
+                bar.update(1)
+    bar.close()
+    seconds = time.perf_counter() - t0
+
+    header, body, means = summarize(config, results, tasks)
+    labels = header[1:-1]
+    published_md, published_rows = _published(config, labels)
+    what = config.dataset or Path(config.data_root).name
+    text = (f"## Target accuracy (%), {what}, {config.bits} bits, {config.backbone} features\n\n"
+            f"Mean ± standard deviation over {config.seeds} seed(s) for the deep methods; the shallow "
+            f"methods ({config.classifier} classifier) are deterministic and run once.\n\n"
+            + markdown_table(header, body) + published_md)
+    write_text(out / "accuracy.md", text)
+    write_csv(out / "accuracy.csv", ["source", *header], [["ours", *r] for r in body]
+              + [["published", *r] for r in published_rows])
+    plot_task_bars(out / "accuracy.png", [*labels, "Avg"], means,
+                   title=f"{what}: target accuracy, {config.bits} bits, {config.backbone} features")
+    train = [r["train_seconds"] for r in results.values() if "train_seconds" in r]
+    return {"table": text, "seconds": seconds, "cells": len(cells), "computed": len(todo),
+            "train_seconds_mean": float(np.mean(train)) if train else 0.0}

@@ -1,0 +1,20 @@
+"""Shallow domain-adaptation baselines on fixed features: GFK, TCA, CORAL, JDA (DAH paper, Tables 2-3).
+
+Each method is a :class:`skada.base.BaseAdapter`, so it composes with a classifier in
+``skada.make_da_pipeline(adapter, classifier)`` (fit with ``sample_domain``: >= 0 source, < 0
+target; target labels -1).  :func:`fit_predict_shallow` wraps all of it in one call.
+
+Importing this package imports skada, which switches on scikit-learn's metadata routing
+(``sklearn.set_config(enable_metadata_routing=True)``) for the whole process.
+"""
+
+from .api import (CLASSIFIERS, METHODS, PREPROCESSING, fit_predict_shallow, make_adapter,
+                  make_classifier, make_shallow_pipeline, preprocess_domains)
+from .coral import CORALAdapter
+from .gfk import GFKAdapter
+from .jda import JDAAdapter
+from .tca import TCAAdapter
+
+__all__ = ["CLASSIFIERS", "CORALAdapter", "GFKAdapter", "JDAAdapter", "METHODS", "PREPROCESSING",
+           "TCAAdapter", "fit_predict_shallow", "make_adapter", "make_classifier",
+           "make_shallow_pipeline", "preprocess_domains"]
