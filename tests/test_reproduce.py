@@ -100,3 +100,12 @@ def test_tasks_cells_and_bad_settings(tiny_office31: Path, tmp_path: Path) -> No
         _config(tiny_office31, tmp_path, dataset="office-31").validate()
     with pytest.raises(ConfigError, match="unknown setting"):
         rep.reproduce(_config(tiny_office31, tmp_path / "bad", methods=["DAH"], overrides={"epoch": 3}), progress=False)
+
+
+def test_office_home_shows_tables_3_and_5_once_each() -> None:
+    md, rows = rep._published(ReproduceConfig(data_root=".", out=".", dataset="office-home"), ["Ar→Cl", "Cl→Ar"])
+    names = [r[0] for r in rows]
+    assert names.count("DAN (published)") == 1 and "DAH-64 (published)" not in names
+    assert rows[names.index("DAH-128 (published)")][1:] == ["32.58", "35.72", f"{(32.58 + 35.72) / 2:.2f}"]
+    assert "Table 3" in md and "Table 5" in md and "Avg is over the tasks shown" in md
+    assert rep._published(ReproduceConfig(data_root=".", out=".", dataset="office-caltech"), ["A→W"]) == ("", [])

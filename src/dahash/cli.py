@@ -220,5 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dahash: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dahash: interrupted; rerun with --resume to continue from the last checkpoint", file=sys.stderr)
+        hint = ("rerun the same command to continue; finished runs are kept" if args.command == "reproduce"
+                else "rerun with --resume to continue from the last checkpoint")
+        print(f"dahash: interrupted; {hint}", file=sys.stderr)
         return 130

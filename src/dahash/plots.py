@@ -39,7 +39,9 @@ def plot_task_bars(path: str | os.PathLike, tasks: Sequence[str], scores: Mappin
     names = list(scores)
     width = 0.8 / max(len(names), 1)
     x = np.arange(len(tasks))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(tasks) * max(len(names), 1) / 2 + 2), 3.6), dpi=120)
+    # Wide enough for the groups, never wider than a page; many methods get a taller plot instead.
+    fig, ax = plt.subplots(figsize=(min(16.0, max(6.0, 1.1 * len(tasks) + 2)), 3.6 + 0.15 * max(len(names) - 3, 0)),
+                           dpi=120)
     for i, name in enumerate(names):
         ax.bar(x + (i - (len(names) - 1) / 2) * width, np.asarray(scores[name], dtype=float), width, label=name)
     values = np.concatenate([np.asarray(v, dtype=float) for v in scores.values()]) if names else np.zeros(1)
@@ -49,7 +51,8 @@ def plot_task_bars(path: str | os.PathLike, tasks: Sequence[str], scores: Mappin
     ax.set_xticks(x, tasks)
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncols=len(names))
+    # Below the axes, so that it never covers a bar.
+    ax.legend(fontsize=8, ncols=min(len(names), 10), loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
