@@ -15,7 +15,7 @@ from .codes import pack_codes
 from .config import TrainConfig
 from .io import write_csv, write_json
 from .metrics import mean_average_precision, precision_at_k, precision_recall_curve, precision_within_radius
-from .models import ClassifierHead, DAHHead
+from .models import ClassifierHead
 from .plots import plot_pr_curves
 from .predict import class_probabilities, export_codes, select_bank
 from .training.trainer import CHECKPOINT, MODEL, Domains, Head, load_domains, load_model, train_model

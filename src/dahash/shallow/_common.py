@@ -3,8 +3,6 @@ trace-ratio generalized eigenproblem of TCA and JDA."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -17,35 +15,6 @@ from ..errors import ConfigError, DataError
 # Relative size below which a singular value / kernel eigenvalue is treated as exact zero: the
 # direction carries no data, so dropping it changes no distance or objective.
 RANK_RTOL = 1e-10
-
-
-def check_int(name: str, value: Any, *, low: int, high: int | None = None) -> int:
-    """``value`` as an int in ``[low, high]``; otherwise a ConfigError naming ``name``."""
-    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low or (
-            high is not None and value > high):
-        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
-    return int(value)
-
-
-def check_positive(name: str, value: Any) -> float:
-    """``value`` as a finite float > 0; otherwise a ConfigError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    """``value`` if it is one of ``choices``; otherwise a ConfigError listing them."""
-    if not isinstance(value, str) or value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def split_fit_domains(X: Any, sample_domain: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from ..errors import ConfigError, DataError
-from ._common import check_choice, check_int
+from ..validation import check_choice, check_int
 from .coral import CORALAdapter
 from .gfk import GFKAdapter
 from .jda import JDAAdapter

@@ -32,7 +32,8 @@ import numpy as np
 from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
-from ._common import check_positive, split_fit_domains, split_transform_domains, thin_svd
+from ..validation import check_positive
+from ._common import split_fit_domains, split_transform_domains, thin_svd
 
 
 def _covariance_eigen(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,8 @@ from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
 from ..errors import ConfigError
-from ._common import RANK_RTOL, check_int, split_fit_domains, split_transform_domains, thin_svd
+from ..validation import check_int
+from ._common import RANK_RTOL, split_fit_domains, split_transform_domains, thin_svd
 
 
 def pca_basis(X: np.ndarray, n_components: int, domain: str) -> np.ndarray:

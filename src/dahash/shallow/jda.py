@@ -42,9 +42,9 @@ from sklearn.utils.validation import check_is_fitted
 from skada.base import BaseAdapter
 
 from ..errors import DataError
-from ._common import (check_bool, check_choice, check_int, check_positive, kernel_matrix,
-                      l2_normalize_rows, sample_coordinates, split_fit_domains,
-                      split_transform_domains, transfer_components)
+from ..validation import check_bool, check_choice, check_int, check_positive
+from ._common import (kernel_matrix, l2_normalize_rows, sample_coordinates,
+                      split_fit_domains, split_transform_domains, transfer_components)
 from .tca import mmd_vector
 
 JDA_KERNELS = ("primal", "linear", "rbf")
