@@ -84,3 +84,15 @@ def test_bad_params_raise_config_error(param: str, value) -> None:
     X, _ = clustered(0)
     with pytest.raises(ConfigError, match=param):
         BDNNHasher(**{param: value}).fit(X[:50])
+
+
+def test_fit_leaves_torch_thread_count_as_it_was() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        BDNNHasher(8, n_iter=1, lbfgs_iter=2, random_state=0).fit(clustered(0)[0][:200])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -14,12 +14,19 @@ from dahash.codes import pack_codes
 from dahash.errors import ConfigError, DataError
 from dahash.validation import check_int, check_positive
 
-__all__ = ["BaseHasher", "check_int", "check_positive", "check_nonnegative", "make_rng"]
+__all__ = ["BaseHasher", "centre_and_scale", "check_int", "check_positive", "check_nonnegative", "make_rng"]
 
 
 def check_nonnegative(name: str, value: Any) -> float:
     """``value`` as a finite float >= 0; otherwise a ConfigError naming ``name``."""
     return check_positive(name, value, allow_zero=True)
+
+
+def centre_and_scale(X: np.ndarray) -> tuple[np.ndarray, float]:
+    """Mean and root-mean-squared norm of the centred rows: dividing by it gives the data unit
+    energy, so that weights such as BA's mu or BDNN's lambdas mean the same on any data set."""
+    mean = X.mean(axis=0)
+    return mean, float(np.sqrt(np.mean(np.sum((X - mean) ** 2, axis=1)))) or 1.0
 
 
 def make_rng(random_state: Any) -> np.random.Generator:

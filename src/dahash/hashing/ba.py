@@ -37,30 +37,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.exceptions import NotFittedError
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from dahash.codes import pack_codes
-from dahash.errors import ConfigError, DataError
+from dahash.errors import ConfigError
 from dahash.validation import check_choice, check_int, check_positive, check_seed
+
+from ._base import BaseHasher, centre_and_scale
 
 __all__ = ["BinaryAutoencoderHasher"]
 
 BA_CLASSIFIERS = ("svm", "lsq")
-
-
-def _check_features(X: Any, name: str = "X", n_features: int | None = None) -> np.ndarray:
-    """``X`` as a finite float64 (n, D) array with n >= 1 (and D == n_features when given)."""
-    arr = np.asarray(X, dtype=np.float64)
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataError(f"{name} must be a non-empty 2-D array (n, D), got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise DataError(f"{name} contains NaN or infinite values")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise DataError(f"{name} has {arr.shape[1]} features but the hasher was fitted on {n_features}")
-    return arr
 
 
 def pca_sign_codes(X: np.ndarray, n_bits: int) -> np.ndarray:
@@ -119,7 +106,7 @@ def mac_objective(X: np.ndarray, Z: np.ndarray, A: np.ndarray, c: np.ndarray, H:
     return float((recon + mu * np.sum(Z != H)) / X.shape[0])
 
 
-class BinaryAutoencoderHasher(TransformerMixin, BaseEstimator):
+class BinaryAutoencoderHasher(BaseHasher):
     """Binary autoencoder hashing (Carreira-Perpinan & Raziperchikolaei, CVPR 2015, eq. 3, MAC of Sec. 4): h(x) = step(Wx + b).
 
     Parameters
@@ -210,12 +197,9 @@ class BinaryAutoencoderHasher(TransformerMixin, BaseEstimator):
             return self._fit(X)
 
     def _fit(self, X: Any) -> "BinaryAutoencoderHasher":
-        X = _check_features(X)
-        self.mean_ = X.mean(axis=0)
-        centred = X - self.mean_
-        # Scale so that the mean squared norm is 1: mu is then relative to the data's energy.
-        self.scale_ = float(np.sqrt(np.mean(np.sum(centred ** 2, axis=1)))) or 1.0
-        Xs = centred / self.scale_
+        X = self._validate_fit_X(X)
+        self.mean_, self.scale_ = centre_and_scale(X)
+        Xs = (X - self.mean_) / self.scale_
 
         Z = pca_sign_codes(Xs, self.n_bits)
         coef, intercept = self._fit_classifiers(Xs, Z)
@@ -249,17 +233,8 @@ class BinaryAutoencoderHasher(TransformerMixin, BaseEstimator):
         self.decoder_coef_ = A
         self.decoder_intercept_ = c
         self.objective_ = history
-        self.n_features_in_ = X.shape[1]
         return self
 
-    def transform(self, X: Any) -> np.ndarray:
-        """Packed uint8 codes (n, ceil(n_bits / 8)) of ``h(x)``; bit 1 where h(x) = 1."""
-        if not hasattr(self, "coef_"):
-            raise NotFittedError("BinaryAutoencoderHasher is not fitted yet; call fit(X) before transform(X)")
-        X = _check_features(X, n_features=self.n_features_in_)
-        # Same arithmetic as during fit, so training points get exactly their h(x).
-        return pack_codes((X - self.mean_) / self.scale_ @ self.coef_ + self.intercept_)
-
-    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
-        """``fit(X).transform(X)``."""
-        return self.fit(X).transform(X)
+    def _signed_codes(self, X: np.ndarray) -> np.ndarray:
+        """``W x + b`` on the training scaling: its sign is ``h(x)``, training points get exactly their codes."""
+        return (X - self.mean_) / self.scale_ @ self.coef_ + self.intercept_

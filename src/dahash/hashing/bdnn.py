@@ -40,12 +40,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.exceptions import NotFittedError
 
-from dahash.codes import pack_codes
-from dahash.hashing.ba import _check_features
 from dahash.validation import check_int, check_positive, check_seed
+
+from ._base import BaseHasher, centre_and_scale
 
 __all__ = ["BDNNHasher"]
 
@@ -95,7 +93,7 @@ def code_step(Xt: torch.Tensor, B: torch.Tensor, H: torch.Tensor, W3: torch.Tens
     return B
 
 
-class BDNNHasher(TransformerMixin, BaseEstimator):
+class BDNNHasher(BaseHasher):
     """UH-BDNN hashing (Do, Doan & Cheung, ECCV 2016, Sec. 3.1, eq. 2): network layer n-1 gives sgn codes, B alternated with L-BFGS.
 
     Parameters
@@ -148,13 +146,19 @@ class BDNNHasher(TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> "BDNNHasher":
         """Train UH-BDNN on the (n, D) features X; ``y`` is ignored (unsupervised)."""
         lam = self._validate_params()
-        X = _check_features(X)
-        # torch's thread pool is shared with other work on small machines; one thread is fastest here.
+        X = self._validate_fit_X(X)
+        # torch's thread pool is shared with other work on small machines; one thread is fastest
+        # here. The caller's setting is put back afterwards: no global state leaks out of fit.
+        threads = torch.get_num_threads()
         torch.set_num_threads(1)
-        self.mean_ = X.mean(axis=0)
-        centred = X - self.mean_
-        self.scale_ = float(np.sqrt(np.mean(np.sum(centred ** 2, axis=1)))) or 1.0
-        Xt = torch.from_numpy(centred / self.scale_)
+        try:
+            return self._fit(X, lam)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, X: np.ndarray, lam: tuple[float, float, float, float]) -> "BDNNHasher":
+        self.mean_, self.scale_ = centre_and_scale(X)
+        Xt = torch.from_numpy((X - self.mean_) / self.scale_)
         m, dim = Xt.shape
         rng = np.random.default_rng(self.random_state)
 
@@ -189,21 +193,11 @@ class BDNNHasher(TransformerMixin, BaseEstimator):
             optimizer.state.clear()
         self.weights_ = [p.detach().numpy().copy() for p in params]
         self.loss_history_ = history
-        self.n_features_in_ = dim
         return self
 
-    def _layer_output(self, X: np.ndarray) -> np.ndarray:
+    def _signed_codes(self, X: np.ndarray) -> np.ndarray:
+        """The code layer ``H_{n-1}(x)``; its sign is the code."""
         W1, b1, W2, b2 = self.weights_[:4]
         Xs = (X - self.mean_) / self.scale_
         return (1.0 / (1.0 + np.exp(-(Xs @ W1 + b1)))) @ W2 + b2
 
-    def transform(self, X: Any) -> np.ndarray:
-        """Packed uint8 codes (n, ceil(n_bits / 8)) of ``sgn(H_{n-1}(x))``."""
-        if not hasattr(self, "weights_"):
-            raise NotFittedError("BDNNHasher is not fitted yet; call fit(X) before transform(X)")
-        X = _check_features(X, n_features=self.n_features_in_)
-        return pack_codes(self._layer_output(X))
-
-    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
-        """``fit(X).transform(X)``."""
-        return self.fit(X).transform(X)
