@@ -35,18 +35,13 @@ def _cell(config: TrainConfig) -> dict:
     import torch
 
     from dahash.evaluate import run
-
-    from dahash.training.trainer import RESUME_MAY_CHANGE
+    from dahash.training.trainer import settings_differ
 
     torch.set_num_threads(1)
     results = Path(config.out) / "results.json"
     if results.exists():
         saved = json.loads(results.read_text())
-        # A setting added after the cell ran is taken at its default, which is what that version did.
-        defaults = TrainConfig().to_dict()
-        same = all(saved["config"].get(k, defaults[k]) == v for k, v in config.to_dict().items()
-                   if k not in RESUME_MAY_CHANGE)
-        if not same:
+        if settings_differ(saved["config"], config.to_dict()):
             raise SystemExit(f"{config.out} holds a run with other settings; use another --out")
         return saved["metrics"]
     return run(config, resume=True, progress=False)

@@ -154,18 +154,17 @@ def _finished(cell: Cell) -> dict[str, Any] | None:
     """The metrics of a finished cell, or None; a cell finished with other settings is an error."""
     import json
 
-    from .config import TrainConfig
-    from .training.trainer import RESUME_MAY_CHANGE
+    from .training.trainer import RESUME_MAY_CHANGE, settings_differ
 
     results = Path(cell.directory) / "results.json"
     if not results.exists():
         return None
     saved = json.loads(results.read_text())
     mine = _cell_config(cell)
-    # A setting added after the cell ran is taken at its default, which is what that version did.
-    defaults = {} if cell.method in SHALLOW else TrainConfig().to_dict()
-    differ = sorted(k for k, v in mine.items()
-                    if k not in RESUME_MAY_CHANGE and saved["config"].get(k, defaults.get(k)) != v)
+    if cell.method in SHALLOW:
+        differ = sorted(k for k, v in mine.items() if k not in RESUME_MAY_CHANGE and saved["config"].get(k) != v)
+    else:
+        differ = settings_differ(saved["config"], mine)
     if differ:
         raise DahashError(f"{cell.directory}: holds a finished run with other settings ({', '.join(differ)}); "
                           "use another --out")

@@ -130,9 +130,15 @@ def _step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, step]).generate_state(1)[0]))
 
 
-def _comparable(config_dict: dict) -> dict:
-    # A setting added after a checkpoint was written takes its default, which is what that version did.
-    return {k: v for k, v in {**TrainConfig().to_dict(), **config_dict}.items() if k not in RESUME_MAY_CHANGE}
+def settings_differ(saved: dict, current: dict) -> list[str]:
+    """Names of the settings that change a run's result and differ between two config dicts.
+
+    A setting missing from ``saved`` (added to dahash after that run was written) takes its
+    default, which is what that version did.
+    """
+    defaults = TrainConfig().to_dict()
+    saved, current = {**defaults, **saved}, {**defaults, **current}
+    return sorted(k for k, v in current.items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -181,9 +187,8 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
             raise DahashError(f"{out}: already holds a run (checkpoint.pt); pass --resume to continue it "
                               "or choose another --out")
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if _comparable(state["config"]) != _comparable(config.to_dict()):
-            saved = _comparable(state["config"])
-            diff = sorted(k for k, v in _comparable(config.to_dict()).items() if saved.get(k) != v)
+        diff = settings_differ(state["config"], config.to_dict())
+        if diff:
             raise ConfigError(f"{ckpt_path}: cannot resume, settings differ from the checkpoint's: {', '.join(diff)}")
         model.load_state_dict(state["model"])
         loss_fn.load_state_dict(state.get("loss", {}))
