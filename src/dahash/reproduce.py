@@ -199,13 +199,10 @@ def _shallow_cell(cell: Cell) -> dict[str, Any]:
 
 
 def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
-    """Compute one cell (or read it if finished) and return its metrics."""
+    """Compute one unfinished cell (:func:`reproduce` skips the finished ones) and return its metrics."""
     import torch
 
     torch.set_num_threads(threads)
-    done = _finished(cell)
-    if done is not None:
-        return done
     if cell.method in SHALLOW:
         return _shallow_cell(cell)
     from .evaluate import run

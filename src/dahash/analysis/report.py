@@ -41,12 +41,13 @@ def _run_fc7(run_dir: Path) -> tuple[Any, np.ndarray, np.ndarray, Any]:
     return config, encode(model, domains.source.X, layer="fc7"), encode(model, domains.target.X, layer="fc7"), domains
 
 
-def _backbone(config: Any) -> tuple[np.ndarray, np.ndarray, Any]:
+def _backbone(config: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The frozen backbone's (cached) features of both domains of a run."""
     from ..images.pipeline import image_feature_sets
 
     source, target = image_feature_sets(config.data_root, config.source, config.target, backbone=config.backbone,
                                         weights=config.weights, cache_dir=config.cache_dir, progress=False)
-    return source.X, target.X, (source, target)
+    return source.X, target.X
 
 
 def _task_runs(run: Path, tasks: Sequence[str] | None, seed: int) -> dict[str, dict[str, Path]]:
@@ -95,16 +96,14 @@ def analyze(run: str | Path, out: str | Path, *, tasks: Sequence[str] | None = N
             if not kinds:
                 continue
             features: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            domains = None
             for kind, directory in kinds.items():
                 config, fs, ft, domains = _run_fc7(directory)
                 features[kind] = (fs, ft)
-            xs, xt, _ = _backbone(config)
-            features = {"Backbone": (xs, xt), **features}
+            # Backbone first, then the runs in the order _task_runs found them (Figure 3a's).
+            features = {"Backbone": _backbone(config), **features}
             distances[label] = {}
-            for kind in [k for k in KINDS if k in features] + [k for k in features if k not in KINDS]:
+            for kind, (fs, ft) in features.items():
                 bar.set_postfix_str(f"{label} {kind}")
-                fs, ft = features[kind]
                 distances[label][kind] = proxy_a_distance(fs, ft, seed=seed)
                 if label == wanted:
                     path = out / f"tsne_{kind}_{label.replace('→', '_')}.png"

@@ -65,8 +65,6 @@ class DomainAdversarialLoss(nn.Module):
     def __init__(self, in_features: int, hidden: int = 1024) -> None:
         super().__init__()
         self.discriminator = DomainDiscriminator(in_features, hidden)
-        for layer in self.discriminator:
-            layer.lr_mult = 1.0
 
     def forward(self, features: Tensor, n_source: int, coefficient: float = 1.0) -> Tensor:
         logits = self.discriminator(reverse_gradient(features, coefficient)).squeeze(1)
