@@ -26,6 +26,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .errors import ConfigError, DahashError
+from .images.datasets import domain_code
 from .io import write_csv, write_json, write_text
 
 # The paper's domain codes per dataset (Sec. 5.1): tasks are all ordered pairs.
@@ -94,17 +95,6 @@ class Cell:
     seed: int
     directory: str
     settings: dict[str, Any]
-
-
-def domain_code(name: str) -> str:
-    """The paper's short code of a domain folder name ("Real World" -> "Rw"), else the name."""
-    from .images.datasets import DOMAIN_CODES
-
-    norm = "".join(ch for ch in name.casefold() if ch.isalnum())
-    for code, names in DOMAIN_CODES.items():
-        if norm in names or norm == code:
-            return code.capitalize() if len(code) == 2 else code.upper()
-    return name
 
 
 def resolve_tasks(config: ReproduceConfig) -> list[tuple[str, str]]:

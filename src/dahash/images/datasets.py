@@ -53,6 +53,7 @@ __all__ = [
     "align_image_domains",
     "scan_readable",
     "DOMAIN_CODES",
+    "domain_code",
 ]
 
 # Paper short code -> normalised folder names it may stand for (Venkateswara et al., Sec. 5.1).
@@ -140,6 +141,15 @@ def _clip(text: str, limit: int = 80) -> str:
 def _norm(name: str) -> str:
     """Fold case and drop spaces, ``_`` and ``-`` so that spellings of one domain compare equal."""
     return re.sub(r"[\s_\-]+", "", name).casefold()
+
+
+def domain_code(name: str) -> str:
+    """The paper's short code of a domain name ("Real World" -> "Rw", "caltech10" -> "C"), else the name."""
+    key = _norm(name)
+    for code, names in DOMAIN_CODES.items():
+        if key in names or key == code:
+            return code.capitalize() if len(code) == 2 else code.upper()
+    return name
 
 
 def _visible(name: str) -> bool:
