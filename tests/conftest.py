@@ -6,7 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Training sets torch's process-wide thread count (runs and cells pin it); every test gets
+    the session's count back, so one test's setting cannot slow or change the next."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

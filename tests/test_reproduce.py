@@ -7,18 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dahash import reproduce as rep
 from dahash.cli import main
 from dahash.errors import ConfigError
 from dahash.reproduce import METHODS, SHALLOW, ReproduceConfig, domain_code, plan_cells, resolve_tasks
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 class Interrupted(Exception):

@@ -76,29 +76,44 @@ def _download(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     import yaml
 
-    from .reproduce import ReproduceConfig, reproduce
+    from .reproduce import METHODS, SHALLOW, ReproduceConfig, reproduce
+    from .reproduce_retrieval import RETRIEVAL_METHODS, RetrievalConfig, reproduce_retrieval
 
+    retrieval = args.tables == "retrieval"
     overrides = {}
     for item in args.set:
         if "=" not in item:
             raise DahashError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=50")
         key, value = item.split("=", 1)
         overrides[key] = yaml.safe_load(value)
-    shallow: dict[str, dict] = {}
+    known = {m.casefold(): m for m in (RETRIEVAL_METHODS if retrieval else SHALLOW)}
+    params: dict[str, dict] = {}
     for item in args.shallow_set:
         key, _, value = item.partition("=")
         method, _, name = key.partition(".")
         if not value or not name:
             raise DahashError(f"--shallow-set {item!r}: expected METHOD.KEY=VALUE, e.g. GFK.n_components=10")
-        shallow.setdefault(method.upper(), {})[name] = yaml.safe_load(value)
-    config = ReproduceConfig(data_root=args.data_root, out=args.out, dataset=args.dataset, methods=args.methods,
-                             tasks=args.tasks, bits=args.bits, seeds=args.seeds, backbone=args.backbone,
-                             weights=args.weights, cache_dir=args.cache_dir, classifier=args.classifier,
-                             workers=args.workers, overrides=overrides, shallow_params=shallow)
-    summary = reproduce(config, progress=not args.quiet)
+        params.setdefault(known.get(method.casefold(), method), {})[name] = yaml.safe_load(value)
+    common = dict(data_root=args.data_root, out=args.out, dataset=args.dataset, tasks=args.tasks, seeds=args.seeds,
+                  backbone=args.backbone, weights=args.weights, cache_dir=args.cache_dir, workers=args.workers,
+                  overrides=overrides)
+    if retrieval:
+        config = RetrievalConfig(**common, methods=args.methods or list(RETRIEVAL_METHODS),
+                                 bits=args.bits or [16, 64, 128], holdout=args.holdout,
+                                 precision_k=args.precision_k, hasher_params=params)
+        summary = reproduce_retrieval(config, progress=not args.quiet)
+        files = "map.md, map.csv, retrieval.csv and pr_*.png"
+    else:
+        if args.bits and len(args.bits) > 1:
+            raise DahashError(f"--bits: the accuracy tables take one code length, got {args.bits}; "
+                              "several are for --tables retrieval")
+        config = ReproduceConfig(**common, methods=args.methods or list(METHODS), bits=(args.bits or [64])[0],
+                                 classifier=args.classifier, shallow_params=params)
+        summary = reproduce(config, progress=not args.quiet)
+        files = "accuracy.md, .csv and .png"
     print(summary["table"])
     print(f"{summary['cells']} runs ({summary['computed']} computed now) in {summary['seconds']:.0f} s; "
-          f"tables in {args.out}/accuracy.md, .csv and .png")
+          f"tables in {args.out}: {files}")
     return 0
 
 
@@ -153,20 +168,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     from .reproduce import DATASET_DOMAINS, METHODS
+    from .reproduce_retrieval import RETRIEVAL_METHODS
 
-    rep = sub.add_parser("reproduce", help="the paper's comparison table: every task x method x seed (resumable)",
-                         description="Run every transfer task for every method and seed and write the paper's "
-                                     "accuracy table (methods as rows, tasks and Avg as columns). Finished runs "
-                                     "are kept: rerun the same command to continue after an interruption.")
+    rep = sub.add_parser("reproduce", help="the paper's tables: every task x method x seed (resumable)",
+                         description="Accuracy tables (default): every transfer task for every method and seed, "
+                                     "methods as rows, tasks and Avg as columns (Tables 2, 3, 5). Retrieval "
+                                     "tables (--tables retrieval): mAP, precision@k, precision within radius 2 "
+                                     "and precision-recall figures of the hashing methods per target domain and "
+                                     "code length (Tables 4, 6, 7, Figures 4-7). Finished runs are kept: rerun "
+                                     "the same command to continue after an interruption.")
+    rep.add_argument("--tables", choices=("accuracy", "retrieval"), default="accuracy",
+                     help="which of the paper's tables (default accuracy)")
     rep.add_argument("--data-root", required=True, metavar="ROOT", help="folder holding the domain folders")
     rep.add_argument("--dataset", choices=list(DATASET_DOMAINS), default=None,
-                     help="which benchmark ROOT holds: sets the domains and shows the paper's published rows")
-    rep.add_argument("--methods", nargs="+", default=list(METHODS), metavar="METHOD",
-                     help=f"methods to run (default all: {' '.join(METHODS)})")
+                     help="which benchmark ROOT holds: sets the domains (retrieval: the paper's source per target) "
+                          "and shows the paper's published rows")
+    rep.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                     help=f"methods to run (default all; accuracy: {' '.join(METHODS)}; retrieval: "
+                          f"{' '.join(RETRIEVAL_METHODS)})")
     rep.add_argument("--tasks", nargs="+", default=None, metavar="SOURCE:TARGET",
-                     help="only these tasks, e.g. amazon:webcam dslr:caltech10 (default: every ordered pair)")
-    rep.add_argument("--bits", type=int, default=64, help="hash code length of the DAH methods (default 64)")
-    rep.add_argument("--seeds", type=int, default=3, help="seeds per deep method (default 3)")
+                     help="only these tasks, e.g. amazon:webcam dslr:caltech10 (default: every ordered pair; "
+                          "retrieval: one source per target domain, the dataset's pairing, e.g. Ar:Cl Ar:Pr Ar:Rw "
+                          "Cl:Ar for office-home)")
+    rep.add_argument("--bits", nargs="+", type=int, default=None,
+                     help="hash code length(s) (default: accuracy 64; retrieval 16 64 128)")
+    rep.add_argument("--seeds", type=int, default=3, help="seeds per deep (retrieval: every) method (default 3)")
     rep.add_argument("--backbone", default="efficientnet_lite0", help="feature extractor (default efficientnet_lite0)")
     rep.add_argument("--weights", default=None, help="local weights file for the backbone")
     rep.add_argument("--cache-dir", default=None, help="feature cache (default $DAHASH_CACHE or ~/.cache/dahash)")
@@ -176,7 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                      help="training settings applied to every deep method after its own, e.g. epochs=50")
     rep.add_argument("--shallow-set", nargs="*", default=[], metavar="METHOD.KEY=VALUE",
-                     help="a shallow method's parameter, e.g. GFK.n_components=10 TCA.kernel=rbf")
+                     help="a shallow or hashing method's parameter, e.g. GFK.n_components=10 TCA.kernel=rbf "
+                          "(retrieval: ITQ.n_iter=100 SuH.epochs=50)")
+    rep.add_argument("--holdout", type=float, default=0.3,
+                     help="retrieval: fraction of each target class held out as SuH's queries (default 0.3)")
+    rep.add_argument("--precision-k", type=int, default=100, help="retrieval: k of precision@k (default 100)")
     rep.add_argument("--out", required=True, help="output directory (runs under OUT/cells, tables in OUT)")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.set_defaults(func=_reproduce)

@@ -12,9 +12,10 @@ score the predictions.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -43,45 +44,58 @@ CELLS = "cells"
 
 
 @dataclass
-class ReproduceConfig:
-    """Every setting of one ``dahash reproduce``; saved as ``OUT/reproduce.yaml``."""
+class TablesConfig:
+    """Settings shared by the accuracy (:class:`ReproduceConfig`) and retrieval reproductions."""
 
     data_root: str
     out: str
     dataset: str | None = None
-    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    methods: list[str] = field(default_factory=list)
     tasks: list[str] | None = None
-    bits: int = 64
     seeds: int = 3
     backbone: str = "efficientnet_lite0"
     weights: str | None = None
     cache_dir: str | None = None
-    classifier: str = "1nn"
     workers: int = 1
     # TrainConfig settings applied to every deep method after its own (e.g. {"epochs": 50}).
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    def _validate_common(self, known_methods: Sequence[str], positive: Sequence[str]) -> list[str]:
+        """Dataset, task format, the integer settings ``positive`` >= 1; returns ``methods``
+        spelled as in ``known_methods``, deduplicated."""
+        if self.dataset is not None and self.dataset not in DATASET_DOMAINS:
+            raise ConfigError(f"dataset must be one of {', '.join(DATASET_DOMAINS)}; got {self.dataset!r}")
+        known = {m.casefold(): m for m in known_methods}
+        unknown = [m for m in self.methods if m.casefold() not in known]
+        if unknown or not self.methods:
+            raise ConfigError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; "
+                              f"known: {', '.join(known_methods)}")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        for task in self.tasks or []:
+            if task.count(":") != 1 or not all(task.split(":")):
+                raise ConfigError(f"task {task!r} must be SOURCE:TARGET, e.g. amazon:webcam or A:W")
+        return list(dict.fromkeys(known[m.casefold()] for m in self.methods))
+
+
+@dataclass
+class ReproduceConfig(TablesConfig):
+    """Every setting of one ``dahash reproduce``; saved as ``OUT/reproduce.yaml``."""
+
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    bits: int = 64
+    classifier: str = "1nn"
     # Parameters of the shallow methods, e.g. {"GFK": {"n_components": 10}}; unset ones are their papers'.
     shallow_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> "ReproduceConfig":
-        if self.dataset is not None and self.dataset not in DATASET_DOMAINS:
-            raise ConfigError(f"dataset must be one of {', '.join(DATASET_DOMAINS)}; got {self.dataset!r}")
-        known = {m.casefold(): m for m in METHODS}
-        unknown = [m for m in self.methods if m.casefold() not in known]
-        if unknown or not self.methods:
-            raise ConfigError(f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(METHODS)}")
-        self.methods = list(dict.fromkeys(known[m.casefold()] for m in self.methods))
-        for name in ("bits", "seeds", "workers"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        self.methods = self._validate_common(METHODS, ("bits", "seeds", "workers"))
         bad = [m for m in self.shallow_params if m not in SHALLOW]
         if bad:
             raise ConfigError(f"shallow parameters given for {', '.join(bad)}; shallow methods: {', '.join(SHALLOW)}")
         if self.classifier not in ("1nn", "svm", "logreg"):
             raise ConfigError(f"classifier must be one of 1nn, svm, logreg; got {self.classifier!r}")
-        for task in self.tasks or []:
-            if task.count(":") != 1 or not all(task.split(":")):
-                raise ConfigError(f"task {task!r} must be SOURCE:TARGET, e.g. amazon:webcam or A:W")
         return self
 
 
@@ -101,16 +115,19 @@ def resolve_tasks(config: ReproduceConfig) -> list[tuple[str, str]]:
     """``--tasks`` as given, else every ordered pair of the dataset's (or the data root's) domains."""
     if config.tasks:
         return [tuple(t.split(":")) for t in config.tasks]  # type: ignore[misc]
-    if config.dataset:
-        domains: Sequence[str] = DATASET_DOMAINS[config.dataset]
-    else:
-        root = Path(config.data_root)
-        if not root.is_dir():
-            raise ConfigError(f"{root}: data root not found")
-        domains = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-        if len(domains) < 2:
-            raise ConfigError(f"{root}: found {len(domains)} domain folder(s); a transfer task needs two")
+    domains = DATASET_DOMAINS[config.dataset] if config.dataset else domain_folders(config.data_root)
     return list(itertools.permutations(domains, 2))
+
+
+def domain_folders(data_root: str) -> list[str]:
+    """The domain folders under ``data_root``, sorted by name (at least two, else a ConfigError)."""
+    root = Path(data_root)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: data root not found")
+    domains = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if len(domains) < 2:
+        raise ConfigError(f"{root}: found {len(domains)} domain folder(s); a transfer task needs two")
+    return domains
 
 
 def task_label(source: str, target: str) -> str:
@@ -133,7 +150,8 @@ def plan_cells(config: ReproduceConfig) -> list[Cell]:
                                     "weights": config.weights, "cache_dir": config.cache_dir}
         if method in SHALLOW:
             settings["classifier"] = config.classifier
-            settings["params"] = dict(config.shallow_params.get(method, {}))
+            # As results.json will hold them (tuples become lists), so that a rerun compares like with like.
+            settings["params"] = json.loads(json.dumps(config.shallow_params.get(method, {})))
         else:
             settings |= {"bits": config.bits, "out": str(directory), **config.overrides}
         cells.append(Cell(method, source, target, seed, str(directory), settings))
@@ -142,8 +160,6 @@ def plan_cells(config: ReproduceConfig) -> list[Cell]:
 
 def _finished(cell: Cell) -> dict[str, Any] | None:
     """The metrics of a finished cell, or None; a cell finished with other settings is an error."""
-    import json
-
     from .training.trainer import RESUME_MAY_CHANGE, settings_differ
 
     results = Path(cell.directory) / "results.json"
@@ -202,7 +218,56 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     return run(config, resume=True, progress=False)
 
 
-def _prefetch_features(config: ReproduceConfig, tasks: list[tuple[str, str]], progress: bool) -> None:
+def run_cells(config: TablesConfig, cells: list[Cell], tasks: list[tuple[str, str]],
+              finished: Callable[[Cell], dict[str, Any] | None], work: Callable[[Cell, int], dict[str, Any]],
+              key: Callable[[Cell], tuple], settings_file: str,
+              progress: bool) -> tuple[dict[tuple, dict[str, Any]], int, int, float]:
+    """Extract the tasks' features, reuse every ``finished`` cell, save the settings as
+    ``settings_file`` and ``work`` out the rest; returns ``({key(cell): metrics}, cells computed,
+    threads per cell, seconds)``."""
+    t0 = time.perf_counter()
+    _prefetch_features(config, tasks, progress)
+    results, todo = {}, []
+    for cell in cells:
+        done = finished(cell)
+        if done is None:
+            todo.append(cell)
+        else:
+            results[key(cell)] = done
+    # Only now: a rerun refused for other settings must not relabel the finished runs.
+    write_text(Path(config.out) / settings_file, yaml.safe_dump(asdict(config), sort_keys=False))
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="run", desc=Path(settings_file).stem,
+               disable=not progress, dynamic_ncols=True)
+    for cell, metrics in _execute(todo, work, config.workers, threads, bar):
+        results[key(cell)] = metrics
+    bar.close()
+    return results, len(todo), threads, time.perf_counter() - t0
+
+
+def _execute(todo: list[Cell], work: Callable[[Cell, int], dict[str, Any]], workers: int, threads: int,
+             bar: tqdm) -> Iterator[tuple[Cell, dict[str, Any]]]:
+    """``(cell, work(cell, threads))`` for every cell, ``workers`` at a time in spawned processes
+    (in this process when 1), advancing ``bar``; the first failure or Ctrl-C cancels the rest."""
+    if workers == 1:
+        for cell in todo:
+            bar.set_postfix_str(f"{cell.method} {task_label(cell.source, cell.target)} seed {cell.seed}")
+            yield cell, work(cell, threads)
+            bar.update(1)
+        return
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(work, cell, threads): cell for cell in todo}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+                bar.update(1)
+        except BaseException:
+            # Stop at the first failure or Ctrl-C instead of running every queued cell first.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _prefetch_features(config: TablesConfig, tasks: list[tuple[str, str]], progress: bool) -> None:
     """Extract (or find cached) every domain's features once, before parallel cells read them."""
     from .images.backbones import load_backbone
     from .images.pipeline import default_cache_dir, domain_features, open_domain
@@ -268,44 +333,14 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
     config.validate()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "reproduce.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
     tasks = resolve_tasks(config)
     cells = plan_cells(config)
     for cell in cells:
         if cell.method not in SHALLOW:
             _cell_config(cell)  # a bad override fails here, before any work
-    t0 = time.perf_counter()
-    _prefetch_features(config, tasks, progress)
-    results: dict[tuple[str, str, int], dict[str, Any]] = {}
-    todo = []
-    for cell in cells:
-        done = _finished(cell)
-        if done is None:
-            todo.append(cell)
-        else:
-            results[(cell.method, task_label(cell.source, cell.target), cell.seed)] = done
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
-    bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="run", desc="reproduce",
-               disable=not progress, dynamic_ncols=True)
-    if config.workers == 1:
-        for cell in todo:
-            bar.set_postfix_str(f"{cell.method} {task_label(cell.source, cell.target)} seed {cell.seed}")
-            results[(cell.method, task_label(cell.source, cell.target), cell.seed)] = run_cell(cell, threads)
-            bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(run_cell, cell, threads): cell for cell in todo}
-            try:
-                for future in as_completed(futures):
-                    cell = futures[future]
-                    results[(cell.method, task_label(cell.source, cell.target), cell.seed)] = future.result()
-                    bar.update(1)
-            except BaseException:
-                # Stop at the first failure or Ctrl-C instead of running every queued cell first.
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
-    bar.close()
-    seconds = time.perf_counter() - t0
+    results, computed, threads, seconds = run_cells(
+        config, cells, tasks, _finished, run_cell,
+        lambda cell: (cell.method, task_label(cell.source, cell.target), cell.seed), "reproduce.yaml", progress)
 
     header, body, means = summarize(config, results, tasks)
     labels = header[1:-1]
@@ -319,12 +354,12 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
             + markdown_table(header, body)
             + f"\nTraining time per run (s, mean over tasks and seeds, {threads} thread(s) each, {config.workers} "
               "run(s) at a time): " + ", ".join(f"{m} {t:.1f}" for m, t in timing.items())
-            + f". This invocation: {seconds:.0f} s wall for {len(todo)} runs ({len(cells) - len(todo)} reused).\n"
+            + f". This invocation: {seconds:.0f} s wall for {computed} runs ({len(cells) - computed} reused).\n"
             + published_md)
     write_text(out / "accuracy.md", text)
     write_csv(out / "accuracy.csv", ["source", *header], [["ours", *r] for r in body]
               + [["published", *r] for r in published_rows])
     plot_task_bars(out / "accuracy.png", [*labels, "Avg"], means,
                    title=f"{what}: target accuracy, {config.bits} bits, {config.backbone} features")
-    return {"table": text, "seconds": seconds, "cells": len(cells), "computed": len(todo),
+    return {"table": text, "seconds": seconds, "cells": len(cells), "computed": computed,
             "train_seconds": {m: float(t) for m, t in timing.items()}}

@@ -21,12 +21,6 @@ from dahash.training.trainer import CHECKPOINT, MODEL
 from test_trainer import _history, _make_task  # same directory (pytest prepends it to sys.path)
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

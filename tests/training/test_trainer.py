@@ -31,13 +31,6 @@ from dahash.training.trainer import CHECKPOINT, MODEL, build_model, load_domains
 N_CLASSES = 4
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    """Runs set torch's thread count (num_threads=1); give the rest of the session its own back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
 
 def _make_task(directory: Path, n_per_class: int, dim: int = 16, sep: float = 3.0, shift: float = 0.5,
                seed: int = 0) -> tuple[Path, Path]:

@@ -1,4 +1,4 @@
-"""Shared machinery of the unsupervised hashing estimators: parameter checks, input
+"""Shared machinery of the hashing estimators: parameter checks, input
 validation and the ``transform`` that packs sign bits with :func:`dahash.codes.pack_codes`."""
 
 from __future__ import annotations

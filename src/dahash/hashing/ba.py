@@ -182,7 +182,7 @@ class BinaryAutoencoderHasher(BaseHasher):
                 # One class only (LinearSVC refuses it): the constant classifier is exact.
                 intercept[bit] = 1.0 if target[0] > 0 else -1.0
                 continue
-            svm = LinearSVC(C=self.C, dual=False, random_state=self.random_state)
+            svm = LinearSVC(C=self.C, dual="auto", random_state=self.random_state)
             svm.fit(Xs, target)
             coef[:, bit] = svm.coef_[0]
             intercept[bit] = svm.intercept_[0]
