@@ -117,6 +117,42 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _index(args: argparse.Namespace) -> int:
+    from .search import add_images, build_index
+
+    if args.index_command == "build":
+        n = build_index(args.run, args.images, args.index, backend=args.backend, kind=args.type,
+                        milvus_uri=args.milvus_uri, collection=args.collection, cache_dir=args.cache_dir,
+                        progress=not args.quiet)
+        print(f"{n} images indexed in {args.index} ({args.backend}, {args.type})")
+    else:
+        added, skipped = add_images(args.index, args.images, run_dir=args.run, cache_dir=args.cache_dir,
+                                    progress=not args.quiet)
+        print(f"{added} images added to {args.index}; {skipped} were already indexed")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .demo.run import markdown_table
+    from .search import search_images
+
+    queries, predicted, result = search_images(args.index, args.image, args.top_k, run_dir=args.run,
+                                               cache_dir=args.cache_dir)
+    hits = [[{"rank": r + 1, "id": int(i), "distance": int(d), **(m or {})}
+             for r, (i, d, m) in enumerate(zip(ids, dists, meta)) if i >= 0]
+            for ids, dists, meta in zip(result.ids, result.distances, result.metadata)]
+    if args.json:
+        print(json.dumps([{"query": q, "predicted": p, "hits": h} for q, p, h in zip(queries, predicted, hits)],
+                         indent=2))
+        return 0
+    for query, pred, rows in zip(queries, predicted, hits):
+        print(f"\n{query}" + (f" (predicted class: {pred})" if pred else ""))
+        print(markdown_table(["rank", "path", "Hamming distance", "label"],
+                             [[str(h["rank"]), h.get("path", str(h["id"])), str(h["distance"]), h.get("label") or ""]
+                              for h in rows]))
+    return 0
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from .analysis.report import analyze
 
@@ -210,6 +246,34 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, help="output directory (runs under OUT/cells, tables in OUT)")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.set_defaults(func=_reproduce)
+
+    idx = sub.add_parser("index", help="build or grow a Hamming index of an image collection with a trained run")
+    idx_sub = idx.add_subparsers(dest="index_command", required=True)
+    build = idx_sub.add_parser("build", help="encode images with a run and save a new index")
+    build.add_argument("--run", required=True, help="run directory trained on images ('dahash train --data-root')")
+    build.add_argument("--backend", choices=("faiss", "milvus"), default="faiss",
+                       help="faiss: an index directory in this process (default); milvus: a Milvus server")
+    build.add_argument("--type", choices=("flat", "ivf", "hnsw"), default="flat",
+                       help="flat: exact (default); ivf, hnsw: approximate, for large collections (hnsw: FAISS only)")
+    build.add_argument("--milvus-uri", default=None, help="Milvus server (default http://127.0.0.1:19530)")
+    build.add_argument("--collection", default=None, help="Milvus collection (default: the index folder's name)")
+    add = idx_sub.add_parser("add", help="encode more images with the index's run and add the new ones")
+    add.add_argument("--run", default=None, help="the run, if it moved since the index was built")
+    for p in (build, add):
+        p.add_argument("--images", required=True, nargs="+", help="image files, folders (recursive) or both")
+        p.add_argument("--index", required=True, help="index directory")
+        p.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+    idx.set_defaults(func=_index)
+
+    find = sub.add_parser("search", help="the most similar indexed images of query images, by Hamming distance")
+    find.add_argument("--index", required=True, help="index directory ('dahash index build')")
+    find.add_argument("--image", required=True, nargs="+", help="query image file(s)")
+    find.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
+    find.add_argument("--run", default=None, help="the run, if it moved since the index was built")
+    find.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
+    find.add_argument("--json", action="store_true", help="print the hits as JSON")
+    find.set_defaults(func=_search)
 
     ana = sub.add_parser("analyze", help="Figure 3: proxy A-distance and t-SNE of backbone, Deep, DAN and DAH features",
                          description="Proxy A-distance (linear SVM, 5-fold CV) between source and target features "

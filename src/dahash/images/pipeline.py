@@ -68,11 +68,11 @@ def collect_images(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.PathLike, *,
-                  cache_dir: str | None = None, progress: bool = True) -> int:
-    """Hash codes of new images with a trained run's backbone and head, written as packed codes with their paths."""
+def image_outputs(run_dir: str | os.PathLike, inputs: list[str], *, cache_dir: str | None = None,
+                  progress: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
+    """A trained run's hash outputs u for image files and folders: ``(u, paths kept, run's classes)``
+    (unreadable images are reported and skipped)."""
     from ..evaluate import encode
-    from ..predict import export_codes
     from ..training.trainer import MODEL, load_model
 
     model, config, normalizer, classes = load_model(Path(run_dir) / MODEL)
@@ -92,6 +92,14 @@ def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.P
     X, kept, _ = extract_features(paths, backbone, cache_dir=Path(cache_dir or config.cache_dir or default_cache_dir()),
                                   batch_size=config.extract_batch_size, num_workers=config.num_workers,
                                   progress=progress)
-    u = encode(model, normalizer.transform(X))
-    export_codes(out, u, [str(paths[i]) for i in kept], classes=classes)
-    return len(kept)
+    return encode(model, normalizer.transform(X)), [str(paths[i]) for i in kept], classes
+
+
+def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.PathLike, *,
+                  cache_dir: str | None = None, progress: bool = True) -> int:
+    """Hash codes of new images with a trained run's backbone and head, written as packed codes with their paths."""
+    from ..predict import export_codes
+
+    u, paths, classes = image_outputs(run_dir, inputs, cache_dir=cache_dir, progress=progress)
+    export_codes(out, u, paths, classes=classes)
+    return len(paths)

@@ -1,0 +1,73 @@
+"""The one interface of every Hamming-distance index backend (FAISS binary indexes, Milvus):
+packed codes in (see :mod:`dahash.codes`), external int64 ids and per-item metadata kept beside them."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["HammingIndex", "SearchResult"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits of a batch of queries, best first; rows with fewer than k hits are padded with id -1,
+    distance -1 and metadata None."""
+
+    ids: np.ndarray  # (n_queries, k) int64
+    distances: np.ndarray  # (n_queries, k) int32 Hamming distances
+    metadata: list[list[dict[str, Any] | None]]  # [query][rank]
+
+
+class HammingIndex(ABC):
+    """``add(codes, ids, metadata)``, ``search(codes, k)``, ``remove(ids)``, ``save``/``load``, ``len``.
+
+    ``codes`` are packed uint8 rows of ``ceil(n_bits / 8)`` bytes; ``ids`` are distinct int64
+    external ids (adding an id that is already present is an error; -1 is reserved for padding);
+    ``metadata`` is one JSON-able dict per code (e.g. ``{"path": ..., "label": ...}``), returned
+    with every hit; omitted, each item gets ``{}``. A search with ``k < 1`` is a DataError.
+    """
+
+    n_bits: int
+
+    @abstractmethod
+    def add(self, codes: np.ndarray, ids: Sequence[int] | np.ndarray,
+            metadata: Sequence[Mapping[str, Any]] | None = None) -> None:
+        """Insert codes under their ids."""
+
+    @abstractmethod
+    def search(self, codes: np.ndarray, k: int = 10) -> SearchResult:
+        """The k nearest items of each query code by Hamming distance."""
+
+    @abstractmethod
+    def remove(self, ids: Sequence[int] | np.ndarray) -> int:
+        """Delete these ids (unknown ones are ignored); returns how many were removed."""
+
+    @abstractmethod
+    def contains(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Boolean array: whether each id is in the index."""
+
+    @abstractmethod
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index to the directory ``path`` (atomically: a crash keeps the previous one)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | os.PathLike, *, n_bits: int | None = None,
+             model: str | None = None) -> "HammingIndex":
+        """Read an index written by :meth:`save`; a corrupt one, or one whose code length or model
+        differs from ``n_bits`` / ``model`` when given, is a DataError naming the path."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """``backend`` ("faiss" or "milvus"), ``kind`` (the backend's index type), n_bits, count,
+        model and bytes per code, for ``/stats`` and the CLI."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """Number of items in the index."""
