@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_errors import one_line_error  # tests/ is on sys.path (no __init__.py)
 from dahash.cli import main
 
 
@@ -28,16 +29,6 @@ def _train_args(source: Path, target: Path, out: Path, *extra: str) -> list[str]
             "--quiet", *extra]
 
 
-def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("dahash: error: ")
-    assert "Traceback" not in err
-    return lines[0]
-
-
 @pytest.fixture
 def source(tmp_path: Path) -> Path:
     return _write(tmp_path / "source.npz")
@@ -51,14 +42,14 @@ def target(tmp_path: Path) -> Path:
 def test_missing_feature_file(tmp_path: Path, source: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "no_such_features.npz"
     code = main(_train_args(source, missing, tmp_path / "run"))
-    line = _one_line_error(capsys, code)
+    line = one_line_error(capsys, code)
     assert str(missing) in line and "not found" in line
 
 
 def test_npz_without_labels(tmp_path: Path, target: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = _write(tmp_path / "unlabeled.npz", y=None)
     code = main(_train_args(bad, target, tmp_path / "run"))
-    line = _one_line_error(capsys, code)
+    line = one_line_error(capsys, code)
     assert str(bad) in line and "missing array 'y'" in line
 
 
@@ -67,42 +58,42 @@ def test_nan_features(tmp_path: Path, target: Path, capsys: pytest.CaptureFixtur
     X[4, 2] = np.nan
     bad = _write(tmp_path / "nan.npz", X=X)
     code = main(_train_args(bad, target, tmp_path / "run"))
-    line = _one_line_error(capsys, code)
+    line = one_line_error(capsys, code)
     assert str(bad) in line and "NaN" in line and "row 4" in line
 
 
 def test_target_class_not_in_source(tmp_path: Path, source: Path, capsys: pytest.CaptureFixture[str]) -> None:
     extra = _write(tmp_path / "target4.npz", classes=4, seed=2)
     code = main(_train_args(source, extra, tmp_path / "run"))
-    line = _one_line_error(capsys, code)
+    line = one_line_error(capsys, code)
     assert str(extra) in line and "not in source" in line and "'3'" in line
 
 
 def test_dimension_mismatch(tmp_path: Path, source: Path, capsys: pytest.CaptureFixture[str]) -> None:
     wide = _write(tmp_path / "wide.npz", d=7)
-    line = _one_line_error(capsys, main(_train_args(source, wide, tmp_path / "run")))
+    line = one_line_error(capsys, main(_train_args(source, wide, tmp_path / "run")))
     assert "dimension 7" in line
 
 
 def test_out_is_required(source: Path, target: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["train", "--source-features", str(source), "--target-features", str(target)])
-    assert "--out" in _one_line_error(capsys, code)
+    assert "--out" in one_line_error(capsys, code)
 
 
 def test_missing_config_file(tmp_path: Path, source: Path, target: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     code = main(_train_args(source, target, tmp_path / "run", "--config", str(tmp_path / "absent.yaml")))
-    assert "absent.yaml: config file not found" in _one_line_error(capsys, code)
+    assert "absent.yaml: config file not found" in one_line_error(capsys, code)
 
 
 def test_invalid_setting(tmp_path: Path, source: Path, target: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(_train_args(source, target, tmp_path / "run", "--k", "0"))
-    assert "k must be positive" in _one_line_error(capsys, code)
+    assert "k must be positive" in one_line_error(capsys, code)
 
 
 def test_evaluate_without_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["evaluate", "--run", str(tmp_path)])
-    line = _one_line_error(capsys, code)
+    line = one_line_error(capsys, code)
     assert "model.pt" in line and "no trained model" in line
 
 

@@ -16,10 +16,10 @@ import torch
 import yaml
 
 import dahash.reproduce_retrieval as rr
+from backbone_once import build_backbone_once  # tests/ is on sys.path (no __init__.py)
 from dahash.cli import main
 from dahash.errors import ConfigError, DahashError
 from dahash.hashing import BDNNHasher, BinaryAutoencoderHasher, DPSHHasher, ITQHasher, KMeansHasher
-from dahash.images import backbones
 from dahash.images.pipeline import image_feature_sets
 from dahash.metrics.retrieval import (mean_average_precision, precision_at_k, precision_recall_curve,
                                       precision_within_radius)
@@ -44,19 +44,6 @@ def _config(root: Path, out: Path, **extra: Any) -> RetrievalConfig:
                        "NoDA": {"epochs": 5}, "SuH": {"epochs": 5}})
     values.update(extra)
     return RetrievalConfig(**values)
-
-
-def _reuse_backbone(mp: pytest.MonkeyPatch) -> None:
-    """Build the (frozen, eval-mode) backbone once: every cell loads it again, a quarter of the runtime."""
-    built: dict[Any, Any] = {}
-    make = backbones.BACKBONES["efficientnet_lite0"]
-
-    def cached(weights):
-        if weights not in built:
-            built[weights] = make(weights)
-        return built[weights]
-
-    mp.setitem(backbones.BACKBONES, "efficientnet_lite0", cached)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +79,7 @@ def finished(tiny_office31: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
     threads = torch.get_num_threads()
     with pytest.MonkeyPatch.context() as mp:
-        _reuse_backbone(mp)
+        build_backbone_once(mp)
         mp.setattr(rr, "run_cell", tagging)
         for cls in (ITQHasher, KMeansHasher, BinaryAutoencoderHasher, BDNNHasher, DPSHHasher):
             mp.setattr(cls, "fit", spy(cls))
@@ -355,7 +342,7 @@ def test_interrupted_run_resumes_and_other_settings_are_refused(tiny_office31: P
         return real(cell, threads)
 
     monkeypatch.setattr(rr, "run_cell", counting)
-    _reuse_backbone(monkeypatch)
+    build_backbone_once(monkeypatch)
     out = tmp_path / "out"
     # A tuple parameter (DPSH's own default type for hidden) is saved as a list in results.json;
     # the rerun must still recognise its finished cells.
@@ -452,7 +439,7 @@ def test_published_rows_beside_ours() -> None:
 
 def test_cli(tiny_office31: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
              monkeypatch: pytest.MonkeyPatch) -> None:
-    _reuse_backbone(monkeypatch)
+    build_backbone_once(monkeypatch)
     out = tmp_path / "cli"
     code = main(["reproduce", "--tables", "retrieval", "--data-root", str(tiny_office31), "--dataset", "office31",
                  "--tasks", "A:W", "--bits", "8", "--seeds", "1", "--methods", "ITQ", "NoDA",

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from backbone_once import build_backbone_once  # tests/ is on sys.path (no __init__.py)
+from cli_errors import one_line_error
 from dahash.cli import main
-from dahash.images import backbones
 from dahash.index import open_index
 from dahash.search import Encoder, add_images, build_index, model_id, path_ids, search_images
 
@@ -33,18 +34,9 @@ def _train_args(root: Path, cache: Path, out: Path, seed: int) -> list[str]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _reuse_backbone() -> Any:
-    """Build the frozen backbone once for the module: every build, add and search loads it again."""
-    built: dict[Any, Any] = {}
-    make = backbones.BACKBONES["efficientnet_lite0"]
-
-    def cached(weights):
-        if weights not in built:
-            built[weights] = make(weights)
-        return built[weights]
-
+def _backbone_once() -> Any:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(backbones.BACKBONES, "efficientnet_lite0", cached)
+        build_backbone_once(mp)
         yield
 
 
@@ -76,16 +68,6 @@ def flat(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Pat
     assert main(["index", "build", "--run", str(runs["run"]), "--images", str(runs["root"] / "dslr"),
                  "--index", str(index), "--quiet"]) == 0
     return index
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("dahash: error: ")
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def _table_rows(out: str) -> list[list[str]]:
@@ -251,7 +233,7 @@ def test_build_refuses_an_existing_index_or_a_file(runs: dict[str, Path], flat: 
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     before = sorted(_index_codes(flat).items())
     images = str(runs["root"] / "dslr" / "images" / "mug")
-    line = _one_line_error(capsys, main(["index", "build", "--run", str(runs["run"]), "--images", images,
+    line = one_line_error(capsys, main(["index", "build", "--run", str(runs["run"]), "--images", images,
                                          "--index", str(flat), "--quiet"]))
     assert "already holds an index" in line and "index add" in line
     assert sorted(_index_codes(flat).items()) == before and len(open_index(flat)) == 18
@@ -259,13 +241,13 @@ def test_build_refuses_an_existing_index_or_a_file(runs: dict[str, Path], flat: 
     other = tmp_path / "stuff"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
-    _one_line_error(capsys, main(["index", "build", "--run", str(runs["run"]), "--images", images,
+    one_line_error(capsys, main(["index", "build", "--run", str(runs["run"]), "--images", images,
                                   "--index", str(other), "--quiet"]))
     assert (other / "notes.txt").read_text() == "keep me"
     # An index path that is an existing file.
     afile = tmp_path / "index.txt"
     afile.write_text("not an index")
-    _one_line_error(capsys, main(["index", "build", "--run", str(runs["run"]), "--images", images,
+    one_line_error(capsys, main(["index", "build", "--run", str(runs["run"]), "--images", images,
                                   "--index", str(afile), "--quiet"]))
     assert afile.read_text() == "not an index"
 
@@ -281,7 +263,7 @@ def test_a_changed_model_is_refused(runs: dict[str, Path], dslr: list[str], flat
     # ... another run's model is not, for search and add.
     for argv in (["search", "--index", str(flat), "--image", query, "--run", str(runs["other"])],
                  ["index", "add", "--index", str(flat), "--images", query, "--run", str(runs["other"]), "--quiet"]):
-        line = _one_line_error(capsys, main(argv))
+        line = one_line_error(capsys, main(argv))
         assert "model" in line and model_id(runs["other"]) in line
     # A run whose model.pt changed after the index was built (trained again into the same folder).
     index = tmp_path / "index"
@@ -289,9 +271,9 @@ def test_a_changed_model_is_refused(runs: dict[str, Path], dslr: list[str], flat
     assert main(["search", "--index", str(index), "--image", query]) == 0
     capsys.readouterr()
     shutil.copyfile(runs["other"] / "model.pt", moved / "model.pt")
-    line = _one_line_error(capsys, main(["search", "--index", str(index), "--image", query]))
+    line = one_line_error(capsys, main(["search", "--index", str(index), "--image", query]))
     assert "model" in line
-    line = _one_line_error(capsys, main(["index", "add", "--index", str(index), "--images", query, "--quiet"]))
+    line = one_line_error(capsys, main(["index", "add", "--index", str(index), "--images", query, "--quiet"]))
     assert "model" in line
     assert len(open_index(index)) == 6
 
@@ -301,12 +283,12 @@ def test_a_missing_index_is_one_line(runs: dict[str, Path], dslr: list[str], tmp
     missing = tmp_path / "nowhere"
     for argv in (["search", "--index", str(missing), "--image", dslr[0]],
                  ["index", "add", "--index", str(missing), "--images", dslr[0], "--quiet"]):
-        line = _one_line_error(capsys, main(argv))
+        line = one_line_error(capsys, main(argv))
         assert str(missing) in line
     assert not missing.exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    _one_line_error(capsys, main(["search", "--index", str(empty), "--image", dslr[0]]))
+    one_line_error(capsys, main(["search", "--index", str(empty), "--image", dslr[0]]))
 
 
 @pytest.mark.parametrize("manifest", [
@@ -325,7 +307,7 @@ def test_a_corrupt_manifest_is_one_line(flat: Path, dslr: list[str], tmp_path: P
     (index / "manifest.json").write_text(manifest)
     for argv in (["search", "--index", str(index), "--image", dslr[0]],
                  ["index", "add", "--index", str(index), "--images", dslr[0], "--quiet"]):
-        line = _one_line_error(capsys, main(argv))
+        line = one_line_error(capsys, main(argv))
         assert "manifest" in line
 
 

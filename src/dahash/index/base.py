@@ -11,7 +11,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HammingIndex", "SearchResult"]
+from dahash.errors import DataError
+
+__all__ = ["HammingIndex", "SearchResult", "check_packed_codes"]
+
+
+def check_packed_codes(codes: Any, n_bits: int, name: str = "codes") -> np.ndarray:
+    """``codes`` as a C-contiguous uint8 (n, ceil(n_bits/8)) array with zero padding bits, else a
+    DataError naming ``name``. Non-zero pad bits would add to every distance computed on whole bytes."""
+    n_bytes = (n_bits + 7) // 8
+    arr = np.asarray(codes)
+    if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != n_bytes:
+        raise DataError(f"{name} must be a 2-D uint8 array of packed {n_bits}-bit codes "
+                        f"(shape (n, {n_bytes})), got dtype {arr.dtype} and shape {arr.shape}")
+    n_pad = 8 * n_bytes - n_bits
+    if n_pad and arr.size and (arr[:, -1] & np.uint8((1 << n_pad) - 1)).any():
+        raise DataError(f"{name} has non-zero padding bits beyond n_bits={n_bits}; was it packed with more bits?")
+    return np.ascontiguousarray(arr)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import faiss
 import numpy as np
 
 from dahash.errors import ConfigError, DataError
-from dahash.index.base import HammingIndex, SearchResult
+from dahash.index.base import HammingIndex, SearchResult, check_packed_codes
 from dahash.validation import check_choice, check_int
 
 __all__ = ["FaissIndex", "KINDS", "FORMAT_VERSION"]
@@ -136,7 +136,6 @@ class FaissIndex(HammingIndex):
         # Free-form JSON-able facts kept in the manifest, e.g. the run directory that encodes queries.
         self.info = _json_copy(dict(info or {}), "info")
         self.n_bytes = (self.n_bits + 7) // 8
-        self._pad_mask = np.uint8((1 << (8 * self.n_bytes - self.n_bits)) - 1)
         self._codes = np.empty((0, self.n_bytes), dtype=np.uint8)
         self._ids = np.empty(0, dtype=np.int64)
         self._metadata: dict[int, dict[str, Any]] = {}
@@ -193,20 +192,7 @@ class FaissIndex(HammingIndex):
     # ------------------------------------------------------------------------- validation
 
     def _check_codes(self, codes: Any, name: str) -> np.ndarray:
-        """Packed codes of this index's width as a C-contiguous uint8 (n, n_bytes) array."""
-        arr = np.asarray(codes)
-        if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != self.n_bytes:
-            raise DataError(
-                f"{name} must be a 2-D uint8 array of {self.n_bytes}-byte packed codes "
-                f"(n_bits={self.n_bits}), got dtype {arr.dtype} and shape {arr.shape}"
-            )
-        if self._pad_mask and len(arr) and (arr[:, -1] & self._pad_mask).any():
-            # Non-zero pad bits would add to every distance FAISS computes on whole bytes.
-            raise DataError(
-                f"{name} has non-zero padding bits beyond n_bits={self.n_bits}; "
-                "was it packed with more bits?"
-            )
-        return np.ascontiguousarray(arr)
+        return check_packed_codes(codes, self.n_bits, name)
 
     @staticmethod
     def _check_ids(ids: Any, name: str = "ids") -> np.ndarray:

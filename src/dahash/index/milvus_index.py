@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from dahash.errors import ConfigError, DahashError, DataError
-from dahash.index.base import HammingIndex, SearchResult
+from dahash.index.base import HammingIndex, SearchResult, check_packed_codes
 
 __all__ = ["MilvusIndex", "MilvusUnavailableError", "META_MAX_LENGTH", "MAX_TOP_K"]
 
@@ -350,19 +350,7 @@ class MilvusIndex(HammingIndex):
     # -- validation -----------------------------------------------------------------------------
 
     def _as_codes(self, codes: Any, name: str) -> np.ndarray:
-        arr = np.asarray(codes)
-        if arr.dtype != np.uint8 or arr.ndim != 2 or arr.shape[1] != self.n_bytes:
-            raise DataError(
-                f"{name} must be a 2-D uint8 array of packed {self.n_bits}-bit codes "
-                f"(shape (n, {self.n_bytes})), got dtype {arr.dtype} and shape {arr.shape}"
-            )
-        n_pad = self.dim - self.n_bits
-        if n_pad and arr.size and (arr[:, -1] & np.uint8((1 << n_pad) - 1)).any():
-            raise DataError(
-                f"{name} has non-zero padding bits beyond n_bits={self.n_bits}; "
-                "was it packed with more bits?"
-            )
-        return np.ascontiguousarray(arr)
+        return check_packed_codes(codes, self.n_bits, name)
 
     def _meta_texts(self, metadata: Any, n: int) -> list[str]:
         if metadata is None:
