@@ -16,7 +16,7 @@ import torch
 import yaml
 
 import dahash.reproduce_retrieval as rr
-from backbone_once import build_backbone_once  # tests/ is on sys.path (no __init__.py)
+from tiny_runs import build_backbone_once  # tests/ is on sys.path (no __init__.py)
 from dahash.cli import main
 from dahash.errors import ConfigError, DahashError
 from dahash.hashing import BDNNHasher, BinaryAutoencoderHasher, DPSHHasher, ITQHasher, KMeansHasher

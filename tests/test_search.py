@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from backbone_once import build_backbone_once  # tests/ is on sys.path (no __init__.py)
+from tiny_runs import backbone_built_once, tiny_train_args  # noqa: F401 (the fixture must be in this module)
 from cli_errors import one_line_error
 from dahash.cli import main
 from dahash.index import open_index
@@ -27,17 +27,7 @@ from dahash.search import Encoder, add_images, build_index, model_id, path_ids, 
 CLASSES = ("bike", "mug", "pen")
 
 
-def _train_args(root: Path, cache: Path, out: Path, seed: int) -> list[str]:
-    return ["train", "--data-root", str(root), "--source", "amazon", "--target", "webcam", "--bits", "16",
-            "--epochs", "2", "--hidden", "16", "16", "--k", "2", "--cache-dir", str(cache), "--out", str(out),
-            "--seed", str(seed), "--num-threads", "1", "--quiet"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _backbone_once() -> Any:
-    with pytest.MonkeyPatch.context() as mp:
-        build_backbone_once(mp)
-        yield
+pytestmark = pytest.mark.usefixtures("backbone_built_once")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +37,7 @@ def runs(tiny_office31: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     cache = base / "cache"
     out: dict[str, Path] = {"root": tiny_office31, "cache": cache}
     for name, seed in (("run", 0), ("other", 1)):
-        assert main(_train_args(tiny_office31, cache, base / name, seed)) == 0
+        assert main(tiny_train_args(tiny_office31, cache, base / name, seed)) == 0
         out[name] = base / name
     assert model_id(out["run"]) != model_id(out["other"])
     return out

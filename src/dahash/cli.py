@@ -153,6 +153,19 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import require_server_packages
+
+    require_server_packages()  # one line naming what to install, before anything is loaded
+    from .serve import serve
+
+    if not 0 < args.max_upload_mb < 2 ** 20:  # also refuses nan and inf
+        raise DahashError(f"--max-upload-mb must be a positive number of MiB, got {args.max_upload_mb:g}")
+    serve(args.index, args.run, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
+          max_concurrent=args.max_concurrent, queue_timeout=args.queue_timeout, cache_dir=args.cache_dir)
+    return 0
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from .analysis.report import analyze
 
@@ -274,6 +287,23 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
     find.add_argument("--json", action="store_true", help="print the hits as JSON")
     find.set_defaults(func=_search)
+
+    srv = sub.add_parser("serve", help="HTTP API and web page to search an index with images (needs dahash[serve])",
+                         description="Serve GET /health, GET /stats, POST /search (an image upload or a code), "
+                                     "GET /thumbnail/ID and a search page at /, with FastAPI and uvicorn.")
+    srv.add_argument("--index", required=True, help="index directory ('dahash index build')")
+    srv.add_argument("--run", default=None, help="the run, if it moved since the index was built")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="interface to listen on (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--max-upload-mb", type=float, default=10,
+                     help="largest accepted image upload in MiB (default 10)")
+    srv.add_argument("--max-concurrent", type=int, default=4,
+                     help="searches encoded at once; more wait for a slot (default 4)")
+    srv.add_argument("--queue-timeout", type=float, default=30.0,
+                     help="seconds a search waits for a free slot before a 503 (default 30)")
+    srv.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
+    srv.set_defaults(func=_serve)
 
     ana = sub.add_parser("analyze", help="Figure 3: proxy A-distance and t-SNE of backbone, Deep, DAN and DAH features",
                          description="Proxy A-distance (linear SVM, 5-fold CV) between source and target features "

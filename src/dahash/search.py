@@ -19,6 +19,7 @@ import numpy as np
 
 from .codes import pack_codes, unpack_codes
 from .errors import ConfigError, DataError
+from .images.pipeline import LoadedRun, image_outputs, load_image_run
 from .index import FaissIndex, HammingIndex, SearchResult, open_index
 
 BACKENDS = ("faiss", "milvus")
@@ -53,40 +54,47 @@ def folder_label(path: str, classes: list[str]) -> str | None:
 
 @dataclass
 class Encoder:
-    """A run's image -> code function, plus eq. 6 class prediction against its source codes."""
+    """A run's image -> code function (model and backbone loaded once), plus eq. 6 class
+    prediction against its source codes."""
 
-    run_dir: Path
-    n_bits: int
-    classes: list[str]
+    run: LoadedRun
     bank: np.ndarray | None  # (n, n_bits) +-1 source codes of the run, or None if it saved none
     bank_labels: np.ndarray | None
 
+    @property
+    def n_bits(self) -> int:
+        return int(self.run.config.bits)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.run.classes
+
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike) -> "Encoder":
-        from .training.trainer import MODEL, load_model
-
-        run = Path(run_dir)
-        _, config, _, classes = load_model(run / MODEL)
+        run = load_image_run(run_dir)
         bank = labels = None
-        source_codes = run / "codes_source.npz"
+        source_codes = Path(run_dir) / "codes_source.npz"
         if source_codes.is_file():
             with np.load(source_codes) as f:
                 if "labels" in f:
                     bank, labels = unpack_codes(f["codes"], int(f["n_bits"])).astype(np.float32), f["labels"]
-        return cls(run, config.bits, list(classes), bank, labels)
+        return cls(run, bank, labels)
 
-    def encode(self, inputs: list[str], *, cache_dir: str | None = None,
-               progress: bool = True) -> tuple[np.ndarray, list[str], list[str | None]]:
-        """``(packed codes, paths kept, predicted class per image)`` of image files and folders."""
-        from .images.pipeline import image_outputs
+    def predict(self, u: np.ndarray) -> list[str | None]:
+        """The class of each output row by eq. 6 with binary codes (None without source codes)."""
         from .predict import class_probabilities
 
-        u, paths, _ = image_outputs(self.run_dir, inputs, cache_dir=cache_dir, progress=progress)
-        predicted: list[str | None] = [None] * len(paths)
-        if self.bank is not None and len(paths):
-            probs = class_probabilities(u, self.bank, self.bank_labels, len(self.classes), binary=True)
-            predicted = [self.classes[i] for i in probs.argmax(1)]
-        return pack_codes(u), paths, predicted
+        if self.bank is None or not len(u):
+            return [None] * len(u)
+        probs = class_probabilities(u, self.bank, self.bank_labels, len(self.classes), binary=True)
+        return [self.classes[i] for i in probs.argmax(1)]
+
+    def encode(self, inputs: list[str], *, cache_dir: str | None = None, progress: bool = True,
+               num_workers: int | None = None) -> tuple[np.ndarray, list[str], list[str | None]]:
+        """``(packed codes, paths kept, predicted class per image)`` of image files and folders."""
+        u, paths, _ = image_outputs(self.run, inputs, cache_dir=cache_dir, progress=progress,
+                                    num_workers=num_workers)
+        return pack_codes(u), paths, self.predict(u)
 
 
 def _metadata(paths: list[str], predicted: list[str | None], classes: list[str]) -> list[dict[str, Any]]:

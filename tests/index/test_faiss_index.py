@@ -156,6 +156,8 @@ def test_remove_never_returns_removed_ids(kind: str) -> None:
     assert len(index) == 600 - len(removed)
     assert index.remove(removed) == 0  # already gone: ignored
     assert len(index) == 600 - len(removed)
+    assert index.contains([removed[0], ids[1], 123456789]).tolist() == [False, True, False]
+    assert index.get_metadata([ids[1], removed[0]]) == [{"row": 1, "name": "img1.jpg"}, None]
     # Search with the removed items' own codes, where they would rank first.
     result = index.search(codes[::3][:50], k=20)
     assert not np.isin(result.ids, removed).any()

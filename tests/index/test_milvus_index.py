@@ -113,6 +113,9 @@ def test_remove(make_index) -> None:
     assert len(index) == n - 150
     assert index.remove(gone) == 0
     assert index.remove([]) == 0
+    kept_id = int(np.setdiff1d(np.arange(n), gone)[0])
+    assert index.contains([gone[0], kept_id, 10_000]).tolist() == [False, True, False]
+    assert index.get_metadata([kept_id, gone[0]]) == [{}, None]  # added without metadata: {}
     res = index.search(db, k=30)  # every code, including the removed ones as queries
     assert not np.isin(res.ids, gone).any()
     kept = np.setdiff1d(np.arange(n), gone)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -68,11 +70,21 @@ def collect_images(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def image_outputs(run_dir: str | os.PathLike, inputs: list[str], *, cache_dir: str | None = None,
-                  progress: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
-    """A trained run's hash outputs u for image files and folders: ``(u, paths kept, run's classes)``
-    (unreadable images are reported and skipped)."""
-    from ..evaluate import encode
+@dataclass
+class LoadedRun:
+    """A trained image run ready to encode images: head, config, normaliser, classes and backbone,
+    loaded once (a server encodes every request with the same one)."""
+
+    run_dir: Path
+    model: Any
+    config: Any
+    normalizer: Any
+    classes: list[str]
+    backbone: Backbone
+
+
+def load_image_run(run_dir: str | os.PathLike) -> LoadedRun:
+    """The run in ``run_dir``, which must have trained DAH's hash head on images."""
     from ..training.trainer import MODEL, load_model
 
     model, config, normalizer, classes = load_model(Path(run_dir) / MODEL)
@@ -82,17 +94,31 @@ def image_outputs(run_dir: str | os.PathLike, inputs: list[str], *, cache_dir: s
     if not (config.data_root or config.source):
         raise ConfigError(f"{run_dir}: this run was trained on feature files, not images; "
                           "encode features with the same extractor you used for training")
-    paths = collect_images(inputs)
     if config.finetune:
         from ..training.finetune import load_finetuned_backbone
 
         backbone = load_finetuned_backbone(Path(run_dir) / MODEL, config)  # never cached: run-specific weights
     else:
         backbone = load_backbone(config.backbone, config.weights)
-    X, kept, _ = extract_features(paths, backbone, cache_dir=Path(cache_dir or config.cache_dir or default_cache_dir()),
-                                  batch_size=config.extract_batch_size, num_workers=config.num_workers,
+    return LoadedRun(Path(run_dir), model, config, normalizer, list(classes), backbone)
+
+
+def image_outputs(run: str | os.PathLike | LoadedRun, inputs: list[str], *, cache_dir: str | None = None,
+                  progress: bool = True, num_workers: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+    """A trained run's hash outputs u for image files and folders: ``(u, paths kept, run's classes)``
+    (unreadable images are reported and skipped). ``num_workers`` overrides the run's decoding
+    processes (0 decodes in this process, as a server does for one upload)."""
+    from ..evaluate import encode
+
+    loaded = run if isinstance(run, LoadedRun) else load_image_run(run)
+    config = loaded.config
+    paths = collect_images(inputs)
+    X, kept, _ = extract_features(paths, loaded.backbone,
+                                  cache_dir=Path(cache_dir or config.cache_dir or default_cache_dir()),
+                                  batch_size=config.extract_batch_size,
+                                  num_workers=config.num_workers if num_workers is None else num_workers,
                                   progress=progress)
-    return encode(model, normalizer.transform(X)), [str(paths[i]) for i in kept], classes
+    return encode(loaded.model, loaded.normalizer.transform(X)), [str(paths[i]) for i in kept], loaded.classes
 
 
 def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.PathLike, *,

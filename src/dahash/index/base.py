@@ -69,6 +69,10 @@ class HammingIndex(ABC):
         """Boolean array: whether each id is in the index."""
 
     @abstractmethod
+    def get_metadata(self, ids: Sequence[int] | np.ndarray) -> list[dict[str, Any] | None]:
+        """The stored metadata of each id (None for an id not in the index)."""
+
+    @abstractmethod
     def save(self, path: str | os.PathLike) -> None:
         """Write the index to the directory ``path`` (atomically: a crash keeps the previous one)."""
 

@@ -318,6 +318,10 @@ class FaissIndex(HammingIndex):
     def __len__(self) -> int:
         return int(self._ids.shape[0])
 
+    def get_metadata(self, ids: Sequence[int] | np.ndarray) -> list[dict[str, Any] | None]:
+        """The stored metadata of each id (None for an id not in the index)."""
+        return [self._metadata.get(int(i)) for i in np.asarray(ids, dtype=np.int64).ravel()]
+
     def contains(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Whether each id is in the index."""
         return np.isin(np.asarray(ids, dtype=np.int64).ravel(), self._ids)

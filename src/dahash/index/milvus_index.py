@@ -389,6 +389,18 @@ class MilvusIndex(HammingIndex):
 
     # -- HammingIndex ---------------------------------------------------------------------------
 
+    def get_metadata(self, ids: Sequence[int] | np.ndarray) -> list[dict[str, Any] | None]:
+        """The stored metadata of each id (None for an id not in the collection)."""
+        arr = np.asarray(ids, dtype=np.int64).ravel()
+        found: dict[int, dict[str, Any]] = {}
+        unique = np.unique(arr)
+        with self._rpc("query"):
+            for start in range(0, len(unique), _EXPR_CHUNK):
+                rows = self.collection.query(expr=f"id in {_id_list(unique[start:start + _EXPR_CHUNK])}",
+                                             output_fields=["id", "meta"], consistency_level="Strong")
+                found.update({int(r["id"]): json.loads(r["meta"]) if r["meta"] else {} for r in rows})
+        return [found.get(int(i)) for i in arr]
+
     def contains(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Whether each id is in the collection."""
         arr = np.asarray(ids, dtype=np.int64).ravel()
