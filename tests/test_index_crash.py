@@ -31,10 +31,8 @@ import faiss
 import numpy as np
 import pytest
 
-from tiny_runs import backbone_built_once, tiny_train_args  # noqa: F401 (the fixture must be in this module)
-from dahash.cli import main
+from tiny_runs import backbone_built_once, tiny_dslr_index  # noqa: F401 (the fixture must be in this module)
 from dahash.index import FaissIndex, open_index
-from dahash.search import build_index
 
 N_BITS = 64  # random 64-bit codes do not collide, so each code finds its own id
 BATCH = 2000
@@ -173,14 +171,9 @@ def leftovers(path: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def run_and_index(tiny_office31: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    base = tmp_path_factory.mktemp("index-crash")
-    run = base / "run"
-    assert main(tiny_train_args(tiny_office31, base / "cache", run, bits=N_BITS)) == 0
-    folder = base / "indexes"
-    folder.mkdir()
-    index = folder / "index"
-    assert build_index(run, [str(tiny_office31 / "dslr")], index, progress=False) == 18
-    yield {"run": run, "index": index, "dslr": sorted((tiny_office31 / "dslr").rglob("*.jpg"))}
+    # The index in a folder of its own: the test lists what a crash leaves beside it.
+    yield tiny_dslr_index(tiny_office31, tmp_path_factory.mktemp("index-crash"), bits=N_BITS,
+                          index_name="indexes/index")
 
 
 def test_sigkill_during_updates_leaves_a_consistent_index(run_and_index: dict[str, Any]) -> None:
@@ -277,7 +270,7 @@ def _kill_and_check(path: Path, base: FaissIndex, next_writer: Any, run_and_inde
         body = client.post("/search", json={"code": probe.tobytes().hex(), "k": 3}).json()
         assert body["hits"][0]["distance"] == 0 and body["hits"][0]["id"] == int(ids[-1])
         assert body["hits"][0]["path"] == f"/random/{ids[-1]}.jpg"
-        image = run_and_index["dslr"][0]
+        image = Path(run_and_index["dslr"][0])
         response = client.post("/search", files={"image": (image.name, image.read_bytes(), "image/jpeg")},
                                data={"k": "5"})
         assert response.status_code == 200, response.text

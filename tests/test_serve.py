@@ -10,7 +10,6 @@ distance-0 hits, and the very same ids and distances as :func:`dahash.search.sea
 from __future__ import annotations
 
 import io
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tiny_runs import backbone_built_once, tiny_train_args  # noqa: F401 (the fixture must be in this module)
+from tiny_runs import backbone_built_once, free_port, tiny_dslr_index  # noqa: F401 (the fixture must be in this module)
 from cli_errors import one_line_error  # noqa: E402
 from dahash import serve as serve_module  # noqa: E402
 from dahash.cli import main  # noqa: E402
@@ -46,14 +45,7 @@ pytestmark = pytest.mark.usefixtures("backbone_built_once")
 @pytest.fixture(scope="module")
 def setup(tiny_office31: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A trained run, a flat index of the 18 dslr images and their paths (tests must not change them)."""
-    base = tmp_path_factory.mktemp("serve")
-    run = base / "run"
-    assert main(tiny_train_args(tiny_office31, base / "cache", run, bits=N_BITS)) == 0
-    dslr = sorted(str(p) for p in (tiny_office31 / "dslr").rglob("*.jpg"))
-    assert len(dslr) == 18
-    index = base / "index"
-    assert build_index(run, [str(tiny_office31 / "dslr")], index, progress=False) == 18
-    return {"run": run, "index": index, "dslr": dslr}
+    return tiny_dslr_index(tiny_office31, tmp_path_factory.mktemp("serve"), bits=N_BITS)
 
 
 @pytest.fixture(scope="module")
@@ -379,16 +371,11 @@ def test_missing_server_packages_are_one_line(setup: dict[str, Any], modules: tu
 # ------------------------------------------------------------------------------- a real server
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def test_a_real_server_under_concurrent_searches(setup: dict[str, Any]) -> None:
     import uvicorn
 
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(setup["index"]), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="dahash-serve-test", daemon=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -28,9 +27,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("multipart")
 
-from tiny_runs import backbone_built_once, tiny_train_args  # noqa: E402,F401 (the fixture must be in this module)
-from dahash.cli import main  # noqa: E402
-from dahash.search import build_index  # noqa: E402
+from tiny_runs import backbone_built_once, free_port, tiny_dslr_index  # noqa: F401 (the fixture must be in this module)
 from dahash.serve import create_app  # noqa: E402
 
 N_BITS = 16
@@ -71,20 +68,8 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def setup(tiny_office31: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A trained run and a flat index of the 18 dslr images."""
-    base = tmp_path_factory.mktemp("serve-browser")
-    run = base / "run"
-    assert main(tiny_train_args(tiny_office31, base / "cache", run, bits=N_BITS)) == 0
-    dslr = sorted(str(p) for p in (tiny_office31 / "dslr").rglob("*.jpg"))
-    assert len(dslr) == 18
-    index = base / "index"
-    assert build_index(run, [str(tiny_office31 / "dslr")], index, progress=False) == 18
-    return {"run": run, "index": index, "dslr": dslr}
+    return tiny_dslr_index(tiny_office31, tmp_path_factory.mktemp("serve-browser"), bits=N_BITS)
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +78,7 @@ def server(setup: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     import uvicorn
 
     app = create_app(setup["index"])
-    port = _free_port()
+    port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=srv.run, name="dahash-serve-browser", daemon=True)
     thread.start()

@@ -39,3 +39,28 @@ def tiny_train_args(root: Path, cache: Path, out: Path, seed: int = 0, bits: int
     return ["train", "--data-root", str(root), "--source", "amazon", "--target", "webcam", "--bits", str(bits),
             "--epochs", "2", "--hidden", "16", "16", "--k", "2", "--cache-dir", str(cache), "--out", str(out),
             "--seed", str(seed), "--num-threads", "1", "--quiet"]
+
+
+def tiny_dslr_index(root: Path, base: Path, bits: int = 16, index_name: str = "index") -> dict[str, Any]:
+    """A tiny run trained in ``base`` and a FAISS flat index of the 18 dslr images of ``root``:
+    ``{"run", "index", "dslr"}`` (the sorted image paths)."""
+    from dahash.cli import main
+    from dahash.search import build_index
+
+    run = base / "run"
+    assert main(tiny_train_args(root, base / "cache", run, bits=bits)) == 0
+    dslr = sorted(str(p) for p in (root / "dslr").rglob("*.jpg"))
+    assert len(dslr) == 18
+    index = base / index_name
+    index.parent.mkdir(parents=True, exist_ok=True)
+    assert build_index(run, [str(root / "dslr")], index, progress=False) == 18
+    return {"run": run, "index": index, "dslr": dslr}
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
