@@ -325,11 +325,13 @@ class MilvusIndex(HammingIndex):
             )
             while True:
                 total = self.collection.num_entities  # rows flushed, deleted ones included
+                # A sealed segment is first served without its index (indexID 0) and swapped for the
+                # indexed one later; only then do searches use BIN_IVF_FLAT.
                 sealed = sum(
                     s.num_rows
                     for s in utility.get_query_segment_info(self.collection_name, using=self._alias)
                     if s.DESCRIPTOR.fields_by_name["state"].enum_type.values_by_number[s.state].name
-                    == "Sealed"
+                    == "Sealed" and s.indexID
                 )
                 if sealed >= total:
                     return
