@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_runs import free_port  # tests/ is on sys.path (no __init__.py)
 
 
 @pytest.fixture(autouse=True)
@@ -57,12 +57,6 @@ START_TIMEOUT_S = 180
 _SERVER_ENV = {"QUERYCOORD_UPDATENEXTTARGETINTERVAL": "1"}
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URI of a live Milvus server for the whole session (skips the test if none can start)."""
@@ -79,7 +73,7 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     f"{type(exc).__name__}: {exc}")
     base = tmp_path_factory.mktemp("milvus-server")
     default_server.set_base_dir(str(base))
-    default_server.listen_port = _free_port()  # a start: busy ports are skipped upwards
+    default_server.listen_port = free_port()  # a start: busy ports are skipped upwards
     default_server.wait_for_started = False
     saved = {key: os.environ.get(key) for key in _SERVER_ENV}
     os.environ.update(_SERVER_ENV)

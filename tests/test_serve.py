@@ -10,7 +10,6 @@ distance-0 hits, and the very same ids and distances as :func:`dahash.search.sea
 from __future__ import annotations
 
 import io
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +26,7 @@ import httpx  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tiny_runs import backbone_built_once, free_port, tiny_dslr_index  # noqa: F401 (the fixture must be in this module)
+from tiny_runs import backbone_built_once, running_server, tiny_dslr_index  # noqa: F401 (the fixture must be in this module)
 from cli_errors import one_line_error  # noqa: E402
 from dahash import serve as serve_module  # noqa: E402
 from dahash.cli import main  # noqa: E402
@@ -373,19 +372,7 @@ def test_missing_server_packages_are_one_line(setup: dict[str, Any], modules: tu
 
 
 def test_a_real_server_under_concurrent_searches(setup: dict[str, Any]) -> None:
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(setup["index"]), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="dahash-serve-test", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        base = f"http://127.0.0.1:{port}"
+    with running_server(create_app(setup["index"])) as base:
         images = [Path(p).read_bytes() for p in setup["dslr"]]
         with httpx.Client(base_url=base, timeout=60) as http:
             assert http.get("/health").json() == {"status": "ok"}
@@ -410,7 +397,3 @@ def test_a_real_server_under_concurrent_searches(setup: dict[str, Any]) -> None:
             assert len(body["hits"]) == 5
             if i % 5 != 4:
                 assert body["hits"][0]["distance"] == 0, f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-    assert not thread.is_alive()

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 pytest.importorskip("multipart")
 
-from tiny_runs import backbone_built_once, free_port, tiny_dslr_index  # noqa: F401 (the fixture must be in this module)
+from tiny_runs import backbone_built_once, running_server, tiny_dslr_index  # noqa: F401 (the fixture must be in this module)
 from dahash.serve import create_app  # noqa: E402
 
 N_BITS = 16
@@ -75,23 +73,9 @@ def setup(tiny_office31: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
 @pytest.fixture(scope="module")
 def server(setup: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """(base URL, app) of a uvicorn server on a free loopback port, run in a thread."""
-    import uvicorn
-
     app = create_app(setup["index"])
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, name="dahash-serve-browser", daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not srv.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}", app
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=15)
-    assert not thread.is_alive()
+    with running_server(app, "dahash-serve-browser") as base:
+        yield base, app
 
 
 def _distance(text: str) -> int:
