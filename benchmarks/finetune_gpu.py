@@ -43,20 +43,27 @@ def main() -> int:
     from dahash.evaluate import run
 
     source, target = args.task.split(":")
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's processes, one GPU each
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     base = TrainConfig.from_dict({"data_root": os.path.abspath(args.data_root), "source": source, "target": target,
                                   "finetune": True, "device": "cuda", "epochs": args.epochs,
-                                  "num_workers": min(16, os.cpu_count() or 1), "extract_batch_size": 128,
+                                  "num_workers": min(16, max(1, (os.cpu_count() or 1) // world)), "extract_batch_size": 128,
                                   **overrides}, source="--set")
-    print(f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, {os.cpu_count()} CPU cores; "
-          f"{args.task}, {args.epochs} epochs, backbone {base.backbone}, amp {base.amp}")
-    rows = []
+    if world > 1:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"{torch.cuda.get_device_name(0)} x {world}, torch {torch.__version__}, {os.cpu_count()} CPU cores; "
+              f"{args.task}, {args.epochs} epochs, backbone {base.backbone}, amp {base.amp}, "
+              f"compile {base.compile}")
+    rows: list[dict] = []
     for method in args.methods:
         config = replace(base, out=str(Path(args.out) / method), **METHODS[method])
         torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         metrics = run(config, resume=True, progress=False)
         wall = time.perf_counter() - t0
+        if metrics is None:  # a torchrun rank other than 0: rank 0 reports
+            continue
         with open(Path(config.out) / "history.csv") as f:
             history = list(csv.DictReader(f))
         # Images per epoch: every step holds n_classes * k source and as many target images.
@@ -67,8 +74,10 @@ def main() -> int:
                      "target_accuracy_codes": metrics["target_accuracy_codes"], "map": metrics["map"],
                      "train_images_per_s": per_epoch / (sum(steady) / len(steady)),
                      "train_seconds": sum(seconds), "wall_seconds": wall,
-                     "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30})
+                     "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30, "gpus": world})
         print(json.dumps(rows[-1]), flush=True)
+    if not rows:
+        return 0
     print("\n| method | target acc. (%) | acc., codes (%) | mAP | train images/s | train time (s) | peak GPU memory (GiB) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

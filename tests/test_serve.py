@@ -220,6 +220,20 @@ def test_not_an_image_is_refused_and_the_server_keeps_serving(client: Any, setup
     assert _upload(client, good).status_code == 200
 
 
+def test_uploads_read_the_feature_cache_but_do_not_grow_it(client: Any, setup: dict[str, Any]) -> None:
+    cache = setup["run"].parent / "cache"
+    entries = sorted(cache.rglob("*.npy"))
+    assert entries
+    # An image nobody indexed (the same picture mirrored, so other bytes) is encoded and not cached.
+    image = Image.open(setup["dslr"][2]).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    for _ in range(2):
+        response = _upload(client, buffer.getvalue(), name="new.png", k=3)
+        assert response.status_code == 200, response.text
+    assert sorted(cache.rglob("*.npy")) == entries
+
+
 def test_too_many_pixels_is_413_before_decoding(client: Any, setup: dict[str, Any],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     good = Path(setup["dslr"][5]).read_bytes()  # 40 x 40 pixels
@@ -351,6 +365,8 @@ def test_a_missing_index_is_a_clear_error(tmp_path: Path, setup: dict[str, Any],
         create_app(setup["index"], max_concurrent=0)
     line = one_line_error(capsys, main(["serve", "--index", str(setup["index"]), "--max-upload-mb", "0"]))
     assert "--max-upload-mb" in line
+    line = one_line_error(capsys, main(["serve", "--index", str(setup["index"]), "--threads", "0"]))
+    assert "threads" in line and "0" in line
 
 
 @pytest.mark.parametrize("modules", [("fastapi",), ("uvicorn",), ("python_multipart", "multipart")])

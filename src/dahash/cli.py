@@ -29,6 +29,8 @@ def _train(args: argparse.Namespace) -> int:
     if not config.out:
         raise DahashError("--out DIR is required (where checkpoints and results go)")
     metrics = run(config, resume=args.resume, progress=not args.quiet)
+    if metrics is None:  # a rank other than 0 of a torchrun job: rank 0 reports
+        return 0
     _print_summary(metrics)
     print(f"results written to {config.out}/results.json")
     return 0
@@ -162,7 +164,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not 0 < args.max_upload_mb < 2 ** 20:  # also refuses nan and inf
         raise DahashError(f"--max-upload-mb must be a positive number of MiB, got {args.max_upload_mb:g}")
     serve(args.index, args.run, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
-          max_concurrent=args.max_concurrent, queue_timeout=args.queue_timeout, cache_dir=args.cache_dir)
+          max_concurrent=args.max_concurrent, queue_timeout=args.queue_timeout, cache_dir=args.cache_dir,
+          threads=args.threads)
     return 0
 
 
@@ -302,6 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="searches encoded at once; more wait for a slot (default 4)")
     srv.add_argument("--queue-timeout", type=float, default=30.0,
                      help="seconds a search waits for a free slot before a 503 (default 30)")
+    srv.add_argument("--threads", type=int, default=None,
+                     help="torch and FAISS threads of the server (default: cores // --max-concurrent, at least 1)")
     srv.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
     srv.set_defaults(func=_serve)
 

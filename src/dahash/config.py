@@ -40,6 +40,7 @@ class TrainConfig:
     augment: bool = field(default=True, metadata={"help": "with --finetune: random aspect-jittered crop, flip and brightness jitter of training images"})
     device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA GPU if present, else CPU), cpu, cuda, cuda:1 ..."})
     amp: bool = field(default=True, metadata={"help": "mixed precision (bf16, else fp16) for the forward pass on CUDA; ignored on CPU"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the network for training (fewer kernel launches on GPUs; the first steps wait for the compiler; needs a C compiler)"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default: $DAHASH_CACHE or ~/.cache/dahash)"})
     num_workers: int = field(default=2, metadata={"help": "image decoding worker processes"})
     extract_batch_size: int = field(default=16, metadata={"help": "images per forward pass when extracting features"})

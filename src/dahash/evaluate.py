@@ -18,7 +18,9 @@ from .metrics import mean_average_precision, precision_at_k, precision_recall_cu
 from .models import ClassifierHead
 from .plots import plot_pr_curves
 from .predict import class_probabilities, export_codes, select_bank
-from .training.trainer import CHECKPOINT, MODEL, Domains, Head, load_domains, load_model, train_model
+from .training.distributed import Distributed, barrier, local_device
+from .training.trainer import (CHECKPOINT, MODEL, Domains, Head, extraction_device, load_domains, load_model,
+                               resolve_device, train_model)
 
 
 def encode(model: Head, X: np.ndarray, batch_size: int = 4096, layer: str | None = None) -> np.ndarray:
@@ -116,10 +118,28 @@ def write_results(out: Path, config: TrainConfig, metrics: dict[str, Any]) -> No
     write_csv(out / "results.csv", list(scalars), [list(scalars.values())])
 
 
-def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate one run, writing everything into ``config.out``."""
+def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any] | None:
+    """Train and evaluate one run, writing everything into ``config.out``.
+
+    Started by torchrun with several processes, every process trains its shard of each batch
+    (:mod:`dahash.training.distributed`) and rank 0 alone evaluates and writes; the other ranks
+    return None.
+    """
+    from .training.distributed import init_distributed, shutdown
+
+    distributed = init_distributed(resolve_device(config.device))
+    try:
+        return _train_and_evaluate(config, resume=resume, progress=progress, distributed=distributed)
+    finally:
+        shutdown(distributed)
+
+
+def _train_and_evaluate(config: TrainConfig, *, resume: bool, progress: bool,
+                        distributed: Distributed | None) -> dict[str, Any] | None:
+    main = distributed is None or distributed.is_main
+    progress = progress and main
     out = Path(config.out) if config.out else None
-    if out is not None:
+    if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
         # A directory with a checkpoint keeps its config.yaml until train_model has accepted
         # this config (a refused restart or resume must not relabel the existing run).
@@ -127,11 +147,21 @@ def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             config.save(out / "config.yaml")
     t0 = time.perf_counter()
     if config.finetune:
-        model, domains = _finetune(config, resume=resume, progress=progress)
+        trained = _finetune(config, resume=resume, progress=progress, distributed=distributed)
+        if trained is None:
+            return None
+        model, domains = trained
     else:
+        # Rank 0 extracts (and caches) the features first; the others then read them from the cache.
+        if not main:
+            barrier(distributed)
         domains = load_domains(config, progress=progress)
+        if main:
+            barrier(distributed)
         t0 = time.perf_counter()
-        model = train_model(config, domains, resume=resume, progress=progress)
+        model = train_model(config, domains, resume=resume, progress=progress, distributed=distributed)
+        if not main:
+            return None
     train_seconds = time.perf_counter() - t0
     if out is not None:
         # Per-epoch times of every session of a resumed run, not only this process's.
@@ -139,21 +169,30 @@ def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
             train_seconds = sum(float(row["seconds"]) for row in csv.DictReader(f))
     metrics = evaluate_model(model, config, domains, out=out)
     metrics["train_seconds"] = train_seconds
+    if distributed is not None:
+        metrics["world_size"] = distributed.world_size
     if out is not None:
         write_results(out, config, metrics)
     return metrics
 
 
-def _finetune(config: TrainConfig, *, resume: bool, progress: bool) -> tuple[Head, Domains]:
-    """Fine-tune backbone and head on the images; the head and both domains' tuned features."""
+def _finetune(config: TrainConfig, *, resume: bool, progress: bool,
+              distributed: Distributed | None = None) -> tuple[Head, Domains] | None:
+    """Fine-tune backbone and head on the images; the head and both domains' tuned features
+    (None on ranks other than 0 of a distributed run)."""
     from .images.backbones import load_backbone
     from .training.finetune import finetune_model, network_domains, prepare_image_domains, save_finetuned
 
+    main = distributed is None or distributed.is_main
     source, target = prepare_image_domains(config, progress=progress)
     backbone = load_backbone(config.backbone, config.weights)
-    net = finetune_model(config, source, target, backbone, resume=resume, progress=progress)
+    net = finetune_model(config, source, target, backbone, resume=resume, progress=progress,
+                         distributed=distributed)
+    if not main:
+        return None
     domains = network_domains(net, backbone, source, target, batch_size=config.extract_batch_size,
-                              num_workers=config.num_workers, progress=progress)
+                              num_workers=config.num_workers, progress=progress,
+                              device=local_device(resolve_device(config.device), distributed))
     if config.out:
         save_finetuned(config, net, domains)
     return net.head, domains
@@ -170,7 +209,8 @@ def load_run(run_dir: str | Path) -> tuple[Head, TrainConfig, Domains]:
         source, target = prepare_image_domains(config, progress=False)
         backbone = load_finetuned_backbone(run_dir / MODEL, config)
         domains = network_features(backbone, source, target, batch_size=config.extract_batch_size,
-                                   num_workers=config.num_workers, progress=False)
+                                   num_workers=config.num_workers, progress=False,
+                                   device=extraction_device(config.device))
     else:
         domains = load_domains(config, normalizer=normalizer, progress=False)
     return model, config, domains

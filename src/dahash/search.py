@@ -90,10 +90,11 @@ class Encoder:
         return [self.classes[i] for i in probs.argmax(1)]
 
     def encode(self, inputs: list[str], *, cache_dir: str | None = None, progress: bool = True,
-               num_workers: int | None = None) -> tuple[np.ndarray, list[str], list[str | None]]:
+               num_workers: int | None = None, write_cache: bool = True,
+               ) -> tuple[np.ndarray, list[str], list[str | None]]:
         """``(packed codes, paths kept, predicted class per image)`` of image files and folders."""
         u, paths, _ = image_outputs(self.run, inputs, cache_dir=cache_dir, progress=progress,
-                                    num_workers=num_workers)
+                                    num_workers=num_workers, write_cache=write_cache)
         return pack_codes(u), paths, self.predict(u)
 
 
@@ -135,7 +136,8 @@ def build_index(run_dir: str | os.PathLike, images: list[str], index_path: str |
     ids = path_ids(paths)
     _, first = np.unique(ids, return_index=True)  # the same file named twice is indexed once
     keep = np.sort(first)
-    index.add(codes[keep], ids[keep], [_metadata(paths, predicted, encoder.classes)[i] for i in keep])
+    metadata = _metadata(paths, predicted, encoder.classes)
+    index.add(codes[keep], ids[keep], [metadata[i] for i in keep])
     index.save(index_path)
     return len(keep)
 

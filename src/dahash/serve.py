@@ -14,7 +14,8 @@ Endpoints (the OpenAPI schema is at ``/openapi.json``, the interactive docs at `
 
 An uploaded image is written to a private temporary file and encoded with
 :meth:`dahash.search.Encoder.encode`, the code path of ``dahash search``, so the API's codes and
-hits are the CLI's (features come from the same feature cache, keyed by file content).
+hits are the CLI's (features come from the same feature cache, keyed by file content; uploads
+read it but are not added to it).
 
 Safety and limits:
 
@@ -162,9 +163,10 @@ class _State:
 
     def encode_file(self, path: str) -> tuple[np.ndarray, str | None]:
         """(packed code (1, n_bytes), predicted class) of one image file, exactly as ``dahash search``."""
-        # Decoded in this thread: one image does not pay for starting worker processes.
+        # Decoded in this thread: one image does not pay for starting worker processes. The cache is
+        # read (an indexed image costs no forward pass) but not written: uploads would grow it forever.
         codes, paths, predicted = self.encoder.encode([path], cache_dir=self.cache_dir, progress=False,
-                                                      num_workers=0)
+                                                      num_workers=0, write_cache=False)
         if len(paths) != 1:
             raise _NotAnImage("the uploaded file could not be decoded as an image")
         return codes, predicted[0]
@@ -520,13 +522,29 @@ def _version() -> str:
 
 def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *, host: str = "127.0.0.1",
           port: int = 8000, max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 4,
-          queue_timeout: float = 30.0, cache_dir: str | None = None, log_level: str = "info") -> None:
-    """Load the index and serve it with uvicorn until interrupted (loopback only unless ``host`` says)."""
+          queue_timeout: float = 30.0, cache_dir: str | None = None, log_level: str = "info",
+          threads: int | None = None) -> None:
+    """Load the index and serve it with uvicorn until interrupted (loopback only unless ``host`` says).
+
+    ``threads`` is the torch and FAISS thread count of this process; by default the cores
+    divided among the ``max_concurrent`` searches, at least one: searches run side by side,
+    and more threads than cores made each of them slower (see benchmarks/serve_load.py).
+    """
     require_server_packages()
+    import faiss
+    import torch
     import uvicorn
 
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"port must be an integer from 0 to 65535, got {port!r}")
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // max(1, int(max_concurrent)))
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    # This function owns the process (it runs until interrupted), so setting its thread pools is not
+    # a side effect on anyone else; create_app, which tests run in-process, leaves them alone.
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
     app = create_app(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
                      queue_timeout=queue_timeout, cache_dir=cache_dir)
     if host not in ("127.0.0.1", "localhost", "::1"):

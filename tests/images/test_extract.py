@@ -73,6 +73,16 @@ def test_features_match_direct_forward_and_cache_hit(tmp_path: Path) -> None:
     np.testing.assert_array_equal(again, feats[::-1])
     assert kept2.tolist() == list(range(7))
 
+    # write_cache=False reads the cache and computes what is missing without adding it.
+    bb.model.forbidden = False
+    seen = bb.model.seen
+    new = _images(tmp_path / "new", 2, seed=1)
+    mixed, _, _ = extract_features([paths[0], *new], bb, cache_dir=tmp_path / "cache", num_workers=0,
+                                   progress=False, write_cache=False)
+    np.testing.assert_array_equal(mixed[0], feats[0])
+    assert bb.model.seen == seen + 2
+    assert sorted((tmp_path / "cache" / bb.cache_key()).rglob("*.npy")) == files
+
 
 def test_cache_key_follows_content_preprocessing_and_weights(tmp_path: Path) -> None:
     paths = _images(tmp_path / "imgs", 4)

@@ -281,6 +281,40 @@ def test_crash_between_renames_recovers_backup(tmp_path: Path, monkeypatch) -> N
     assert sorted(os.listdir(tmp_path)) == ["idx"]
 
 
+def test_a_save_removes_what_killed_saves_left_and_nothing_else(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    index, path = _old_and_new(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid, host = int(dead.stdout), socket.gethostname()
+
+    def leftover(name: str, owner: dict | None, age: float = 0.0) -> Path:
+        folder = tmp_path / f".idx.{name}.tmp"
+        folder.mkdir()
+        (folder / "codes.npy").write_bytes(b"partial")
+        if owner is not None:
+            (folder / "owner.json").write_text(json.dumps(owner))
+        then = time.time() - age
+        os.utime(folder, (then, then))
+        return folder
+
+    killed = leftover("killed", {"pid": dead_pid, "host": host})
+    old_unowned = leftover("old", None, age=fi.STALE_SECONDS + 60)
+    live = leftover("live", {"pid": os.getpid(), "host": host})  # a writer still at work
+    recent_unowned = leftover("recent", None)  # killed before it wrote its owner, or just starting
+    elsewhere = leftover("elsewhere", {"pid": dead_pid, "host": host + "-other"})  # a shared folder
+    other_index = tmp_path / ".idx2.x.tmp"
+    other_index.mkdir()
+    index.save(path)
+    assert not killed.exists() and not old_unowned.exists()
+    assert live.is_dir() and recent_unowned.is_dir() and elsewhere.is_dir() and other_index.is_dir()
+    assert len(FaissIndex.load(path)) == 120 and not (path / "owner.json").exists()
+
+
 # --------------------------------------------------------------------------- corruption
 
 def _corrupt(case: str, path: Path) -> None:

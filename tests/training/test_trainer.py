@@ -420,10 +420,13 @@ def test_batch_mean_gradient_divides_the_step_by_the_batch_size(tmp_path: Path) 
 
 
 def test_device_selection_and_mixed_precision_policy() -> None:
-    from dahash.training.trainer import autocast_dtype, resolve_device
+    from dahash.training.trainer import autocast_dtype, extraction_device, resolve_device
 
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
+    # A run trained on a GPU is evaluated anywhere: its features then come from the CPU.
+    assert extraction_device("cuda").type == expected and extraction_device("auto").type == expected
+    assert extraction_device("cpu") == torch.device("cpu")
     assert resolve_device("cpu") == torch.device("cpu")
     assert autocast_dtype(torch.device("cpu"), amp=True) is None  # CPU trains in float32
     if not torch.cuda.is_available():
@@ -432,3 +435,18 @@ def test_device_selection_and_mixed_precision_policy() -> None:
     else:
         assert autocast_dtype(torch.device("cuda"), amp=False) is None
         assert autocast_dtype(torch.device("cuda"), amp=True) in (torch.bfloat16, torch.float16)
+
+
+def test_compiled_training_matches_eager(task: tuple[Path, Path], tmp_path: Path) -> None:
+    """--compile trains through torch.compile (inductor: about 20 s of compiling on CPU) and ends
+    with the eager run's weights to float rounding; a run may be resumed with or without it."""
+    source, target = task
+    models = {}
+    for flag in (False, True):
+        config = _config(source, target, tmp_path / str(flag), epochs=2, lr_start=1e-3, lr_end=1e-4, compile=flag)
+        models[flag] = train_model(config, load_domains(config), progress=False).state_dict()
+    for name, value in models[False].items():
+        scale = float(value.float().abs().max()) or 1.0
+        torch.testing.assert_close(models[True][name].float(), value.float(), rtol=1e-4, atol=1e-4 * scale, msg=name)
+    config = _config(source, target, tmp_path / "True", epochs=2, lr_start=1e-3, lr_end=1e-4, compile=False)
+    train_model(config, load_domains(config), resume=True, progress=False)  # not refused

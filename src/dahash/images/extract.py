@@ -116,10 +116,12 @@ def extract_features(
     num_workers: int = 2,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    write_cache: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
     """Features of ``paths``: (float32 (n_ok, D), kept row indices into ``paths``, [(path, reason)] failures).
 
-    ``cache_dir=None`` disables the cache. The model is moved to ``device`` and run in eval mode
+    ``cache_dir=None`` disables the cache; ``write_cache=False`` reads it but adds nothing (a
+    server's uploads must not grow it without bound). The model is moved to ``device`` and run in eval mode
     under ``torch.no_grad()``; its train/eval mode is restored afterwards.
     """
     if batch_size < 1:
@@ -147,6 +149,7 @@ def extract_features(
         else:
             features.update({i: cached for i in idx})
 
+    use_cache = use_cache and write_cache
     if todo:
         if use_cache:
             meta = Path(cache_dir) / backbone.cache_key() / "meta.json"
@@ -161,11 +164,14 @@ def extract_features(
                                   "features are computed but not cached", stacklevel=2)
                     use_cache = False
         dataset = _ImageDataset([paths[idx[0]] for _, idx in todo], EvalTransform(backbone.preprocessing))
+        # Pinned host memory lets a batch's copy to the GPU overlap the decoding of the next.
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                            collate_fn=_collate)
+                            collate_fn=_collate, pin_memory=torch.device(device).type == "cuda")
         model = backbone.model.to(device)
         was_training = model.training
         model.eval()
+        # EfficientNet-Lite: a BatchNorm-folded copy, twice as fast on CPU (backbones.inference_model).
+        net = backbone.inference()
         # Cache writes (fsync'd, ~2 ms each) run on a thread so they overlap the next forward pass.
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dahash-cache")
         writes: list[Future] = []
@@ -174,7 +180,7 @@ def extract_features(
                                        disable=not progress) as bar:
                 for batch, done, failed in loader:
                     if batch is not None:
-                        out = model(batch.to(device)).float().cpu().numpy()
+                        out = net(batch.to(device, non_blocking=True)).float().cpu().numpy()
                         if out.shape != (len(done), dim):
                             raise ConfigError(f"backbone {backbone.name!r} returned features of shape "
                                               f"{tuple(out.shape)}, expected ({len(done)}, {dim})")
@@ -215,13 +221,14 @@ def model_only_throughput(backbone: Backbone, batch_size: int = 64, n_batches: i
     was_training = model.training
     model.eval()
     try:
+        net = backbone.inference()  # the module extract_features runs
         with torch.no_grad():
-            model(x)  # warm-up: first-call allocations and kernel selection are not throughput
+            net(x)  # warm-up: first-call allocations and kernel selection are not throughput
             if torch.device(device).type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
             for _ in range(n_batches):
-                model(x)
+                net(x)
             if torch.device(device).type == "cuda":
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - start

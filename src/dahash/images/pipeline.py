@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..data.features import FeatureSet
 from ..errors import ConfigError, DataError
@@ -31,26 +32,29 @@ def open_domain(root: str | None, spec: str) -> ImageDomain:
 
 
 def domain_features(domain: ImageDomain, backbone: Backbone, cache_dir: Path, *, batch_size: int = 16,
-                    num_workers: int = 2, progress: bool = True) -> FeatureSet:
-    """Frozen-backbone features of every readable image of ``domain`` (unreadable ones are skipped)."""
+                    num_workers: int = 2, progress: bool = True, device: str | torch.device = "cpu") -> FeatureSet:
+    """Frozen-backbone features of every readable image of ``domain`` (unreadable ones are skipped),
+    computed on ``device``."""
     X, kept, _ = extract_features(domain.paths, backbone, cache_dir=cache_dir, batch_size=batch_size,
-                                  num_workers=num_workers, progress=progress)
+                                  num_workers=num_workers, progress=progress, device=device)
     return FeatureSet(X, domain.labels[kept], ids=np.asarray(domain.ids, dtype=str)[kept],
                       classes=list(domain.classes), path=str(domain.root / domain.name))
 
 
 def image_feature_sets(data_root: str | None, source: str, target: str, *, backbone: str | Backbone,
                        weights: str | None = None, cache_dir: str | None = None, batch_size: int = 16,
-                       num_workers: int = 2, progress: bool = True) -> tuple[FeatureSet, FeatureSet]:
+                       num_workers: int = 2, progress: bool = True,
+                       device: str | torch.device = "cpu") -> tuple[FeatureSet, FeatureSet]:
     """Source and target feature sets with the source's class list (target labels: evaluation only).
 
-    ``backbone`` is a registry name (loaded with ``weights``) or an already loaded :class:`Backbone`.
+    ``backbone`` is a registry name (loaded with ``weights``) or an already loaded :class:`Backbone`;
+    features missing from the cache are computed on ``device``.
     """
     src, tgt = align_image_domains(open_domain(data_root, source), open_domain(data_root, target))
     # One backbone for both domains: loading it reads and hashes the weights file.
     net = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    kwargs = dict(batch_size=batch_size, num_workers=num_workers, progress=progress)
+    kwargs = dict(batch_size=batch_size, num_workers=num_workers, progress=progress, device=device)
     return domain_features(src, net, cache, **kwargs), domain_features(tgt, net, cache, **kwargs)
 
 
@@ -104,10 +108,12 @@ def load_image_run(run_dir: str | os.PathLike) -> LoadedRun:
 
 
 def image_outputs(run: str | os.PathLike | LoadedRun, inputs: list[str], *, cache_dir: str | None = None,
-                  progress: bool = True, num_workers: int | None = None) -> tuple[np.ndarray, list[str], list[str]]:
+                  progress: bool = True, num_workers: int | None = None,
+                  write_cache: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
     """A trained run's hash outputs u for image files and folders: ``(u, paths kept, run's classes)``
     (unreadable images are reported and skipped). ``num_workers`` overrides the run's decoding
-    processes (0 decodes in this process, as a server does for one upload)."""
+    processes (0 decodes in this process, as a server does for one upload); ``write_cache=False``
+    reads the feature cache without adding to it."""
     from ..evaluate import encode
 
     loaded = run if isinstance(run, LoadedRun) else load_image_run(run)
@@ -117,7 +123,7 @@ def image_outputs(run: str | os.PathLike | LoadedRun, inputs: list[str], *, cach
                                   cache_dir=Path(cache_dir or config.cache_dir or default_cache_dir()),
                                   batch_size=config.extract_batch_size,
                                   num_workers=config.num_workers if num_workers is None else num_workers,
-                                  progress=progress)
+                                  progress=progress, write_cache=write_cache)
     return encode(loaded.model, loaded.normalizer.transform(X)), [str(paths[i]) for i in kept], loaded.classes
 
 

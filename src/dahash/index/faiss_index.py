@@ -29,8 +29,11 @@ import hashlib
 import json
 import math
 import os
+import glob
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,45 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+_OWNER = "owner.json"  # in a save's temporary directory: which process writes it
+STALE_SECONDS = 3600.0
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path, keep: Path | None = None) -> list[Path]:
+    """Delete the temporary directories of saves of ``path`` whose writer died (killed mid-save);
+    returns them. A directory is stale when the process named in its owner file, on this host, is
+    gone, or, without a readable owner file, when it is older than :data:`STALE_SECONDS`. A live
+    writer's directory, or one from another host sharing the folder, is never touched."""
+    removed = []
+    host = socket.gethostname()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if tmp == keep or not tmp.is_dir():
+            continue
+        try:
+            with open(tmp / _OWNER, encoding="utf-8") as f:
+                owner = json.load(f)
+            stale = owner.get("host") == host and not _process_alive(int(owner["pid"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            try:
+                stale = time.time() - tmp.stat().st_mtime > STALE_SECONDS
+            except OSError:
+                continue
+        if stale:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
 
 
 def _backup_path(path: Path) -> Path:
@@ -388,6 +430,9 @@ class FaissIndex(HammingIndex):
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
         backup = _backup_path(path)
         try:
+            # Lets a later save tell this directory, if a kill leaves it behind, from a live writer's.
+            with open(tmp / _OWNER, "w", encoding="utf-8") as f:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname()}, f)
             files = self._write_files(tmp)
             manifest = {
                 "format": _FORMAT,
@@ -412,6 +457,7 @@ class FaissIndex(HammingIndex):
                     # swap: the index at path is complete, so the backup is not needed.
                     shutil.rmtree(backup)
                 os.rename(path, backup)
+            (tmp / _OWNER).unlink()
             # With path absent and a backup present (a crash mid-swap), the backup stays until
             # the new index is in place, so some complete index exists at every moment.
             os.rename(tmp, path)
@@ -420,6 +466,7 @@ class FaissIndex(HammingIndex):
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(backup, ignore_errors=True)
+        _remove_stale_temporaries(path)
 
     # ------------------------------------------------------------------------------- load
 

@@ -133,7 +133,10 @@ class _Problem:
 
     def ranking(self, dist: np.ndarray, top_k: int | None) -> np.ndarray:
         """Stable Hamming ranking of a chunk, self removed, truncated to top_k."""
-        order = np.argsort(dist, axis=1, kind="stable")
+        # NumPy's stable sort of small integers is a radix sort: one pass per byte, so uint8
+        # keys (codes up to 248 bits, sentinel included) sort faster than uint16 ones, in the same order.
+        keys = dist.astype(np.uint8) if self.sentinel <= np.iinfo(np.uint8).max else dist
+        order = np.argsort(keys, axis=1, kind="stable")
         length = self.n_ranked if top_k is None else min(top_k, self.n_ranked)
         # Slicing (not a copy) keeps one index array alive per chunk.
         return order[:, :length]
@@ -188,19 +191,35 @@ def average_precisions(
     for rows, dist in problem.chunks():
         relevant = problem.relevance(rows)
         order = problem.ranking(dist, top_k)
-        ranked_rel = np.take_along_axis(relevant, order, axis=1)
+        ranked_rel = _gather_rows(relevant, order)
         del order, relevant
-        # int32 suffices: a cumulative count never exceeds n_db < 2**31.
-        hits = np.cumsum(ranked_rel, axis=1, dtype=np.int32)
-        n_relevant = hits[:, -1].astype(np.float64)
-        precision_at_rank = hits / np.arange(1, hits.shape[1] + 1, dtype=np.float64)
-        del hits
-        np.multiply(precision_at_rank, ranked_rel, out=precision_at_rank)
+        # The k-th relevant item of a ranking has k hits, so AP = (1/R) * sum_k k / rank_k over
+        # the relevant ranks only: no cumulative sum or precision over every ranked item.
+        row, pos = np.nonzero(ranked_rel)
+        del ranked_rel
+        n_rows = rows.stop - rows.start
+        n_relevant = np.bincount(row, minlength=n_rows)
+        first = np.cumsum(n_relevant) - n_relevant
+        k = np.arange(1, len(row) + 1, dtype=np.float64) - np.repeat(first, n_relevant)
+        sums = np.bincount(row, weights=k / (pos + 1.0), minlength=n_rows)
         with np.errstate(invalid="ignore", divide="ignore"):
-            ap[rows] = np.where(
-                n_relevant > 0, precision_at_rank.sum(axis=1) / n_relevant, np.nan
-            )
+            ap[rows] = np.where(n_relevant > 0, sums / n_relevant, np.nan)
     return ap
+
+
+# Rankings at least this long are gathered row by row (see _gather_rows).
+_ROW_GATHER_MIN = 4096
+
+
+def _gather_rows(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``np.take_along_axis(values, order, axis=1)``; for long rows one ``np.take`` per row, which
+    is 2-3x faster than the broadcast fancy index of take_along_axis (benchmarks/README.md)."""
+    if order.shape[1] < _ROW_GATHER_MIN:
+        return np.take_along_axis(values, order, axis=1)
+    out = np.empty(order.shape, dtype=values.dtype)
+    for r in range(order.shape[0]):
+        np.take(values[r], order[r], out=out[r])
+    return out
 
 
 def mean_average_precision(
@@ -309,7 +328,7 @@ def precision_at_k(
     total = 0.0
     for rows, dist in problem.chunks():
         order = problem.ranking(dist, k)
-        hits = np.take_along_axis(problem.relevance(rows), order, axis=1).sum(axis=1)
+        hits = _gather_rows(problem.relevance(rows), order).sum(axis=1)
         total += float((hits / order.shape[1]).sum())
     return total / problem.n_q
 

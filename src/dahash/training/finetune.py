@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from ..images.loading import ImageLoadError, open_image
 from ..images.preprocess import Preprocessing, eval_transform, train_transform
 from ..models import DAHHead
 from ..models.head import HeadOutput
-from .trainer import MODEL, Domains, Head, build_model, fit, resolve_device, save_model
+from .distributed import Distributed, Shard, local_device
+from .trainer import MODEL, Domains, Head, TrainBatch, build_model, fit, resolve_device, save_model
 
 
 class DAHNet(nn.Module):
@@ -92,15 +94,16 @@ class AugmentedImages(Dataset):
 
 
 def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain, backbone: Backbone, *,
-                   resume: bool = False, progress: bool = True) -> DAHNet:
+                   resume: bool = False, progress: bool = True, distributed: Distributed | None = None) -> DAHNet:
     """Train backbone and head on K-per-class image batches; checkpoints and resume as :func:`fit`.
 
     ``source`` and ``target`` must be aligned (same class list) and readable
-    (:func:`prepare_image_domains`); target labels are never read.
+    (:func:`prepare_image_domains`); target labels are never read. With ``distributed``, this
+    process decodes and trains its shard of every batch.
     """
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    device = resolve_device(config.device)
+    device = local_device(resolve_device(config.device), distributed)
     torch.manual_seed(config.seed)
     net = build_network(config, backbone, len(source.classes))
     sampler = KPerClassSampler(source.labels, len(target), k=config.k, seed=config.seed,
@@ -108,19 +111,26 @@ def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain
     images = AugmentedImages([*source.paths, *target.paths], backbone.preprocessing, config.seed, config.augment)
     n_source = len(source)
 
-    def batches(epoch: int):
+    def batches(epoch: int) -> Iterator[TrainBatch]:
         plan = sampler.epoch(epoch)
         size = sampler.batch_source_size * 2
+        # A draw's slot numbers its place in the whole batch, so its augmentation does not depend
+        # on how many ranks share the batch.
         slots = [[_Slot(epoch, b * size + j, int(i))
                   for j, i in enumerate(np.concatenate([batch.source, batch.target + n_source]))]
                  for b, batch in enumerate(plan)]
+        shards = [None] * len(plan)
+        if distributed is not None:
+            shards = [Shard(len(batch.source), len(batch.target), distributed.world_size) for batch in plan]
+            slots = [[row[j] for j in shard.rows(distributed.rank)] for row, shard in zip(slots, shards)]
         # Pinned host memory lets the copy to the GPU overlap the next batch's decoding.
         loader = DataLoader(images, batch_sampler=slots, num_workers=config.num_workers,
                             pin_memory=device.type == "cuda")
-        for batch, x in zip(plan, loader):
-            yield x, torch.from_numpy(batch.source_labels), len(batch.source)
+        for batch, shard, x in zip(plan, shards, loader):
+            yield TrainBatch(x, torch.from_numpy(batch.source_labels), len(batch.source), shard)
 
-    fit(config, net, batches, len(sampler), len(source.classes), device=device, resume=resume, progress=progress)
+    net = fit(config, net, batches, len(sampler), len(source.classes), device=device, resume=resume,
+              progress=progress, distributed=distributed)
     return net.cpu()
 
 
@@ -140,26 +150,28 @@ def prepare_image_domains(config: TrainConfig, progress: bool = True) -> tuple[I
 
 
 def network_domains(net: DAHNet, backbone: Backbone, source: ImageDomain, target: ImageDomain, *,
-                    batch_size: int = 16, num_workers: int = 2, progress: bool = True) -> Domains:
-    """Features of both domains through ``net``'s fine-tuned backbone, ready for
+                    batch_size: int = 16, num_workers: int = 2, progress: bool = True,
+                    device: str | torch.device = "cpu") -> Domains:
+    """Features of both domains through ``net``'s fine-tuned backbone (on ``device``), ready for
     :func:`dahash.evaluate.evaluate_model`."""
     tuned = Backbone(backbone.name, net.backbone, backbone.feature_dim, backbone.preprocessing, FINETUNED_WEIGHTS)
     return network_features(tuned, source, target, batch_size=batch_size, num_workers=num_workers,
-                            progress=progress)
+                            progress=progress, device=device)
 
 
 def network_features(tuned: Backbone, source: ImageDomain, target: ImageDomain, *, batch_size: int = 16,
-                     num_workers: int = 2, progress: bool = True) -> Domains:
-    """Eval-transform features of both domains through a fine-tuned backbone (never cached: the
-    cache is keyed by pretrained weights)."""
+                     num_workers: int = 2, progress: bool = True, device: str | torch.device = "cpu") -> Domains:
+    """Eval-transform features of both domains through a fine-tuned backbone, on ``device`` (never
+    cached: the cache is keyed by pretrained weights). The backbone is back on the CPU afterwards."""
 
     def features(domain: ImageDomain) -> FeatureSet:
         X, kept, _ = extract_features(domain.paths, tuned, cache_dir=None, batch_size=batch_size,
-                                      num_workers=num_workers, progress=progress)
+                                      num_workers=num_workers, progress=progress, device=device)
         return FeatureSet(X, domain.labels[kept], ids=np.asarray(domain.ids, dtype=str)[kept],
                           classes=list(domain.classes), path=str(domain.root / domain.name))
 
     s, t = features(source), features(target)
+    tuned.model.cpu()
     return Domains(s, t, FeatureNormalizer("none").fit(s.X, t.X))
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ from ..errors import ConfigError, DahashError
 from ..io import save_torch, write_csv
 from ..losses import ClassifierDALoss, DAHLoss
 from ..models import ClassifierHead, DAHHead
+from .distributed import (Distributed, Shard, broadcast_object, gather_rows, global_batchnorm, local_batchnorm,
+                          local_device)
 from .optim import inverse_decay_lr, log_spaced_lr, make_sgd, set_lr
 
 Head = DAHHead | ClassifierHead
@@ -29,7 +32,7 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 # Settings that may change between a run and its resumption without changing its result.
 RESUME_MAY_CHANGE = ("out", "num_threads", "checkpoint_every", "source_features", "target_features", "data_root",
-                     "cache_dir", "num_workers", "extract_batch_size", "device")
+                     "cache_dir", "num_workers", "extract_batch_size", "device", "compile")
 
 
 @dataclass
@@ -64,7 +67,8 @@ def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = Non
                               f"its pretrained fc6, which expects the raw pool5 features (got {config.feature_norm!r})")
         source, target = image_feature_sets(config.data_root, config.source, config.target, backbone=net,
                                             cache_dir=config.cache_dir, batch_size=config.extract_batch_size,
-                                            num_workers=config.num_workers, progress=progress)
+                                            num_workers=config.num_workers, progress=progress,
+                                            device=extraction_device(config.device))
     else:
         if not config.source_features or not config.target_features:
             raise ConfigError("give --source-features and --target-features, or --data-root with --source and --target")
@@ -151,6 +155,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def extraction_device(name: str) -> torch.device:
+    """Where features of a run's images are computed: ``name`` as :func:`resolve_device` reads it,
+    except that a CUDA device on a machine without CUDA (a run trained on a GPU and evaluated on a
+    laptop) falls back to the CPU."""
+    if name != "auto" and torch.device(name).type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return resolve_device(name)
+
+
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     """Mixed precision on CUDA only: bf16 where the GPU has it, else fp16 (with loss scaling)."""
     if not amp or device.type != "cuda":
@@ -158,22 +171,89 @@ def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-BatchFn = Callable[[int], Iterable[tuple[Tensor, Tensor, int]]]
+class TrainBatch(NamedTuple):
+    """One step's input: ``x`` holds the batch's ``[source | target]`` rows (in a distributed run,
+    this rank's rows of them, as ``shard`` deals them); ``labels`` and ``n_source`` are the whole
+    batch's source labels and source count."""
+
+    x: Tensor
+    labels: Tensor
+    n_source: int
+    shard: Shard | None = None
+
+
+BatchFn = Callable[[int], Iterable[TrainBatch]]
+
+
+def _read_checkpoint(path: Path | None, resume: bool, config: TrainConfig, device: torch.device) -> dict | None:
+    """The checkpoint to resume from (None for a fresh run); refuses a run that exists without
+    ``resume`` and one whose result-changing settings differ."""
+    if path is None or not path.exists():
+        return None
+    if not resume:
+        raise DahashError(f"{path.parent}: already holds a run (checkpoint.pt); pass --resume to continue it "
+                          "or choose another --out")
+    state = torch.load(path, map_location=device, weights_only=False)
+    diff = settings_differ(state["config"], config.to_dict())
+    if diff:
+        raise ConfigError(f"{path}: cannot resume, settings differ from the checkpoint's: {', '.join(diff)}")
+    return state
+
+
+def _shared_checkpoint(path: Path | None, resume: bool, config: TrainConfig, device: torch.device,
+                       ctx: Distributed | None) -> dict | None:
+    """:func:`_read_checkpoint` on rank 0, its state or its error on every rank (the output folder
+    need not be shared between nodes)."""
+    if ctx is None:
+        return _read_checkpoint(path, resume, config, device)
+    result: tuple[str, object] = ("state", None)
+    if ctx.is_main:
+        try:
+            state = _read_checkpoint(path, resume, config, torch.device("cpu"))
+            result = ("state", state)
+        except DahashError as exc:
+            result = ("error", exc)
+    kind, value = broadcast_object(result, ctx)
+    if kind == "error":
+        raise value  # type: ignore[misc]
+    if value is None:
+        return None
+    return _to_device(value, device)
+
+
+def _to_device(value: object, device: torch.device) -> object:
+    if isinstance(value, Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_device(v, device) for v in value]
+    return value
 
 
 def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch: int, n_classes: int, *,
-        device: torch.device, resume: bool = False, progress: bool = True) -> None:
-    """SGD on the run's objective (:func:`build_loss`) over ``batches(epoch)`` ->
-    ``(x, source_labels, n_source)`` per step, for any model returning a :class:`HeadOutput`,
-    with per-epoch atomic checkpoints in ``config.out``.
+        device: torch.device, resume: bool = False, progress: bool = True,
+        distributed: Distributed | None = None) -> nn.Module:
+    """SGD on the run's objective (:func:`build_loss`) over ``batches(epoch)`` -> :class:`TrainBatch`
+    per step, for any model returning a :class:`HeadOutput`, with per-epoch atomic checkpoints in
+    ``config.out``; returns the trained model.
 
     The learning rate follows ``config.lr_schedule``, each layer scaled by its ``lr_mult``.
     A resumed run restores model, optimizer and loss-scaler state and regenerates the same
     batches, so it ends with the weights an uninterrupted run would have.
+
+    With ``distributed``, every rank runs this with its shard of each batch: the model is wrapped
+    in DistributedDataParallel with batch-wide BatchNorm statistics, its outputs are gathered into
+    the whole batch before the loss (:mod:`dahash.training.distributed`), and rank 0 alone writes
+    checkpoints and shows progress.
     """
+    main = distributed is None or distributed.is_main
     out = Path(config.out) if config.out else None
     model.to(device)
     loss_fn = build_loss(config, n_classes, getattr(model, "head", model).fc7.out_features).to(device)
+    state = _shared_checkpoint(out / CHECKPOINT if out else None, resume, config, device, distributed)
+    if distributed is not None:
+        model = global_batchnorm(model, distributed)
     # DANN's domain classifier lives in the loss and trains with the model.
     trained = nn.ModuleList([model, loss_fn])
     optimizer = make_sgd(trained, config.lr_start, config.momentum, config.weight_decay, config.bias_lr_factor)
@@ -181,15 +261,8 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
     start_epoch, history = 0, []
 
-    ckpt_path = out / CHECKPOINT if out else None
-    if ckpt_path is not None and ckpt_path.exists():
-        if not resume:
-            raise DahashError(f"{out}: already holds a run (checkpoint.pt); pass --resume to continue it "
-                              "or choose another --out")
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        diff = settings_differ(state["config"], config.to_dict())
-        if diff:
-            raise ConfigError(f"{ckpt_path}: cannot resume, settings differ from the checkpoint's: {', '.join(diff)}")
+    ckpt_path = out / CHECKPOINT if out and main else None
+    if state is not None:
         model.load_state_dict(state["model"])
         loss_fn.load_state_dict(state.get("loss", {}))
         optimizer.load_state_dict(state["optimizer"])
@@ -197,8 +270,19 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
             scaler.load_state_dict(state["scaler"])
         start_epoch, history = state["epoch"], state["history"]
 
+    net: nn.Module = model
+    if distributed is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Batch-wide BatchNorm keeps every rank's statistics equal: no buffer broadcast per step.
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                      broadcast_buffers=False)
+    if config.compile:
+        # The compiled module shares the parameters: the optimizer, checkpoints and the returned
+        # model are the plain one's.
+        net = torch.compile(net)
     bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, unit="step",
-               disable=not progress, dynamic_ncols=True, desc="train")
+               disable=not (progress and main), dynamic_ncols=True, desc="train")
     trained.train()
     total_steps = config.epochs * steps_per_epoch
     for epoch in range(start_epoch, config.epochs):
@@ -213,13 +297,18 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
         # Randomness inside the model (EfficientNet's stochastic depth) then depends only on
         # (seed, epoch), so a run resumed at this epoch draws what an uninterrupted one would.
         torch.manual_seed(int(np.random.SeedSequence([config.seed, epoch, 1]).generate_state(1)[0]))
-        for step, (x, labels, n_source) in enumerate(batches(epoch)):
+        for step, (x, labels, n_source, shard) in enumerate(batches(epoch)):
             x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                out_ = model(x)
+                out_ = net(x)
             # The losses' exponentials and medians stay in float32 whatever the forward ran in.
-            taps = {k: v.float() for k, v in out_.taps.items()}
-            terms = loss_fn(out_.u.float(), taps, labels, n_source,
+            u, taps = out_.u.float(), {k: v.float() for k, v in out_.taps.items()}
+            if shard is not None and distributed is not None:
+                # One all-gather for the outputs and every tap: each collective costs a round trip.
+                widths = [u.shape[1], *(v.shape[1] for v in taps.values())]
+                parts = gather_rows(torch.cat([u, *taps.values()], 1), shard, distributed).split(widths, 1)
+                u, taps = parts[0], dict(zip(taps, parts[1:]))
+            terms = loss_fn(u, taps, labels, n_source,
                             generator=_step_generator(config.seed, epoch, step),
                             progress=(epoch * steps_per_epoch + step) / total_steps)
             values = {k: float(v.detach()) for k, v in terms.items()}
@@ -230,7 +319,7 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
             optimizer.zero_grad(set_to_none=True)
             # MatConvNet divides parameter derivatives by the batch size before momentum and decay:
             # the authors' lr of 1e-4 is per-sample on their summed losses.
-            objective = terms["total"] / len(x) if config.batch_mean_gradient else terms["total"]
+            objective = terms["total"] / len(u) if config.batch_mean_gradient else terms["total"]
             scaler.scale(objective).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -251,16 +340,19 @@ def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch
                                    "config": config.to_dict()})
     bar.close()
     trained.eval()
-    if out is not None:
+    if out is not None and main:
         keys = ["epoch", "lr", "seconds", *dict.fromkeys(k for h in history for k in h if k not in ("epoch", "lr", "seconds"))]
         write_csv(out / "history.csv", keys, ([h.get(k, "") for k in keys] for h in history))
+    return local_batchnorm(model) if distributed is not None else model
 
 
-def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, progress: bool = True) -> Head:
-    """Train the head on ``domains``' features; checkpoints go to ``config.out`` each ``checkpoint_every`` epochs."""
+def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, progress: bool = True,
+                distributed: Distributed | None = None) -> Head:
+    """Train the head on ``domains``' features; checkpoints go to ``config.out`` each ``checkpoint_every``
+    epochs. With ``distributed``, this process trains its shard of every batch (see :func:`fit`)."""
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    device = resolve_device(config.device)
+    device = local_device(resolve_device(config.device), distributed)
     source, target = domains.source, domains.target
     torch.manual_seed(config.seed)
     model = build_model(config, source.X.shape[1], domains.pretrained_fc, source.n_classes)
@@ -270,14 +362,21 @@ def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, 
     Xs, Xt = torch.from_numpy(source.X).to(device), torch.from_numpy(target.X).to(device)
     ys = torch.from_numpy(source.y).to(device)
 
-    def batches(epoch: int) -> Iterator[tuple[Tensor, Tensor, int]]:
+    def batches(epoch: int) -> Iterator[TrainBatch]:
         for batch in sampler.epoch(epoch):
-            s, t = torch.from_numpy(batch.source).to(device), torch.from_numpy(batch.target).to(device)
-            yield torch.cat([Xs[s], Xt[t]]), ys[s], len(batch.source)
+            src, tgt, shard = batch.source, batch.target, None
+            if distributed is not None:
+                shard = Shard(len(src), len(tgt), distributed.world_size)
+                src = batch.source[shard.source_rows(distributed.rank)]
+                tgt = batch.target[shard.target_rows(distributed.rank)]
+            s, t = torch.from_numpy(src).to(device), torch.from_numpy(tgt).to(device)
+            yield TrainBatch(torch.cat([Xs[s], Xt[t]]), ys[torch.from_numpy(batch.source).to(device)],
+                             len(batch.source), shard)
 
-    fit(config, model, batches, len(sampler), source.n_classes, device=device, resume=resume, progress=progress)
+    model = fit(config, model, batches, len(sampler), source.n_classes, device=device, resume=resume,
+                progress=progress, distributed=distributed)
     model.cpu()
-    if config.out:
+    if config.out and (distributed is None or distributed.is_main):
         save_model(Path(config.out) / MODEL, model, config, domains)
     return model
 

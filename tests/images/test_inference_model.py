@@ -1,0 +1,59 @@
+"""The fused inference copy of EfficientNet-Lite: same features, rebuilt when the weights change."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dahash.images.backbones import RANDOM_WEIGHTS, Backbone, inference_model, load_backbone
+
+
+def _lite() -> Backbone:
+    torch.manual_seed(0)
+    backbone = load_backbone("efficientnet_lite0", RANDOM_WEIGHTS)
+    model = backbone.model
+    # Non-trivial BatchNorm statistics and affine parameters, so that folding them is tested.
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    model.eval()
+    return backbone
+
+
+def test_fused_copy_matches_the_model_and_has_no_batchnorm() -> None:
+    backbone = _lite()
+    model = backbone.model
+    fused = backbone.inference()
+    assert fused is not model
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    x = torch.randn(2, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref, out = model(x), fused(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
+    assert backbone.inference() is fused  # reused while the weights are unchanged
+
+
+def test_fused_copy_is_rebuilt_after_training_changes_the_weights() -> None:
+    backbone = _lite()
+    model = backbone.model
+    fused = backbone.inference()
+    params = [p for p in model.parameters()]
+    for p in params:
+        p.grad = torch.full_like(p, 0.01)
+    # The fused SGD kernel does not bump Tensor._version: the cache must still notice.
+    torch.optim.SGD(params, lr=1.0, fused=True).step()
+    refreshed = backbone.inference()
+    assert refreshed is not fused
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(refreshed(x), model(x), rtol=1e-4, atol=1e-4 * float(model(x).abs().max()))
+
+
+def test_other_models_are_returned_as_they_are() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    assert inference_model(model) is model
