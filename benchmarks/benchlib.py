@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,6 +35,13 @@ def machine(**versions: str) -> str:
     load = os.getloadavg()[0]
     return (f"{cpu_name()}, {os.cpu_count()} cores, {memory:.0f} GiB; Python {platform.python_version()}, "
             f"numpy {np.__version__}{extra}; load average at start {load:.2f}")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (torchrun and servers started by the benchmarks)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,15 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import machine, write_results
+from benchlib import free_port, machine, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def history(run: Path) -> list[dict[str, float]]:

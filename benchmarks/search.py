@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
-import socket
 import sys
 import tempfile
 import time
@@ -39,6 +37,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from benchlib import free_port, machine, timed
 from dahash.codes import pack_codes
 from dahash.demo.run import markdown_table
 from dahash.index.faiss_index import FaissIndex
@@ -85,21 +84,7 @@ def tie_aware_recall(q: np.ndarray, db: np.ndarray, ids: np.ndarray, kth: np.nda
     return float((valid & (true <= kth[:, None])).sum() / ids.size)
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - t0
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def machine_line() -> str:
     try:
         import pymilvus
         pm = pymilvus.__version__
@@ -110,11 +95,8 @@ def machine() -> str:
         mv = version("milvus")
     except Exception:  # noqa: BLE001
         mv = "n/a"
-    load = os.getloadavg()
-    return (f"{cpu}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; "
-            f"Python {platform.python_version()}, numpy {np.__version__} "
-            f"(popcount: {'np.bitwise_count' if HAS_BITCOUNT else '16-bit lookup table'}), faiss {faiss.__version__}, "
-            f"pymilvus {pm}, milvus (embedded server) {mv}; load average at start {load[0]:.2f}")
+    return machine(popcount="np.bitwise_count" if HAS_BITCOUNT else "16-bit lookup table", faiss=faiss.__version__,
+                   pymilvus=pm, **{"milvus (embedded server)": mv})
 
 
 # ------------------------------------------------------------------------------------ data
@@ -203,9 +185,7 @@ class MilvusServer:
 
         self.server = default_server
         self.base = tempfile.mkdtemp(prefix="dahash-bench-milvus-")
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        port = free_port()
         default_server.set_base_dir(self.base)
         default_server.listen_port = port
         default_server.wait_for_started = False
@@ -381,7 +361,7 @@ def main() -> None:
         print(msg, file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
-    info = machine()
+    info = machine_line()
     text = ["# Search backends of dahash.index, 64-bit codes\n",
             f"Machine: {info}.\n",
             f"Command: `python {' '.join(sys.argv)}` (seed {args.seed}, {args.n_queries:,} queries, top-{K}).\n"]

@@ -25,7 +25,6 @@ import argparse
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,16 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchlib import machine, write_results
+from benchlib import free_port, machine, write_results
 
 REPO = Path(__file__).resolve().parents[1]
 KINDS = ("upload, new image", "upload, indexed image", "code")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ensure_run(run: str | None, data_root: str, cache_dir: str, work: Path, seed: int) -> tuple[Path, str]:

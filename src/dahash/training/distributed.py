@@ -221,14 +221,9 @@ def global_batchnorm(module: nn.Module, ctx: Distributed) -> nn.Module:
     """``module`` with every BatchNorm replaced by a :class:`GlobalBatchNorm` over ``ctx``'s ranks,
     holding the same parameters and statistics (state-dict keys unchanged); returns the new root."""
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats, device=_device_of(module))
-        new.load_state_dict(module.state_dict())
+        new = _rebuilt(module, GlobalBatchNorm)
         new.group = ctx.group
         new.plain_class = type(module)
-        if hasattr(module, "lr_mult"):  # the trainer's per-layer learning-rate multiplier
-            new.lr_mult = module.lr_mult
-        new.train(module.training)
         return new
     for name, child in module.named_children():
         setattr(module, name, global_batchnorm(child, ctx))
@@ -239,16 +234,22 @@ def local_batchnorm(module: nn.Module) -> nn.Module:
     """Inverse of :func:`global_batchnorm`: the BatchNorm classes the module had, with the trained
     parameters and statistics (a trained model must not keep a reference to a process group)."""
     if isinstance(module, GlobalBatchNorm):
-        new = module.plain_class(module.num_features, module.eps, module.momentum, module.affine,
-                                 module.track_running_stats, device=_device_of(module))
-        new.load_state_dict(module.state_dict())
-        if hasattr(module, "lr_mult"):
-            new.lr_mult = module.lr_mult
-        new.train(module.training)
-        return new
+        return _rebuilt(module, module.plain_class)
     for name, child in module.named_children():
         setattr(module, name, local_batchnorm(child))
     return module
+
+
+def _rebuilt(module: nn.modules.batchnorm._BatchNorm, cls: type) -> nn.Module:
+    """A ``cls`` BatchNorm with ``module``'s settings, parameters, statistics, mode and learning-rate
+    multiplier."""
+    new = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+              device=_device_of(module))
+    new.load_state_dict(module.state_dict())
+    if hasattr(module, "lr_mult"):  # the trainer's per-layer learning-rate multiplier
+        new.lr_mult = module.lr_mult
+    new.train(module.training)
+    return new
 
 
 def _device_of(module: nn.Module) -> torch.device | None:

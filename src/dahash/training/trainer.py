@@ -216,19 +216,9 @@ def _shared_checkpoint(path: Path | None, resume: bool, config: TrainConfig, dev
     kind, value = broadcast_object(result, ctx)
     if kind == "error":
         raise value  # type: ignore[misc]
-    if value is None:
-        return None
-    return _to_device(value, device)
-
-
-def _to_device(value: object, device: torch.device) -> object:
-    if isinstance(value, Tensor):
-        return value.to(device)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_to_device(v, device) for v in value]
-    return value
+    # Left on the CPU: the model's, the loss's and the optimizer's load_state_dict copy or cast
+    # each tensor to the device of the parameter it belongs to.
+    return value  # type: ignore[return-value]
 
 
 def fit(config: TrainConfig, model: nn.Module, batches: BatchFn, steps_per_epoch: int, n_classes: int, *,
