@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from dahash import reproduce as rep
 from dahash.cli import main
 from dahash.errors import ConfigError
-from dahash.reproduce import METHODS, SHALLOW, ReproduceConfig, domain_code, plan_cells, resolve_tasks
+from dahash.methods import DEEP_METHODS
+from dahash.reproduce import DEEP, METHODS, SHALLOW, ReproduceConfig, domain_code, plan_cells, resolve_tasks
 
 
 class Interrupted(Exception):
@@ -46,8 +48,9 @@ def test_every_method_runs_and_the_table_has_the_papers_layout(tiny_office31: Pa
     first = list(computed)
     computed.clear()
     summary = rep.reproduce(_config(tiny_office31, tmp_path / "out"), progress=False)
-    # 2 tasks x (4 shallow x 1 seed + 6 deep x 2 seeds) = 32 cells; the 6 finished ones are not redone.
-    assert summary["cells"] == 32 and summary["computed"] == 26 == len(computed)
+    # 2 tasks x (shallow x 1 seed + deep x 2 seeds) cells; the 6 finished ones are not redone.
+    n_cells = 2 * (len(SHALLOW) + 2 * len(DEEP))
+    assert summary["cells"] == n_cells and summary["computed"] == n_cells - 6 == len(computed)
     assert not set(first[:6]) & set(computed) and first[6] in computed
 
     table = (tmp_path / "out" / "accuracy.md").read_text()
@@ -65,6 +68,16 @@ def test_every_method_runs_and_the_table_has_the_papers_layout(tiny_office31: Pa
     assert published["DAH (published)"][2:4] == ["68.30", "98.80"]
     assert float(published["DAH (published)"][4]) == pytest.approx((68.30 + 98.80) / 2, abs=0.01)
     assert "Published" in table and (tmp_path / "out" / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    # mAP only for the methods with hash codes, each cell's own value averaged over seeds.
+    map_rows = list(csv.reader(open(tmp_path / "out" / "map.csv")))
+    hashing = [m for m in DEEP if DEEP_METHODS[m].get("head", "hash") == "hash"]
+    assert [r[0] for r in map_rows[1:]] == hashing
+    noda = [float(r.split(" ± ")[0]) for r in map_rows[1 + hashing.index("NoDA")][1:3]]
+    cell_maps = [[json.loads(p.read_text())["metrics"]["map"]
+                  for p in sorted((tmp_path / "out" / "cells" / "NoDA" / task).glob("seed*/results.json"))]
+                 for task in ("A_W", "W_D")]
+    assert all(len(v) == 2 for v in cell_maps)
+    assert noda == pytest.approx([np.mean(v) for v in cell_maps], abs=6e-4)
     # Colour is the class: the methods must do far better than chance (33 %). (Three epochs on
     # 18 images are no test of the deep methods' learning; tests/training covers that.)
     average = {r[1]: float(r[-1].split(" ± ")[0]) for r in ours}

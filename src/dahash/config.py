@@ -13,6 +13,7 @@ import yaml
 
 from .errors import ConfigError
 from .io import write_text
+from .losses.mmd import MMD_ESTIMATORS
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "mmd_reduction": ("sum", "mean"),
@@ -20,6 +21,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "feature_norm": ("none", "l2", "standardize"),
     "head": ("hash", "softmax"),
     "lr_schedule": ("log", "inverse"),
+    "mmd_estimator": MMD_ESTIMATORS,
 }
 MMD_LAYER_NAMES = ("fc6", "fc7", "fc8")
 
@@ -71,6 +73,8 @@ class TrainConfig:
     eta: float = field(default=1.0, metadata={"help": "entropy loss weight (0 gives DAH-e)"})
     mmd_layers: list[str] = field(default_factory=lambda: list(MMD_LAYER_NAMES), metadata={"help": "layers the MK-MMD aligns"})
     mmd_reduction: str = field(default="sum", metadata={"help": "sum over quadruples (authors' code) or mean (eq. 9)"})
+    mmd_estimator: str = field(default="authors", metadata={"help": "authors: the plain linear MMD (biased by the K-per-class batch layout); balanced: source pairs reweighted so the layout cannot bias it; class-weighted: the source reweighted to the target class proportions the model predicts (Yan et al., CVPR 2017)"})
+    reference_batch: int = field(default=0, metadata={"help": "0: beta, gamma and eta as given; N > 0: they are the weights at a batch of N source rows and scale with the batch (325 = the authors' Office-Home batch), see docs/adaptation.md"})
     entropy_reduction: str = field(default="sum", metadata={"help": "sum over targets (authors' code) or mean (eq. 7)"})
     bank_per_class: int = field(default=200, metadata={"help": "labeled source samples per class in the prediction bank"})
     precision_k: int = field(default=100, metadata={"help": "k of the reported precision@k"})
@@ -96,6 +100,8 @@ class TrainConfig:
         bad = [name for name in self.mmd_layers if name not in MMD_LAYER_NAMES]
         if bad or not self.mmd_layers:
             raise ConfigError(f"mmd_layers must be a non-empty subset of {', '.join(MMD_LAYER_NAMES)}; got {self.mmd_layers!r}")
+        if self.reference_batch < 0:
+            raise ConfigError(f"reference_batch must be >= 0 (0: literal weights), got {self.reference_batch!r}")
         if self.num_workers < 0 or self.extract_batch_size < 1:
             raise ConfigError(f"num_workers must be >= 0 and extract_batch_size >= 1, got "
                               f"{self.num_workers!r} and {self.extract_batch_size!r}")

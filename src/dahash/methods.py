@@ -27,6 +27,10 @@ DEEP_METHODS: dict[str, dict[str, Any]] = {
     "NoDA": {"gamma": 0.0, "eta": 0.0},          # DAH's hash loss on the source only
     "DAH-e": {"eta": 0.0},                       # DAH without the entropy loss
     "DAH": {},
+    # Beyond the paper: the MMD with class-balanced pair weights, which the K-per-class batch
+    # layout cannot bias, and the class-weighted MMD of Yan et al. (CVPR 2017) on top of it.
+    "DAH-cb": {"mmd_estimator": "balanced"},
+    "DAH-cw": {"mmd_estimator": "class-weighted"},
 }
 
 

@@ -37,7 +37,7 @@ DATASET_DOMAINS: dict[str, tuple[str, ...]] = {
     "office-caltech": ("A", "C", "D", "W"),
 }
 SHALLOW = ("GFK", "TCA", "CORAL", "JDA")
-DEEP = ("Deep", "DAN", "DANN", "NoDA", "DAH-e", "DAH")
+DEEP = ("Deep", "DAN", "DANN", "NoDA", "DAH-e", "DAH", "DAH-cb", "DAH-cw")
 # Rows in the order of the paper's Tables 2 and 3 (Deep and NoDA are the source-only references).
 METHODS = SHALLOW + DEEP
 CELLS = "cells"
@@ -279,17 +279,22 @@ def _prefetch_features(config: TablesConfig, tasks: list[tuple[str, str]], progr
 
 
 def summarize(config: ReproduceConfig, results: dict[tuple[str, str, int], dict[str, Any]],
-              tasks: list[tuple[str, str]]) -> tuple[list[str], list[list[str]], dict[str, list[float]]]:
-    """Methods as rows, tasks and Avg as columns, ``mean ± std`` over seeds (seed-0 value for
-    deterministic shallow methods); also the mean per task and Avg, for plotting."""
+              tasks: list[tuple[str, str]], metric: str = "target_accuracy",
+              digits: int = 2) -> tuple[list[str], list[list[str]], dict[str, list[float]]]:
+    """Methods as rows, tasks and Avg as columns, ``mean ± std`` of ``metric`` over seeds (seed-0
+    value for deterministic shallow methods); methods whose runs lack ``metric`` (mAP of a softmax
+    or shallow method) are left out. Also the mean per task and Avg, for plotting."""
     labels = [task_label(s, t) for s, t in tasks]
     header = ["Method", *labels, "Avg"]
     body, means = [], {}
     for method in config.methods:
         seeds = 1 if method in SHALLOW else config.seeds
-        grid = np.array([[results[(method, label, k)]["target_accuracy"] for label in labels] for k in range(seeds)])
+        runs = [[results[(method, label, k)] for label in labels] for k in range(seeds)]
+        if any(metric not in r for row in runs for r in row):
+            continue
+        grid = np.array([[r[metric] for r in row] for row in runs])
         columns = [grid[:, j] for j in range(grid.shape[1])] + [grid.mean(1)]
-        body.append([method] + [f"{c.mean():.2f}" if len(c) == 1 else f"{c.mean():.2f} ± {c.std(ddof=1):.2f}"
+        body.append([method] + [f"{c.mean():.{digits}f}" if len(c) == 1 else f"{c.mean():.{digits}f} ± {c.std(ddof=1):.{digits}f}"
                                 for c in columns])
         means[method] = [float(c.mean()) for c in columns]
     return header, body, means
@@ -326,7 +331,8 @@ def _published(config: ReproduceConfig, labels: list[str]) -> tuple[str, list[li
 
 
 def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or finish) every cell, then write ``accuracy.md``, ``accuracy.csv`` and ``accuracy.png`` in ``config.out``."""
+    """Run (or finish) every cell, then write ``accuracy.md/.csv/.png`` and, for the methods with hash
+    codes, ``map.md/.csv`` in ``config.out``."""
     from .demo.run import markdown_table
     from .plots import plot_task_bars
 
@@ -359,6 +365,15 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
     write_text(out / "accuracy.md", text)
     write_csv(out / "accuracy.csv", ["source", *header], [["ours", *r] for r in body]
               + [["published", *r] for r in published_rows])
+    map_header, map_body, _ = summarize(config, results, tasks, metric="map", digits=3)
+    if map_body:
+        map_text = (f"## mAP, {what}, {config.bits} bits, {config.backbone} features\n\n"
+                    "Target codes as queries, source codes as database, relevant = same class (the "
+                    f"paper's protocol); mean ± standard deviation over {config.seeds} seed(s). Only methods "
+                    "with hash codes.\n\n" + markdown_table(map_header, map_body))
+        write_text(out / "map.md", map_text)
+        write_csv(out / "map.csv", map_header, map_body)
+        text += "\n" + map_text
     plot_task_bars(out / "accuracy.png", [*labels, "Avg"], means,
                    title=f"{what}: target accuracy, {config.bits} bits, {config.backbone} features")
     return {"table": text, "seconds": seconds, "cells": len(cells), "computed": computed,

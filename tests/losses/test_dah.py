@@ -60,3 +60,35 @@ def test_unknown_mmd_layer_is_reported():
     out, labels, ns = _batch()
     with pytest.raises(KeyError, match="pool5"):
         DAHLoss(3, mmd_layers=("pool5",))(out.u, out.taps, labels, ns)
+
+
+def test_reference_batch_scales_the_per_row_terms_only():
+    out, labels, ns = _batch()  # 12 source rows
+    literal = DAHLoss(3, gamma=7.0, eta=0.5)(out.u, out.taps, labels, ns, generator=torch.Generator().manual_seed(1))
+    for reference, scale in ((12, 1.0), (48, 0.25)):
+        scaled = DAHLoss(3, gamma=7.0, eta=0.5, reference_batch=reference)(
+            out.u, out.taps, labels, ns, generator=torch.Generator().manual_seed(1))
+        for term in ("hash", "quantization", "mmd", "entropy"):
+            torch.testing.assert_close(scaled[term], literal[term])
+        torch.testing.assert_close(scaled["total"], literal["hash"] + scale * (
+            literal["quantization"] + 7.0 * literal["mmd"] + 0.5 * literal["entropy"]))
+    with pytest.raises(ValueError, match="reference_batch"):
+        DAHLoss(3, reference_batch=-1)
+
+
+def test_class_weighted_loss_tracks_predicted_target_proportions():
+    out, labels, ns = _batch()
+    loss = DAHLoss(3, mmd_estimator="class-weighted")
+    assert "class_prior.proportions" in loss.state_dict()
+    assert "class_prior.proportions" not in DAHLoss(3).state_dict()  # old checkpoints still load
+    before = loss.class_prior.proportions.clone()
+    terms = loss(out.u, out.taps, labels, ns, generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(terms["total"])
+    from dahash.losses import class_log_probabilities
+
+    predicted = class_log_probabilities(out.u[ns:].detach(), out.u[:ns].detach(), labels, 3).exp().mean(0)
+    torch.testing.assert_close(loss.class_prior.proportions, 0.95 * before + 0.05 * predicted.double())
+    # The balanced estimator needs no state and gives a finite, different MMD than the authors'.
+    bal = DAHLoss(3, mmd_estimator="balanced")(out.u, out.taps, labels, ns, generator=torch.Generator().manual_seed(1))
+    plain = DAHLoss(3)(out.u, out.taps, labels, ns, generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(bal["mmd"]) and bal["mmd"].item() != pytest.approx(plain["mmd"].item(), rel=1e-4)

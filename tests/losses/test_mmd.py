@@ -104,3 +104,151 @@ def test_multilayer_sums_layers():
     single = LinearMKMMD(shuffle=False)
     multi = MultiLayerMKMMD(single)
     assert multi([a, c], [b, d]).item() == pytest.approx(single(a, b).item() + single(c, d).item(), rel=1e-6)
+
+
+# --- Class-aware estimators -------------------------------------------------------------------
+
+from dahash.losses import TargetClassPrior, class_pair_weights  # noqa: E402
+
+
+def test_pair_weights_for_k_per_class_batches_by_hand():
+    # C = 10 classes, K = 5: same-class pairs occur with p_w = 4/49 instead of 1/10.
+    labels = torch.arange(10).repeat_interleave(5)
+    first, second = torch.tensor([0, 0, 3]), torch.tensor([0, 1, 3])
+    same_diff, cross1, cross2 = class_pair_weights(labels, first, second)
+    np.testing.assert_allclose(same_diff.numpy(), [0.1 / (4 / 49), 49 / 50, 0.1 / (4 / 49)], rtol=1e-12)
+    np.testing.assert_allclose(cross1.numpy(), 1.0) and np.testing.assert_allclose(cross2.numpy(), 1.0)
+    # Class weights: w = (0.5, 0.5, 0, ...) renormalised over present classes; P(a) = 1/10.
+    w = torch.zeros(10, dtype=torch.float64)
+    w[:2] = 1.0
+    pair, c1, _ = class_pair_weights(labels, first, second, class_weights=w)
+    np.testing.assert_allclose(pair.numpy(), [0.25 / (20 / 2450), 0.25 / (25 / 2450), 0.0], rtol=1e-12)
+    np.testing.assert_allclose(c1.numpy(), [5.0, 5.0, 0.0], rtol=1e-12)
+
+
+def _population(source, labels, target, w, bandwidth):
+    """Exact expectation of one quadruple's h when the source class of each slot is drawn
+    independently from ``w`` (distinct items within a class) and target items are distinct."""
+    k = lambda a, b: np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / bandwidth)  # noqa: E731
+    C = len(w)
+    e_ss = 0.0
+    for a in range(C):
+        for b in range(C):
+            xa, xb = source[labels == a], source[labels == b]
+            kab = k(xa, xb)
+            mean = (kab.sum() - np.trace(kab)) / (len(xa) * (len(xa) - 1)) if a == b else kab.mean()
+            e_ss += w[a] * w[b] * mean
+    ktt = k(target, target)
+    e_tt = (ktt.sum() - np.trace(ktt)) / (len(target) * (len(target) - 1))
+    e_st = sum(w[a] * k(source[labels == a], target).mean() for a in range(C))
+    same = np.mean([(lambda m: (m.sum() - np.trace(m)) / (len(m) * (len(m) - 1)))(k(source[labels == a], source[labels == a]))
+                    for a in range(C)])
+    diff = np.mean([k(source[labels == a], source[labels == b]).mean() for a in range(C) for b in range(C) if a != b])
+    return e_ss + e_tt - 2 * e_st, same, diff
+
+
+def _stratified_mean(estimator, source, labels, target, K, n_batches, class_weights=None, seed=0):
+    """Mean and standard error of the estimate over batches of exactly K distinct items per class
+    (class by class) and C*K distinct target items, as the trainer's sampler lays them out."""
+    rng = np.random.default_rng(seed)
+    C = int(labels.max()) + 1
+    by_class = [np.flatnonzero(labels == c) for c in range(C)]
+    s_t, t_t = torch.from_numpy(source), torch.from_numpy(target)
+    y_batch = torch.arange(C).repeat_interleave(K)
+    values = []
+    for b in range(n_batches):
+        rows = np.concatenate([rng.choice(idx, K, replace=False) for idx in by_class])
+        trows = rng.choice(len(target), C * K, replace=False)
+        values.append(estimator(s_t[rows], t_t[trows], generator=torch.Generator().manual_seed(b), labels=y_batch,
+                                class_weights=class_weights).item())
+    values = np.asarray(values)
+    return values.mean(), values.std(ddof=1) / np.sqrt(len(values))
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    rng = np.random.default_rng(0)
+    C, per_class = 3, 8
+    labels = np.repeat(np.arange(C), per_class)
+    centres = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])
+    source = centres[labels] + 0.3 * rng.standard_normal((C * per_class, 2))
+    target = np.array([1.0, 1.0]) + 0.8 * rng.standard_normal((20, 2))
+    return source, labels, target
+
+
+def test_balanced_estimate_is_unbiased_over_stratified_batches_and_authors_is_not(clustered):
+    source, labels, target = clustered
+    K, C, bandwidth = 2, 3, 2.0
+    exact, same, diff = _population(source, labels, target, np.full(C, 1 / C), bandwidth)
+    p_w = (K - 1) / (C * K - 1)
+    bias = -(1 / C - p_w) * (same - diff)
+    kw = dict(kernel_multipliers=[1.0], reduction="mean", bandwidth=bandwidth)
+    balanced, se_b = _stratified_mean(LinearMKMMD(estimator="balanced", **kw), source, labels, target, K, 6000)
+    authors, se_a = _stratified_mean(LinearMKMMD(**kw), source, labels, target, K, 6000)
+    assert abs(bias) > 10 * max(se_a, se_b)  # the test can tell the two apart
+    assert balanced == pytest.approx(exact, abs=4 * se_b)
+    assert authors == pytest.approx(exact + bias, abs=4 * se_a)
+
+
+def test_class_weighted_estimate_matches_reweighted_population(clustered):
+    source, labels, target = clustered
+    w = np.array([0.6, 0.3, 0.1])
+    exact, _, _ = _population(source, labels, target, w, 2.0)
+    mmd = LinearMKMMD(kernel_multipliers=[1.0], reduction="mean", bandwidth=2.0, estimator="class-weighted")
+    mean, se = _stratified_mean(mmd, source, labels, target, 2, 6000, class_weights=torch.tensor(w))
+    uniform, _, _ = _population(source, labels, target, np.full(3, 1 / 3), 2.0)
+    assert abs(exact - uniform) > 10 * se
+    assert mean == pytest.approx(exact, abs=4 * se)
+
+
+@pytest.mark.parametrize("estimator", ["balanced", "class-weighted"])
+def test_weighted_estimators_gradients_against_finite_differences(estimator):
+    g = torch.Generator().manual_seed(4)
+    u = torch.randn(12, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    v = (torch.randn(12, 3, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
+    labels = torch.arange(3).repeat_interleave(4)
+    weights = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    mmd = LinearMKMMD(estimator=estimator, bandwidth=1.5)
+    f = lambda a, b: mmd(a, b, generator=torch.Generator().manual_seed(0), labels=labels,  # noqa: E731
+                         class_weights=weights)
+    assert torch.autograd.gradcheck(f, (u, v), eps=1e-6, atol=1e-8)
+
+
+def test_balanced_equals_authors_when_every_row_has_its_own_class():
+    # One row per class: no same-class pairs, cross weights 1, pair weight (n-1)/n.
+    g = torch.Generator().manual_seed(5)
+    u, v = torch.randn(6, 2, generator=g), torch.randn(6, 2, generator=g)
+    labels = torch.arange(6)
+    kw = dict(kernel_multipliers=[1.0], bandwidth=1.0)
+    bal = LinearMKMMD(estimator="balanced", **kw)(u, v, generator=torch.Generator().manual_seed(1), labels=labels)
+    # The same quadruples by hand (forward draws the source, then the target permutation from
+    # one generator), with the source-source kernel scaled by 5/6.
+    gen = torch.Generator().manual_seed(1)
+    s = u[torch.randperm(6, generator=gen)]
+    t = v[torch.randperm(6, generator=gen)]
+    k = lambda a, b: torch.exp(-(a - b).pow(2).sum(1))  # noqa: E731
+    expected = (5 / 6 * k(s[0::2], s[1::2]) + k(t[0::2], t[1::2]) - k(s[0::2], t[1::2]) - k(s[1::2], t[0::2])).sum()
+    assert bal.item() == pytest.approx(expected.item(), rel=1e-6)
+    authors = LinearMKMMD(**kw)(u, v, generator=torch.Generator().manual_seed(1))
+    assert authors.item() != pytest.approx(bal.item(), rel=1e-3)
+
+
+def test_estimator_arguments_are_checked():
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        LinearMKMMD(estimator="unbiased")
+    with pytest.raises(ValueError, match="random pairing"):
+        LinearMKMMD(estimator="balanced", shuffle=False)
+    with pytest.raises(ValueError, match="needs the source labels"):
+        LinearMKMMD(estimator="balanced")(torch.randn(4, 2), torch.randn(4, 2))
+    with pytest.raises(ValueError, match="class_weights"):
+        LinearMKMMD(estimator="class-weighted")(torch.randn(4, 2), torch.randn(4, 2), labels=torch.tensor([0, 0, 1, 1]))
+
+
+def test_target_class_prior_is_a_moving_average_of_predictions():
+    prior = TargetClassPrior(2, momentum=0.5)
+    np.testing.assert_allclose(prior.proportions.numpy(), [0.5, 0.5])
+    prior.update(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))
+    np.testing.assert_allclose(prior.proportions.numpy(), [0.75, 0.25])
+    prior.update(torch.tensor([[0.0, 1.0]]))
+    np.testing.assert_allclose(prior.proportions.numpy(), [0.375, 0.625])
+    assert "proportions" in prior.state_dict()

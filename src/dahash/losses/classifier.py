@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .adversarial import DomainAdversarialLoss, grl_coefficient
-from .mmd import LinearMKMMD, MultiLayerMKMMD
+from .mmd import LinearMKMMD, MultiLayerMKMMD, TargetClassPrior
 
 
 class ClassifierDALoss(nn.Module):
@@ -27,14 +27,18 @@ class ClassifierDALoss(nn.Module):
         mmd_reduction: ``"mean"`` over quadruples (DAN's estimate) or ``"sum"``.
         adversarial_layer: the tap the domain classifier reads (fc7, DANN's feature layer).
         adversarial_features: its width; 0 disables the adversarial term.
+        mmd_estimator: as :class:`LinearMKMMD`; ``"class-weighted"`` takes the target class
+            proportions from the softmax of the target logits (``n_classes`` needed).
     """
 
     def __init__(self, *, gamma: float = 0.0, mmd_layers: Sequence[str] = ("fc6", "fc7", "fc8"),
-                 mmd_reduction: str = "mean", adversarial_layer: str = "fc7", adversarial_features: int = 0) -> None:
+                 mmd_reduction: str = "mean", adversarial_layer: str = "fc7", adversarial_features: int = 0,
+                 mmd_estimator: str = "authors", n_classes: int = 0) -> None:
         super().__init__()
         self.gamma = float(gamma)
         self.mmd_layers = tuple(mmd_layers)
-        self.mmd = MultiLayerMKMMD(LinearMKMMD(reduction=mmd_reduction))
+        self.mmd = MultiLayerMKMMD(LinearMKMMD(reduction=mmd_reduction, estimator=mmd_estimator))
+        self.class_prior = TargetClassPrior(n_classes) if mmd_estimator == "class-weighted" else None
         self.adversarial_layer = adversarial_layer
         self.adversarial = DomainAdversarialLoss(adversarial_features) if adversarial_features > 0 else None
 
@@ -45,8 +49,12 @@ class ClassifierDALoss(nn.Module):
         terms = {"classification": F.cross_entropy(logits[:n_source], labels), "mmd": zero, "domain": zero}
         has_target = logits.shape[0] > n_source
         if self.gamma != 0.0 and has_target:
+            weights = None
+            if self.class_prior is not None:
+                weights = self.class_prior.update(torch.softmax(logits[n_source:].detach(), 1))
             terms["mmd"] = self.mmd([taps[k][:n_source] for k in self.mmd_layers],
-                                    [taps[k][n_source:] for k in self.mmd_layers], generator=generator)
+                                    [taps[k][n_source:] for k in self.mmd_layers], generator=generator,
+                                    labels=labels, class_weights=weights)
         if self.adversarial is not None and has_target:
             terms["domain"] = self.adversarial(taps[self.adversarial_layer], n_source, grl_coefficient(progress))
         terms["total"] = terms["classification"] + self.gamma * terms["mmd"] + terms["domain"]

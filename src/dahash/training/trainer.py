@@ -119,14 +119,16 @@ def build_loss(config: TrainConfig, n_classes: int, fc7_width: int = 0) -> DAHLo
     (DANN's domain classifier reads the ``fc7_width``-wide fc7 and learns at ``new_lr_mult``)."""
     if config.head == "softmax":
         loss = ClassifierDALoss(gamma=config.gamma, mmd_layers=config.mmd_layers, mmd_reduction=config.mmd_reduction,
-                                adversarial_features=fc7_width if config.adversarial else 0)
+                                adversarial_features=fc7_width if config.adversarial else 0,
+                                mmd_estimator=config.mmd_estimator, n_classes=n_classes)
         for module in loss.modules():
             if isinstance(module, nn.Linear):
                 module.lr_mult = config.new_lr_mult
         return loss
     return DAHLoss(n_classes, like_weight=config.like_weight, inner_product_scale=config.inner_product_scale,
                    beta=config.beta, gamma=config.gamma, eta=config.eta, mmd_layers=config.mmd_layers,
-                   mmd_reduction=config.mmd_reduction, entropy_reduction=config.entropy_reduction)
+                   mmd_reduction=config.mmd_reduction, entropy_reduction=config.entropy_reduction,
+                   mmd_estimator=config.mmd_estimator, reference_batch=config.reference_batch)
 
 
 def _step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
