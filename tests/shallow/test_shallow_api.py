@@ -6,14 +6,17 @@ from skada.metrics import SupervisedScorer
 from sklearn.base import clone
 from sklearn.neighbors import KNeighborsClassifier
 
-from dahash.shallow import (CLASSIFIERS, METHODS, CORALAdapter, GFKAdapter, JDAAdapter, TCAAdapter,
-                            fit_predict_shallow, make_shallow_pipeline, preprocess_domains)
+from dahash.shallow import (CLASSIFIERS, METHODS, CORALAdapter, GFKAdapter, JDAAdapter, OTAdapter,
+                            SAAdapter, TCAAdapter, fit_predict_shallow, make_shallow_pipeline,
+                            preprocess_domains)
 
 ADAPTERS = [
     ("gfk", GFKAdapter, dict(n_components=3)),
     ("tca", TCAAdapter, dict(n_components=3, normalize=False)),
     ("coral", CORALAdapter, dict()),
     ("jda", JDAAdapter, dict(n_components=3, n_iter=3)),
+    ("sa", SAAdapter, dict(n_components=3)),
+    ("ot", OTAdapter, dict()),
 ]
 
 
@@ -56,7 +59,7 @@ def test_adapters_follow_the_sklearn_estimator_contract(method, cls, params):
 def test_fit_predict_shallow_returns_target_labels_in_the_source_label_type(method, classifier):
     Xs, ys, Xt, yt = nuisance_shift(2, n=12)
     names = np.array(["bird", "car", "dog", "fish", "mug"])
-    params = {} if method in ("none", "coral") else {"n_components": 3}
+    params = {} if method in ("none", "coral", "ot") else {"n_components": 3}
     predicted = fit_predict_shallow(method, Xs, names[ys], Xt, classifier=classifier, **params)
     assert predicted.shape == (len(Xt),)
     assert predicted.dtype == names.dtype
@@ -86,7 +89,8 @@ def test_zscore_preprocessing_standardises_each_domain_separately():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(method="dann"), r"method must be one of 'none', 'gfk', 'tca', 'coral', 'jda', got 'dann'"),
+    (dict(method="dann"), r"method must be one of 'none', 'gfk', 'tca', 'coral', 'jda', 'sa', 'ot', "
+                          r"got 'dann'"),
     (dict(classifier="rf"), r"classifier must be one of '1nn', 'svm', 'logreg', got 'rf'"),
     (dict(preprocess="minmax"), r"preprocess must be one of 'zscore', 'l2', 'none', got 'minmax'"),
     (dict(seed=-1), r"seed must be an integer >= 0, got -1"),

@@ -61,15 +61,18 @@ def test_solves_the_papers_generalized_eigenproblem(kernel, n_per_class, n_featu
     left = Xd @ M @ Xd.T + lam * np.eye(Xd.shape[0])
     right = Xd @ H @ Xd.T
     A = adapter.projection_
-    np.testing.assert_allclose(A.T @ right @ A, np.eye(k), atol=1e-8)   # A^T X H X^T A = I
-    phi = np.diag(A.T @ left @ A)
+    np.testing.assert_allclose(np.linalg.norm(A, axis=0), 1.0, rtol=1e-12)   # unit-norm columns
+    np.testing.assert_allclose(A.T @ right @ A, np.diag(np.diag(A.T @ right @ A)),
+                               atol=1e-8 * np.abs(right).max())   # X H X^T-orthogonal, not whitened
+    phi = np.diag(A.T @ left @ A) / np.diag(A.T @ right @ A)
     np.testing.assert_allclose(left @ A, right @ A * phi, atol=1e-8 * np.abs(left).max())
     # the k smallest finite eigenvalues of the pencil, as eigs(..., 'SM') in JDA.m
     values = scipy.linalg.eigvals(left, right)
     values = np.sort(values[np.isfinite(values) & (np.abs(values.imag) < 1e-8)].real)
     np.testing.assert_allclose(np.sort(phi), values[:k], rtol=1e-6)
+    Z = (Xd.T if kernel == "primal" else Xd) @ A                # A^T X, then unit rows (run_surf.m)
     np.testing.assert_allclose(adapter.transform(X, sample_domain=sd, allow_source=True),
-                               (Xd.T if kernel == "primal" else Xd) @ A, rtol=1e-9, atol=1e-9)
+                               Z / np.linalg.norm(Z, axis=1, keepdims=True), rtol=1e-9, atol=1e-9)
 
 
 def test_mmd_factor_skips_classes_without_target_pseudo_labels():
@@ -81,16 +84,23 @@ def test_mmd_factor_skips_classes_without_target_pseudo_labels():
     np.testing.assert_allclose(E @ E.T, _dense_mmd_matrix(source, ys, yt, np.arange(3)), atol=1e-14)
 
 
-@pytest.mark.parametrize("seed", [1, 3, 10])
-def test_pseudo_label_accuracy_increases_over_iterations(seed):
-    Xs, ys, Xt, yt = class_conditional_shift(seed)
-    X, y, sd = merged(Xs, ys, Xt)
-    adapter = JDAAdapter(n_components=8, normalize=False).fit(X, y, sample_domain=sd)
-    history = (adapter.pseudo_labels_ == yt).mean(axis=1)
-    assert history.shape == (10,)
-    assert history[0] < 0.90            # marginal MMD only (a TCA step)
-    assert history[-1] > 0.98           # the conditional MMDs removed the corrupted dims
-    assert history[-1] - history[0] > 0.1
+def test_pseudo_label_accuracy_increases_over_iterations():
+    # Over seeds 0-11 the last solve reached 1.0 on 8 seeds; on the other 4 one pair of classes
+    # keeps swapped pseudo-labels (0.77-0.82; seed 0 ends 3 points below its TCA step). Every seed
+    # counts here, none is picked.
+    first, last = [], []
+    for seed in range(12):
+        Xs, ys, Xt, yt = class_conditional_shift(seed)
+        X, y, sd = merged(Xs, ys, Xt)
+        adapter = JDAAdapter(n_components=8, normalize=False).fit(X, y, sample_domain=sd)
+        history = (adapter.pseudo_labels_ == yt).mean(axis=1)
+        assert history.shape == (10,)
+        first.append(history[0])
+        last.append(history[-1])
+    first, last = np.array(first), np.array(last)
+    assert (first <= 0.90).all()             # marginal MMD only (a TCA step)
+    assert (last > 0.98).sum() >= 8          # the conditional MMDs removed the corrupted dims
+    assert (last - first).mean() > 0.2
 
 
 @pytest.mark.parametrize("params, message", [

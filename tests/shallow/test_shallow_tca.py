@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
+import scipy.linalg
 from shallow_synthetic import accuracy, merged, nuisance_shift
 from sklearn.metrics.pairwise import rbf_kernel
 
-from dahash.shallow import TCAAdapter, fit_predict_shallow
+from dahash.shallow import JDAAdapter, TCAAdapter, fit_predict_shallow
 
 
 def _mmd_ratio(Z: np.ndarray, source: np.ndarray) -> float:
@@ -22,22 +23,55 @@ def _fit(kernel: str, mu: float, n_components: int = 3, seed: int = 0, n: int = 
 
 @pytest.mark.parametrize("kernel", ["linear", "rbf"])
 @pytest.mark.parametrize("mu", [1.0, 0.01])
-def test_solves_the_papers_eigenproblem_under_its_constraint(kernel, mu):
+def test_solves_the_papers_eigenproblem_with_unit_norm_components(kernel, mu):
     adapter, X, sd = _fit(kernel, mu)
     n = X.shape[0]
     K = X @ X.T if kernel == "linear" else rbf_kernel(X, gamma=0.01)
     e = np.where(sd >= 0, 1.0 / (sd >= 0).sum(), -1.0 / (sd < 0).sum())
     L, H = np.outer(e, e), np.eye(n) - 1.0 / n
+    L /= np.linalg.norm(L)                                    # M / norm(M, 'fro') as in TCA.m
     W = adapter.projection_
-    # W^T K H K W = I (Pan et al.'s constraint) ...
-    np.testing.assert_allclose(W.T @ K @ H @ K @ W, np.eye(3), atol=1e-8)
-    # ... and W holds the 3 leading eigenvectors of (K L K + mu I)^{-1} K H K (mu as in the paper).
-    S = np.linalg.solve(K @ L @ K + mu * np.eye(n), K @ H @ K)
-    values = np.sort(np.linalg.eigvals(S).real)[::-1][:3]
-    np.testing.assert_allclose(S @ W, W * values, rtol=1e-6, atol=1e-8 * np.abs(S).max())
+    # W holds the 3 leading eigenvectors of (K L K + mu I)^{-1} K H K, each of unit norm, as
+    # scipy.linalg.eig returns them in the reference Python port; no whitening to W^T KHK W = I.
+    np.testing.assert_allclose(np.linalg.norm(W, axis=0), 1.0, rtol=1e-12)
+    # S v = nu v  <=>  KHK v = nu (KLK + mu I) v: solved here in the full n x n space (no rank
+    # reduction) as a symmetric-definite problem; a dense solve(KLK + mu I, KHK) would lose digits
+    # to condition numbers of up to 1e12 on these unscaled data.
+    nu, V = scipy.linalg.eigh(K @ H @ K, K @ L @ K + mu * np.eye(n), subset_by_index=[n - 3, n - 1])
+    V = V[:, ::-1] / np.linalg.norm(V[:, ::-1], axis=0)
+    np.testing.assert_allclose(np.abs(np.sum(W * V, axis=0)), 1.0, atol=1e-9)
+    rayleigh = np.diag(W.T @ K @ H @ K @ W) / np.diag(W.T @ (K @ L @ K + mu * np.eye(n)) @ W)
+    np.testing.assert_allclose(rayleigh, nu[::-1], rtol=1e-4)
+    # The components keep their own spread: their variances follow the eigenvalues' order.
+    variance = np.diag(W.T @ K @ H @ K @ W) / n
+    assert variance[0] > variance[-1]
     # The embedding of the training rows is K W.
     np.testing.assert_allclose(adapter.transform(X, sample_domain=sd, allow_source=True), K @ W,
                                rtol=1e-9, atol=1e-9)
+
+
+def test_normalize_scales_samples_before_and_embeddings_after_as_tca_m():
+    Xs, ys, Xt, _ = nuisance_shift(0, n=12)
+    X, y, sd = merged(Xs, ys, Xt)
+    adapter = TCAAdapter(n_components=3).fit(X, y, sample_domain=sd)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    plain = TCAAdapter(n_components=3, normalize=False).fit(Xn, y, sample_domain=sd)
+    np.testing.assert_allclose(adapter.projection_, plain.projection_, atol=1e-12)
+    Z = adapter.transform(X, sample_domain=sd, allow_source=True)
+    Zp = plain.transform(Xn, sample_domain=sd, allow_source=True)
+    np.testing.assert_allclose(Z, Zp / np.linalg.norm(Zp, axis=1, keepdims=True), atol=1e-12)
+
+
+def test_is_the_first_marginal_only_solve_of_jda():
+    """JDA.m's M_0 = C e e^T, Frobenius-normalised, is TCA.m's M: same embedding at lam = mu."""
+    Xs, ys, Xt, _ = nuisance_shift(1, n=12)
+    X, y, sd = merged(Xs, ys, Xt)
+    tca = TCAAdapter(n_components=4, mu=0.5).fit(X, y, sample_domain=sd)
+    jda = JDAAdapter(n_components=4, lam=0.5, n_iter=1).fit(X, y, sample_domain=sd)
+    Zt = tca.transform(X, sample_domain=sd, allow_source=True)
+    Zj = jda.transform(X, sample_domain=sd, allow_source=True)
+    signs = np.sign(np.sum(Zt * Zj, axis=0))                 # eigenvectors are defined up to sign
+    np.testing.assert_allclose(Zt, Zj * signs, atol=1e-9)
 
 
 @pytest.mark.parametrize("kernel", ["linear", "rbf"])

@@ -1,4 +1,6 @@
-"""Shallow domain-adaptation baselines on fixed features: GFK, TCA, CORAL, JDA (DAH paper, Tables 2-3).
+"""Shallow domain-adaptation baselines on fixed features: GFK, TCA, CORAL, JDA (DAH paper, Tables 2-3),
+Subspace Alignment and optimal-transport mapping.  Sources, settings and the comparison with skada:
+``docs/baselines.md``.
 
 Each method is a :class:`skada.base.BaseAdapter`, so it composes with a classifier in
 ``skada.make_da_pipeline(adapter, classifier)`` (fit with ``sample_domain``: >= 0 source, < 0
@@ -13,8 +15,10 @@ from .api import (CLASSIFIERS, METHODS, PREPROCESSING, fit_predict_shallow, make
 from .coral import CORALAdapter
 from .gfk import GFKAdapter
 from .jda import JDAAdapter
+from .ot_mapping import OTAdapter
+from .sa import SAAdapter
 from .tca import TCAAdapter
 
-__all__ = ["CLASSIFIERS", "CORALAdapter", "GFKAdapter", "JDAAdapter", "METHODS", "PREPROCESSING",
-           "TCAAdapter", "fit_predict_shallow", "make_adapter", "make_classifier",
-           "make_shallow_pipeline", "preprocess_domains"]
+__all__ = ["CLASSIFIERS", "CORALAdapter", "GFKAdapter", "JDAAdapter", "METHODS", "OTAdapter",
+           "PREPROCESSING", "SAAdapter", "TCAAdapter", "fit_predict_shallow", "make_adapter",
+           "make_classifier", "make_shallow_pipeline", "preprocess_domains"]

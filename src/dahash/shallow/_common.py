@@ -94,16 +94,24 @@ def sample_coordinates(kernel: str, X: np.ndarray, gamma: float) -> tuple[np.nda
 
 def transfer_components(F: np.ndarray, E: np.ndarray, reg: float, n_components: int,
                         name: str = "n_components") -> np.ndarray:
-    """Coefficients ``B`` (r x k) minimising ``tr(B^T (F^T E E^T F + reg I) B)`` subject to
-    ``B^T F^T H F B = I`` (``H`` the centring matrix), i.e. the ``k`` smallest eigenpairs of
-    ``(F^T M F + reg I) b = phi F^T H F b`` with ``M = E E^T`` (TCA: Pan et al. 2011, Sec. IV;
-    JDA: Long et al. 2013, Sec. 3).
+    """Coefficients ``B`` (r x k), unit-norm columns, of the ``k`` smallest eigenpairs of
+    ``(F^T M F + reg I) b = phi F^T H F b`` with ``M = E E^T`` and ``H`` the centring matrix: the
+    minimisers of ``tr(B^T (F^T M F + reg I) B)`` subject to ``B^T F^T H F B = I`` up to the scale
+    of each column (TCA: Pan et al. 2011, Sec. IV; JDA: Long et al. 2013, Sec. 3).
 
     ``F^T H F`` is only semi-definite (rank <= n - 1), so the pencil is solved the other way round,
     ``F^T H F b = nu (F^T M F + reg I) b`` with ``nu = 1 / phi``: the right-hand matrix is positive
     definite, which makes it a symmetric-definite problem for ``scipy.linalg.eigh`` and keeps the
-    wanted components at the top (``nu`` largest).  Each eigenvector is rescaled from
-    ``b^T (F^T M F + reg I) b = 1`` to the papers' constraint ``b^T F^T H F b = 1``.
+    wanted components at the top (``nu`` largest).
+
+    Scale: Pan et al.'s final problem (the trace ratio ``max tr((W^T (KLK + mu I) W)^-1 W^T KHK W)``)
+    is invariant to rescaling each column, so the papers fix no scale for the embedding.  Each
+    column is returned with unit Euclidean norm, as ``scipy.linalg.eig`` returns the eigenvectors in
+    the reference Python port (jindongwang/transferlearning ``TCA.py``, ``JDA.py``); since the
+    callers' bases ``T`` are orthonormal, ``||T b|| = ||b|| = 1`` for the projection itself.  The
+    component with the larger variance along the data keeps it; rescaling to ``b^T F^T H F b = 1``
+    instead (every component of unit variance, a whitening) throws that spread away and was the
+    cause of issue 14's 20-point loss with 1-NN.
     """
     r = F.shape[1]
     Fc = F - F.mean(axis=0)
@@ -120,4 +128,4 @@ def transfer_components(F: np.ndarray, E: np.ndarray, reg: float, n_components: 
     if nu[-1] <= RANK_RTOL * max(nu[0], np.finfo(float).tiny):
         raise ConfigError(f"{name} must be <= {int((nu > RANK_RTOL * nu[0]).sum())} for these data "
                           f"(only that many components have non-zero variance), got {n_components}")
-    return V / np.sqrt(nu)
+    return V / np.linalg.norm(V, axis=0)

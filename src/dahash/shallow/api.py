@@ -1,4 +1,5 @@
-"""One-call shallow baselines: adapt fixed features, classify the target (DAH paper, Tables 2-3).
+"""One-call shallow baselines: adapt fixed features, classify the target (DAH paper, Tables 2-3;
+SA and OT mapping added as further references).
 
 :func:`fit_predict_shallow` is what ``dahash reproduce`` calls: method name, source features and
 labels, target features in; predicted target labels out.  It builds the skada pipeline of
@@ -24,11 +25,14 @@ from ..validation import check_choice, check_int
 from .coral import CORALAdapter
 from .gfk import GFKAdapter
 from .jda import JDAAdapter
+from .ot_mapping import OTAdapter
+from .sa import SAAdapter
 from .tca import TCAAdapter
 
 #: Method names accepted by :func:`fit_predict_shallow`; "none" is the no-adaptation baseline.
 ADAPTERS: dict[str, type[BaseAdapter]] = {
-    "gfk": GFKAdapter, "tca": TCAAdapter, "coral": CORALAdapter, "jda": JDAAdapter}
+    "gfk": GFKAdapter, "tca": TCAAdapter, "coral": CORALAdapter, "jda": JDAAdapter,
+    "sa": SAAdapter, "ot": OTAdapter}
 METHODS: tuple[str, ...] = ("none", *ADAPTERS)
 CLASSIFIERS: tuple[str, ...] = ("1nn", "svm", "logreg")
 PREPROCESSING: tuple[str, ...] = ("zscore", "l2", "none")
@@ -93,8 +97,10 @@ def preprocess_domains(Xs: np.ndarray, Xt: np.ndarray,
     """Per-domain feature scaling applied before every method, the no-adaptation one included.
 
     "zscore" standardises each feature within each domain (population std; constant features
-    become 0), as the GFK authors' Office-Caltech protocol does and the later papers copied; it
+    become 0), as every method's authors do in their Office-Caltech code (``zscore(fts,1)`` in
+    GFK's ``Ex_GFK.m``, JDA's ``run_surf.m``, SA's ``NormalizeData``, CORAL's ``Ex_CORAL.m``); it
     also puts CORAL's ``+ I`` on the scale it was designed for.  "l2" scales each row to unit norm.
+    TCA and JDA add their own per-sample L2 scaling on top (their ``normalize`` parameter).
     """
     check_choice("preprocess", preprocess, PREPROCESSING)
     if preprocess == "none":
@@ -114,8 +120,8 @@ def fit_predict_shallow(method: str, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndar
                         **params: Any) -> np.ndarray:
     """Predicted labels of the target rows ``Xt`` after adapting with ``method``.
 
-    ``method`` is one of "gfk", "tca", "coral", "jda" (or "none"); ``params`` go to the adapter
-    (e.g. ``n_components=``, ``mu=``, ``lam=``, ``kernel=``, ``reg=``); ``classifier`` is "1nn"
+    ``method`` is one of "gfk", "tca", "coral", "jda", "sa", "ot" (or "none"); ``params`` go to the
+    adapter (e.g. ``n_components=``, ``mu=``, ``lam=``, ``kernel=``, ``reg=``, ``reg_e=``); ``classifier`` is "1nn"
     (default), "svm" (LinearSVC) or "logreg"; ``seed`` seeds the SVM / logistic regression (the
     adapters are deterministic).  Labels may be any sortable values; the result has ``ys``'s dtype.
     """

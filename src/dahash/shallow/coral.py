@@ -17,7 +17,12 @@ and regularises by Ledoit-Wolf or fixed *shrinkage* ``(1 - a) S + a tr(S)/d I`` 
 ``1/n`` covariance -- none of its ``reg`` settings yields the paper's ``cov(D) + 1 * I``.  The
 method is a few lines, so this module implements the paper's version; ``reg`` is its ``lambda = 1``
 (applied to both domains).  The identity is added in the features' own units, so the paper's
-setting presumes standardised features (``fit_predict_shallow`` z-scores each domain by default).
+setting presumes standardised features: the authors' released code (``Ex_CORAL.m`` in
+VisionLearningGroup/CORAL ``code/CORAL_Source_Code.zip``) z-scores each domain
+(``zscore(fts,1)``, after an L1 scaling of the SURF histograms) and then runs exactly
+``cov(Xr) + eye``, ``cov_source^(-1/2) * cov_target^(1/2)``; ``fit_predict_shallow`` z-scores each
+domain by default.  The authors classify with a linear SVM (C by 2-fold cross-validation on the
+source); ``dahash reproduce`` uses 1-NN for every shallow method unless told otherwise.
 
 Efficiency: with ``S = U diag(v) U^T`` from the thin SVD of the centred data (rank ``r <= n - 1``),
 ``(S + reg I)^p = reg^p I + U diag((v + reg)^p - reg^p) U^T``, so the source is mapped with

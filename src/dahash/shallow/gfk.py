@@ -29,8 +29,10 @@ Euclidean 1-NN on the mapped rows is the paper's classifier.  The angles come fr
 ``atan2(sin, cos)`` with the sine taken from ``R``, which stays accurate for small angles.
 
 skada 0.6.0 has no GFK.  Default ``n_components = 20``: the paper picks ``d`` per domain pair by
-its subspace disagreement measure (not implemented here); 20 is the default of widely used
-re-implementations (e.g. jindongwang/transferlearning ``GFK.py``), not a value from the paper.
+its subspace disagreement measure (not implemented here); the authors' Office-Caltech demo
+(``Ex_GFK.m``, B. Gong) sets ``d = 20`` and lists 10 or 20 as the values the paper used per pair.
+Inputs: that demo z-scores each domain (``zscore(fts,1)``, after an L1 scaling of the SURF
+histograms) before ``princomp``; ``fit_predict_shallow`` z-scores each domain by default.
 """
 
 from __future__ import annotations

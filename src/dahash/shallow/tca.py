@@ -1,6 +1,6 @@
 """Transfer Component Analysis (Pan, Tsang, Kwok, Yang, IEEE TNN 22(2), 2011), unsupervised TCA.
 
-The paper (Sec. IV, unsupervised TCA) learns ``W`` (n x m) for the empirical kernel map of the pooled source and
+The paper (Sec. IV) learns ``W`` (n x m) for the empirical kernel map of the pooled source and
 target samples::
 
     min_W  tr(W^T K L K W) + mu tr(W^T W)   s.t.  W^T K H K W = I_m
@@ -10,30 +10,32 @@ with ``K`` the (ns + nt) kernel matrix, ``L`` the MMD matrix (``1/ns^2`` within 
 between the embedded domains, and ``H`` the centring matrix.  Its solution is the ``m`` leading
 eigenvectors of ``(K L K + mu I)^{-1} K H K``; a sample ``x`` is embedded as ``W^T k(X, x)``.
 
-Why not ``skada.TransferComponentAnalysisAdapter`` (skada 0.6.0, ``_subspace.py``), checked
-against the paper and numerically:
+What this module computes, checked against the paper and the reference MATLAB code that Office-Caltech
+papers run TCA with (``TCA.m`` in jindongwang/transferlearning ``code/traditional/TCA/``, built on
+M. Long's ``JDA.m`` with the same normalisations; Pan et al.'s own code is not public):
 
-* it calls ``np.linalg.eigh`` on ``solve(I + mu K L K, K H K)``, which is not symmetric (on a
-  55-sample RBF example the asymmetry is 0.05 against entries of 3), so ``eigh`` reads one
-  triangle of it and returns vectors that are not its eigenvectors (residual
-  ``||S v - s v|| = 0.37`` for the top 3);
-* ``(I + a KLK)^{-1} KHK = (1/a) (KLK + (1/a) I)^{-1} KHK``: its ``mu`` is the reciprocal of the
-  paper's (confirmed: same subspace as the paper's problem with ``mu = 1/a``);
-* the eigenvectors are unit-norm instead of satisfying ``W^T K H K W = I``;
-* ``transform`` on the training rows takes a shortcut that assumes source rows come before target
-  rows; with interleaved ``sample_domain`` it returns other rows' embeddings (1.93 max error vs
-  transforming row by row).
+* the embedding is ``W^T K`` with unit-norm eigenvectors, as the authors' code computes it; the
+  constraint ``W^T K H K W = I`` is *not* imposed as a rescaling, since it would give every
+  component unit variance (see :func:`dahash.shallow._common.transfer_components`);
+* ``L`` is divided by its Frobenius norm, as ``TCA.m`` and ``JDA.m`` do (``M = M / norm(M,'fro')``),
+  so ``mu`` is relative to the normalised MMD matrix; the paper's ``mu`` is ``mu (1/ns + 1/nt)``.
+  TCA is then exactly the first, marginal-only solve of JDA with the same ``lam = mu``;
+* ``normalize=True`` (default) scales every sample to unit L2 norm before the kernel and every
+  embedded sample to unit L2 norm after it, the two normalisations of ``TCA.m``
+  (``X = X*diag(1./sqrt(sum(X.^2)))`` and the same on ``Z``); ``False`` is the paper's plain maths.
 
-This adapter solves the symmetric-definite pencil instead (see
-:func:`dahash.shallow._common.transfer_components`), with ``mu`` as in the paper, linear and RBF
-kernels, and the problem reduced to the rank of ``K`` (at most ``min(n, d)`` for the linear one).
+Inputs: the authors z-score each domain first (their Office+Caltech scripts: ``zscore(fts,1)``);
+:func:`dahash.shallow.fit_predict_shallow` does so by default (``preprocess="zscore"``).
 
-Defaults are this package's choices, not values the TCA paper prescribes (it tunes ``mu``, the
-kernel and ``m`` per task; the DAH paper does not say what it used): ``mu = 1``, linear kernel,
-100 components (the default ``k`` of the JDA authors' code, so TCA and JDA are compared at equal
-dimension); ``normalize=True`` scales every sample to unit L2 norm first, as the JDA authors'
-``JDA.m`` does and common TCA re-implementations do -- not in Pan et al., but it makes ``mu`` and
-the RBF ``gamma`` independent of the feature scale (``False`` gives the paper's plain formulation).
+Defaults: ``mu = 1``, linear kernel, ``m = 100`` -- the JDA authors' Office+Caltech settings (their
+``run_surf.m``: ``k = 100``, ``lambda = 1.0``, ``ker = 'linear'``; Pan et al. tune ``mu`` and ``m``
+per task), used for TCA too so that TCA is JDA's first solve and the two are compared at equal
+dimension and regulariser.  Not tuned on any target labels.
+
+Why not ``skada.TransferComponentAnalysisAdapter`` (skada 0.6.0): it calls ``np.linalg.eigh`` on
+the non-symmetric ``solve(I + mu KLK, KHK)``, its ``mu`` is the reciprocal of the paper's, and its
+``transform`` returns other rows' embeddings when source and target rows are interleaved;
+reproductions in ``docs/baselines.md``.
 """
 
 from __future__ import annotations
@@ -58,26 +60,28 @@ def mmd_vector(source: np.ndarray) -> np.ndarray:
 
 
 class TCAAdapter(BaseAdapter):
-    """TCA (Pan et al., IEEE TNN 2011, Sec. IV): embed by the top eigenvectors of (KLK + mu I)^-1 KHK.
+    """TCA (Pan et al., IEEE TNN 2011, Sec. IV): embed by W^T k(X, x), W the top eigenvectors of (KLK + mu I)^-1 KHK.
 
     Parameters
     ----------
     n_components : int, default=100
         Number of transfer components ``m``.
     mu : float, default=1.0
-        Weight of ``tr(W^T W)`` against the MMD term (the paper's ``mu``, not skada's reciprocal).
+        Weight of ``tr(W^T W)`` against the MMD term with ``L / ||L||_F`` (``TCA.m``'s ``lambda``;
+        not skada's reciprocal).
     kernel : {"linear", "rbf"}, default="linear"
     gamma : float, default=1.0
         RBF kernel ``exp(-gamma ||x - y||^2)``; ignored by the linear kernel.
     normalize : bool, default=True
-        Scale each sample to unit L2 norm before everything else (see the module notes).
+        Scale each sample to unit L2 norm before the kernel and each embedded sample after it,
+        as ``TCA.m`` does (the authors z-score each domain before that).
 
     Attributes
     ----------
     X_fit_ : ndarray (n, d)
         The (normalised) training samples the kernel is evaluated against.
     projection_ : ndarray (n, n_components)
-        ``W``; a sample ``x`` maps to ``k(x, X_fit_) @ projection_``.
+        ``W``, unit-norm columns; a sample ``x`` maps to ``k(x, X_fit_) @ projection_``.
     """
 
     def __init__(self, n_components: int = 100, mu: float = 1.0, kernel: str = "linear",
@@ -100,7 +104,8 @@ class TCAAdapter(BaseAdapter):
         if normalize:
             X = l2_normalize_rows(X)
         F, to_projection = sample_coordinates(kernel, X, gamma)
-        B = transfer_components(F, mmd_vector(source)[:, None], mu, n_components)
+        e = mmd_vector(source)
+        B = transfer_components(F, (e / np.linalg.norm(e))[:, None], mu, n_components)
         self.X_fit_ = X
         self.projection_ = to_projection @ B
         self.n_features_in_ = X.shape[1]
@@ -113,7 +118,8 @@ class TCAAdapter(BaseAdapter):
         X, _ = split_transform_domains(X, sample_domain, allow_source, self.n_features_in_)
         if self.normalize:
             X = l2_normalize_rows(X)
-        return kernel_matrix(self.kernel, X, self.X_fit_, self.gamma) @ self.projection_
+        Z = kernel_matrix(self.kernel, X, self.X_fit_, self.gamma) @ self.projection_
+        return l2_normalize_rows(Z) if self.normalize else Z
 
     def fit_transform(self, X: Any, y: Any = None, *, sample_domain: Any = None,
                       **params: Any) -> np.ndarray:
