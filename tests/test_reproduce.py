@@ -11,7 +11,7 @@ import pytest
 
 from dahash import reproduce as rep
 from dahash.cli import main
-from dahash.errors import ConfigError
+from dahash.errors import ConfigError, DahashError
 from dahash.methods import DEEP_METHODS
 from dahash.reproduce import DEEP, METHODS, SHALLOW, ReproduceConfig, domain_code, plan_cells, resolve_tasks
 
@@ -24,7 +24,8 @@ def _config(root: Path, out: Path, **extra) -> ReproduceConfig:
     values = dict(data_root=str(root), out=str(out), dataset="office31", tasks=["amazon:webcam", "W:D"], seeds=2,
                   bits=8, cache_dir=str(root.parent / "cache"), overrides={"epochs": 3, "hidden": [16, 16], "k": 2},
                   # 18 images per domain: subspaces of at most 17 dimensions.
-                  shallow_params={"GFK": {"n_components": 5}, "TCA": {"n_components": 5}, "JDA": {"n_components": 5}})
+                  shallow_params={"GFK": {"n_components": 5}, "TCA": {"n_components": 5}, "JDA": {"n_components": 5},
+                                  "SA": {"n_components": 5}})
     values.update(extra)
     return ReproduceConfig(**values)
 
@@ -88,7 +89,7 @@ def test_every_method_runs_and_the_table_has_the_papers_layout(tiny_office31: Pa
     assert main(["reproduce", "--data-root", str(tiny_office31), "--dataset", "office31", "--tasks", "amazon:webcam",
                  "W:D", "--seeds", "2", "--bits", "8", "--cache-dir", str(tiny_office31.parent / "cache"),
                  "--set", "epochs=3", "hidden=[16,16]", "k=2", "--shallow-set", "GFK.n_components=5",
-                 "tca.n_components=5", "JDA.n_components=5", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+                 "tca.n_components=5", "JDA.n_components=5", "SA.n_components=5", "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert computed == []
 
 
@@ -115,3 +116,36 @@ def test_office_home_shows_tables_3_and_5_once_each() -> None:
     assert rows[names.index("DAH-128 (published)")][1:] == ["32.58", "35.72", f"{(32.58 + 35.72) / 2:.2f}"]
     assert "Table 3" in md and "Table 5" in md and "Avg is over the tasks shown" in md
     assert rep._published(ReproduceConfig(data_root=".", out=".", dataset="office-caltech"), ["A→W"]) == ("", [])
+
+
+def test_selected_method_is_chosen_per_task_without_target_labels(tiny_office31: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    grid = [{"gamma": 0.0}, {"gamma": 50.0, "mmd_estimator": "balanced"}]
+    config = _config(tiny_office31, tmp_path / "out", methods=["DAH-sel"], tasks=["A:W"], seeds=2,
+                     selection_grid=grid, shallow_params={})
+    seen = []
+    real = rep.select_config
+
+    def spy(base, grid_, **kwargs):
+        seen.append(base)
+        return real(base, grid_, **kwargs)
+
+    monkeypatch.setattr(rep, "select_config", spy)
+    rep.reproduce(config, progress=False)
+    assert len(seen) == 1 and seen[0].seed == 0 and seen[0].gamma == 5000.0  # DAH's preset, then the grid
+    selection = json.loads((tmp_path / "out" / "selection" / "DAH-sel" / "A_W" / "selection.json").read_text())
+    assert [c["params"] for c in selection["candidates"]] == grid
+    assert all(set(c) >= {"source_val_accuracy", "domain_error", "dev", "iw", "snd", "entropy"}
+               for c in selection["candidates"])
+    chosen = selection["best_params"]
+    assert "| DAH-sel | A→W | " + ", ".join(f"{k}={v}" for k, v in chosen.items()) in (
+        tmp_path / "out" / "selected.md").read_text()
+    for seed in (0, 1):
+        run = json.loads((tmp_path / "out" / "cells" / "DAH-sel" / "A_W" / f"seed{seed}" / "results.json").read_text())
+        assert {k: run["config"][k] for k in chosen} == chosen and run["config"]["seed"] == seed
+    # A rerun selects and trains nothing; another grid in the same --out is refused.
+    seen.clear()
+    assert rep.reproduce(config, progress=False)["computed"] == 0 and seen == []
+    with pytest.raises(DahashError, match="holds a selection made with other settings"):
+        rep.reproduce(_config(tiny_office31, tmp_path / "out", methods=["DAH-sel"], tasks=["A:W"], seeds=2,
+                              selection_grid=[{"gamma": 1.0}], shallow_params={}), progress=False)

@@ -36,6 +36,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _select(args: argparse.Namespace) -> int:
+    from .methods import DEEP_METHODS
+    from .selection import parse_grid, select_config
+
+    if not args.out:
+        raise DahashError("--out DIR is required (where selection.json, .csv, .md and config.yaml go)")
+    if not args.grid:
+        raise DahashError("give at least one --grid KEY=V1,V2,..., e.g. --grid gamma=0,500,5000")
+    config = resolve_config(args, args.config, DEEP_METHODS[args.method])
+    selection, _ = select_config(config, parse_grid(args.grid), method=args.method, criterion=args.criterion,
+                                 val_fraction=args.val_fraction, out=args.out, progress=not args.quiet)
+    print(selection.table())
+    chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
+    print(f"chosen: candidate {selection.best_index} ({chosen})\nrule: {selection.rule}")
+    print(f"written to {args.out}: selection.json, selection.csv, selection.md and config.yaml "
+          "(train it with: dahash train --config config.yaml --out RUN)")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate_run
 
@@ -80,6 +99,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     from .reproduce import METHODS, SHALLOW, ReproduceConfig, reproduce
     from .reproduce_retrieval import RETRIEVAL_METHODS, RetrievalConfig, reproduce_retrieval
+    from .selection import expand_grid, parse_grid
 
     retrieval = args.tables == "retrieval"
     overrides = {}
@@ -109,8 +129,11 @@ def _reproduce(args: argparse.Namespace) -> int:
         if args.bits and len(args.bits) > 1:
             raise DahashError(f"--bits: the accuracy tables take one code length, got {args.bits}; "
                               "several are for --tables retrieval")
+        selection = {"criterion": args.criterion}
+        if args.select_grid:
+            selection["selection_grid"] = expand_grid(parse_grid(args.select_grid))
         config = ReproduceConfig(**common, methods=args.methods or list(METHODS), bits=(args.bits or [64])[0],
-                                 classifier=args.classifier, shallow_params=params)
+                                 classifier=args.classifier, shallow_params=params, **selection)
         summary = reproduce(config, progress=not args.quiet)
         files = "accuracy.md, .csv and .png"
     print(summary["table"])
@@ -199,6 +222,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(train)
     train.set_defaults(func=_train)
 
+    select = sub.add_parser("select", help="choose settings (e.g. gamma) without target labels",
+                            description="Train every setting of a grid on source-train + target and choose one "
+                                        "without target labels: by default the paper's rule (Sec. 5.2), the "
+                                        "domain-classifier error closest to chance among settings within 1 point of "
+                                        "the best held-out source accuracy; or a skada scorer (dev, iw, snd, "
+                                        "entropy).")
+    select.add_argument("--config", help="YAML file of the settings every candidate starts from")
+    select.add_argument("--method", choices=list(DEEP_METHODS), default="DAH", help="start from this method's settings")
+    select.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                        help="a setting's candidate values, read as YAML (repeatable: every combination is "
+                             "tried), e.g. --grid gamma=0,500,5000 --grid epochs=100,300")
+    select.add_argument("--criterion", default="paper", help="paper (default), dev, iw, snd or entropy")
+    select.add_argument("--val-fraction", type=float, default=0.2,
+                        help="fraction of each source class held out for scoring (default 0.2)")
+    select.add_argument("--out", default=None, help="output directory: selection.json, .csv, .md and the chosen "
+                                                    "config.yaml")
+    select.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(select, skip=("out",))
+    select.set_defaults(func=_select)
+
     evaluate = sub.add_parser("evaluate", help="recompute a finished run's metrics from its saved model")
     evaluate.add_argument("--run", required=True, help="run directory written by 'dahash train'")
     evaluate.add_argument("--json", action="store_true", help="print all scalar metrics as JSON")
@@ -221,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .reproduce import DATASET_DOMAINS, METHODS
     from .reproduce_retrieval import RETRIEVAL_METHODS
+    from .selection import CRITERIA
 
     rep = sub.add_parser("reproduce", help="the paper's tables: every task x method x seed (resumable)",
                          description="Accuracy tables (default): every transfer task for every method and seed, "
@@ -256,6 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--shallow-set", nargs="*", default=[], metavar="METHOD.KEY=VALUE",
                      help="a shallow or hashing method's parameter, e.g. GFK.n_components=10 TCA.kernel=rbf "
                           "(retrieval: ITQ.n_iter=100 SuH.epochs=50)")
+    rep.add_argument("--criterion", choices=CRITERIA, default="paper",
+                     help="label-free rule that picks the setting of DAH-sel per task (default paper: the "
+                          "domain-classifier error closest to chance among settings within 1 point of the best "
+                          "source validation accuracy); see docs/selection.md")
+    rep.add_argument("--select-grid", nargs="+", default=None, metavar="KEY=V1,V2",
+                     help="DAH-sel's candidate settings, e.g. gamma=0,500,5000 mmd_estimator=authors,balanced "
+                          "(default: gamma 0, and 500, 5000, 50000 with each MMD estimator)")
     rep.add_argument("--holdout", type=float, default=0.3,
                      help="retrieval: fraction of each target class held out as SuH's queries (default 0.3)")
     rep.add_argument("--precision-k", type=int, default=100, help="retrieval: k of precision@k (default 100)")

@@ -11,6 +11,7 @@ score the predictions.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -26,9 +27,14 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from .config import TrainConfig
 from .errors import ConfigError, DahashError
 from .images.datasets import domain_code
 from .io import write_csv, write_json, write_text
+from .methods import method_config
+from .selection import CRITERIA, Selection, expand_grid, select_config
+from .training.trainer import RESUME_MAY_CHANGE, settings_differ
+from .validation import check_choice
 
 # The paper's domain codes per dataset (Sec. 5.1): tasks are all ordered pairs.
 DATASET_DOMAINS: dict[str, tuple[str, ...]] = {
@@ -36,8 +42,17 @@ DATASET_DOMAINS: dict[str, tuple[str, ...]] = {
     "office31": ("A", "D", "W"),
     "office-caltech": ("A", "C", "D", "W"),
 }
-SHALLOW = ("GFK", "TCA", "CORAL", "JDA")
-DEEP = ("Deep", "DAN", "DANN", "NoDA", "DAH-e", "DAH", "DAH-cb", "DAH-cw")
+SHALLOW = ("GFK", "TCA", "CORAL", "JDA", "SA", "OT")
+DEEP = ("Deep", "DAN", "DANN", "NoDA", "DAH-e", "DAH", "DAH-cb", "DAH-cw", "DAH-sel")
+#: Methods whose setting is chosen per task without target labels (:mod:`dahash.selection`) before
+#: their cells train: the name in the tables -> the method whose preset the grid varies.
+SELECTED = {"DAH-sel": "DAH"}
+#: DAH's grid: gamma over three decades (gamma = 0 leaves the MMD out, so the estimator is moot
+#: there) with the authors' and the class-balanced MMD estimate.
+DEFAULT_SELECTION_GRID: list[dict[str, Any]] = [{"gamma": 0.0}] + [
+    {"gamma": gamma, "mmd_estimator": estimator} for estimator in ("authors", "balanced")
+    for gamma in (500.0, 5000.0, 50000.0)]
+SELECTIONS = "selection"
 # Rows in the order of the paper's Tables 2 and 3 (Deep and NoDA are the source-only references).
 METHODS = SHALLOW + DEEP
 CELLS = "cells"
@@ -88,9 +103,14 @@ class ReproduceConfig(TablesConfig):
     classifier: str = "1nn"
     # Parameters of the shallow methods, e.g. {"GFK": {"n_components": 10}}; unset ones are their papers'.
     shallow_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Label-free selection of the SELECTED methods: candidate settings and the rule that picks one.
+    selection_grid: list[dict[str, Any]] = field(default_factory=lambda: [dict(c) for c in DEFAULT_SELECTION_GRID])
+    criterion: str = "paper"
 
     def validate(self) -> "ReproduceConfig":
         self.methods = self._validate_common(METHODS, ("bits", "seeds", "workers"))
+        check_choice("criterion", self.criterion, CRITERIA)
+        expand_grid(self.selection_grid)
         bad = [m for m in self.shallow_params if m not in SHALLOW]
         if bad:
             raise ConfigError(f"shallow parameters given for {', '.join(bad)}; shallow methods: {', '.join(SHALLOW)}")
@@ -134,9 +154,12 @@ def task_label(source: str, target: str) -> str:
     return f"{domain_code(source)}→{domain_code(target)}"
 
 
-def plan_cells(config: ReproduceConfig) -> list[Cell]:
-    """Every cell of the run. Shallow methods are deterministic, so they get seed 0 only."""
+def plan_cells(config: ReproduceConfig, chosen: dict[tuple[str, str, str], dict[str, Any]] | None = None) -> list[Cell]:
+    """Every cell of the run. Shallow methods are deterministic, so they get seed 0 only. A
+    :data:`SELECTED` method's cells take the setting ``chosen[(method, source, target)]`` (they are
+    left out while it is unknown)."""
     config.validate()
+    chosen = chosen or {}
     cells = []
     out = Path(config.out) / CELLS
     # Seed-major, so that an interrupted reproduce has whole tables for the first seeds.
@@ -154,14 +177,98 @@ def plan_cells(config: ReproduceConfig) -> list[Cell]:
             settings["params"] = json.loads(json.dumps(config.shallow_params.get(method, {})))
         else:
             settings |= {"bits": config.bits, "out": str(directory), **config.overrides}
+            if method in SELECTED:
+                if (method, source, target) not in chosen:
+                    continue
+                settings |= chosen[(method, source, target)]
         cells.append(Cell(method, source, target, seed, str(directory), settings))
     return cells
 
 
+def plan_selections(config: ReproduceConfig) -> list[Cell]:
+    """One selection per task for each :data:`SELECTED` method, on seed 0's settings (its source
+    split and training seed), in ``OUT/selection/<method>/<S>_<T>/``."""
+    jobs = []
+    for (source, target), method in itertools.product(resolve_tasks(config), config.methods):
+        if method not in SELECTED:
+            continue
+        directory = Path(config.out) / SELECTIONS / method / f"{domain_code(source)}_{domain_code(target)}"
+        settings = {"data_root": os.path.abspath(config.data_root), "source": source, "target": target, "seed": 0,
+                    "backbone": config.backbone, "weights": config.weights, "cache_dir": config.cache_dir,
+                    "bits": config.bits, **config.overrides}
+        jobs.append(Cell(method, source, target, 0, str(directory), settings))
+    return jobs
+
+
+def _selection_request(job: Cell, config: ReproduceConfig) -> dict[str, Any]:
+    """What a selection depends on: the base method's config, the grid and the rule."""
+    base = method_config(SELECTED[job.method], job.settings, source=f"method {job.method}").to_dict()
+    return {"config": {k: v for k, v in base.items() if k not in RESUME_MAY_CHANGE},
+            "grid": json.loads(json.dumps(config.selection_grid)), "criterion": config.criterion}
+
+
+def _selection_done(job: Cell, config: ReproduceConfig) -> dict[str, Any] | None:
+    """The chosen setting of a finished selection, or None; one made with other settings is an error."""
+    directory = Path(job.directory)
+    if not (directory / "selection.json").exists() or not (directory / "request.json").exists():
+        return None
+    if json.loads((directory / "request.json").read_text()) != _selection_request(job, config):
+        raise DahashError(f"{directory}: holds a selection made with other settings (grid, criterion or "
+                          "training settings); use another --out")
+    return Selection.load(directory).best_params
+
+
+def _selection_job(job: Cell, threads: int = 1, *, config: ReproduceConfig) -> dict[str, Any]:
+    """Run one task's selection (no target label is read) and return the chosen setting."""
+    import torch
+
+    torch.set_num_threads(threads)
+    base = method_config(SELECTED[job.method], job.settings, source=f"method {job.method}")
+    selection, _ = select_config(base, config.selection_grid, method=SELECTED[job.method],
+                                 criterion=config.criterion, out=job.directory, progress=False)
+    # Written last: its presence marks the selection finished.
+    write_json(Path(job.directory) / "request.json", _selection_request(job, config))
+    return selection.best_params
+
+
+def run_selections(config: ReproduceConfig, progress: bool) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """Every :data:`SELECTED` method's setting per task, reusing finished selections; also writes
+    ``OUT/selected.md`` (the chosen setting of every task, with the rule that chose it)."""
+    jobs = plan_selections(config)
+    if not jobs:
+        return {}
+    chosen, todo = {}, []
+    for job in jobs:
+        done = _selection_done(job, config)
+        if done is None:
+            todo.append(job)
+        else:
+            chosen[(job.method, job.source, job.target)] = done
+    if todo:
+        _prefetch_features(config, resolve_tasks(config), progress)
+    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="task", desc="select",
+               disable=not progress, dynamic_ncols=True)
+    work = functools.partial(_selection_job, config=config)
+    for job, params in _execute(todo, work, config.workers, threads, bar):
+        chosen[(job.method, job.source, job.target)] = params
+    bar.close()
+    rows = []
+    for job in jobs:
+        result = json.loads((Path(job.directory) / "selection.json").read_text())
+        link = Path(job.directory).relative_to(config.out) / "selection.md"
+        rows.append([job.method, task_label(job.source, job.target),
+                     ", ".join(f"{k}={v}" for k, v in result["best_params"].items()), f"[table]({link})"])
+    from .demo.run import markdown_table
+
+    write_text(Path(config.out) / "selected.md",
+               f"## Settings chosen without target labels (criterion: {config.criterion})\n\n"
+               + markdown_table(["Method", "Task", "Chosen", "Every candidate's scores"], rows))
+    return chosen
+
+
 def _finished(cell: Cell) -> dict[str, Any] | None:
     """The metrics of a finished cell, or None; a cell finished with other settings is an error."""
-    from .training.trainer import RESUME_MAY_CHANGE, settings_differ
-
     results = Path(cell.directory) / "results.json"
     if not results.exists():
         return None
@@ -180,9 +287,8 @@ def _finished(cell: Cell) -> dict[str, Any] | None:
 def _cell_config(cell: Cell) -> dict[str, Any]:
     if cell.method in SHALLOW:
         return {"method": cell.method, **cell.settings}
-    from .methods import method_config
-
-    return method_config(cell.method, cell.settings, source=f"method {cell.method}").to_dict()
+    return method_config(SELECTED.get(cell.method, cell.method), cell.settings,
+                         source=f"method {cell.method}").to_dict()
 
 
 def _shallow_cell(cell: Cell) -> dict[str, Any]:
@@ -212,10 +318,9 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     if cell.method in SHALLOW:
         return _shallow_cell(cell)
     from .evaluate import run
-    from .methods import method_config
 
-    config = method_config(cell.method, cell.settings, source=f"method {cell.method}")
-    return run(config, resume=True, progress=False)
+    return run(TrainConfig.from_dict(_cell_config(cell), source=f"method {cell.method}"), resume=True,
+               progress=False)
 
 
 def run_cells(config: TablesConfig, cells: list[Cell], tasks: list[tuple[str, str]],
@@ -340,10 +445,10 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = resolve_tasks(config)
-    cells = plan_cells(config)
-    for cell in cells:
+    for cell in plan_cells(config) + plan_selections(config):
         if cell.method not in SHALLOW:
             _cell_config(cell)  # a bad override fails here, before any work
+    cells = plan_cells(config, run_selections(config, progress))
     results, computed, threads, seconds = run_cells(
         config, cells, tasks, _finished, run_cell,
         lambda cell: (cell.method, task_label(cell.source, cell.target), cell.seed), "reproduce.yaml", progress)
