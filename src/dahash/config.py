@@ -22,6 +22,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "head": ("hash", "softmax"),
     "lr_schedule": ("log", "inverse"),
     "mmd_estimator": MMD_ESTIMATORS,
+    "backbone_bn": ("frozen", "train"),
 }
 MMD_LAYER_NAMES = ("fc6", "fc7", "fc8")
 
@@ -40,6 +41,8 @@ class TrainConfig:
     weights: str | None = field(default=None, metadata={"help": "local weights file for the backbone"})
     finetune: bool = field(default=False, metadata={"help": "train the backbone end to end with the head (images, with augmentation) instead of the head on cached features"})
     augment: bool = field(default=True, metadata={"help": "with --finetune: random aspect-jittered crop, flip and brightness jitter of training images"})
+    backbone_bn: str = field(default="frozen", metadata={"help": "with --finetune: frozen keeps the backbone's BatchNorm layers on their pretrained running statistics (eval mode; scale and shift still learn), train normalises by each mixed source+target batch and updates them (docs/finetuning.md)"})
+    stochastic_depth: bool = field(default=False, metadata={"help": "with --finetune: keep the backbone's stochastic depth (EfficientNet's drop-connect) and dropout on while training; off by default, as the authors' DAH net drops the pretrained dropout (docs/finetuning.md)"})
     device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA GPU if present, else CPU), cpu, cuda, cuda:1 ..."})
     amp: bool = field(default=True, metadata={"help": "mixed precision (bf16, else fp16) for the forward pass on CUDA; ignored on CPU"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the network for training (fewer kernel launches on GPUs; the first steps wait for the compiler; needs a C compiler)"})

@@ -450,3 +450,17 @@ def test_compiled_training_matches_eager(task: tuple[Path, Path], tmp_path: Path
         torch.testing.assert_close(models[True][name].float(), value.float(), rtol=1e-4, atol=1e-4 * scale, msg=name)
     config = _config(source, target, tmp_path / "True", epochs=2, lr_start=1e-3, lr_end=1e-4, compile=False)
     train_model(config, load_domains(config), resume=True, progress=False)  # not refused
+
+
+def test_settings_differ_fills_settings_older_runs_lacked_with_what_they_did():
+    from dahash.training.trainer import settings_differ
+
+    now = TrainConfig().to_dict()
+    old = {k: v for k, v in now.items() if k not in ("backbone_bn", "stochastic_depth")}
+    # A head on cached features: the fine-tuning settings do not apply, the run is the same.
+    assert settings_differ(old, now) == []
+    # A fine-tuned run from before the settings existed trained BatchNorm and kept stochastic depth.
+    old_ft, now_ft = {**old, "finetune": True}, {**now, "finetune": True}
+    assert settings_differ(old_ft, now_ft) == ["backbone_bn", "stochastic_depth"]
+    assert settings_differ(old_ft, {**now_ft, "backbone_bn": "train", "stochastic_depth": True}) == []
+    assert settings_differ(now, {**now, "gamma": 1.0}) == ["gamma"]

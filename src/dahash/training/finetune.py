@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import TrainConfig
+from ..config import CHOICES, TrainConfig
 from ..data.features import FeatureSet
 from ..data.normalize import FeatureNormalizer
 from ..data.sampler import KPerClassSampler
@@ -28,13 +28,59 @@ from .distributed import Distributed, Shard, local_device
 from .trainer import MODEL, Domains, Head, TrainBatch, build_model, fit, resolve_device, save_model
 
 
-class DAHNet(nn.Module):
-    """Backbone -> head: images in, :class:`HeadOutput` out (the paper's VGG-F with hash-fc8, or a softmax fc8)."""
+def is_stochastic_depth(module: nn.Module) -> bool:
+    """Whether ``module``'s train mode switches on random dropping (dropout, stochastic depth,
+    EfficientNet-Lite's drop-connect) and nothing else it owns itself."""
+    kind = type(module)
+    if isinstance(module, nn.modules.dropout._DropoutNd) or kind.__name__ in ("StochasticDepth", "DropPath"):
+        return True
+    # efficientnet_lite_pytorch's MBConvBlock reads self.training only to drop its residual branch;
+    # its BatchNorms are child modules with their own mode.
+    return kind.__name__ == "MBConvBlock" and kind.__module__.startswith("efficientnet_lite_pytorch")
 
-    def __init__(self, backbone: nn.Module, head: Head) -> None:
+
+def set_backbone_modes(backbone: nn.Module, training: bool, *, batchnorm: bool = True,
+                       stochastic_depth: bool = True) -> nn.Module:
+    """``backbone.train(training)``; in train mode, then its BatchNorms back in eval mode unless
+    ``batchnorm`` (they normalise by, and keep, their running statistics) and its stochastic depth
+    and dropout off unless ``stochastic_depth``. Returns ``backbone``."""
+    backbone.train(training)
+    if training:
+        for module in backbone.modules():
+            if not batchnorm and isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+            elif not stochastic_depth and is_stochastic_depth(module):
+                module.training = False  # this module only: an MBConvBlock's BatchNorms keep their mode
+    return backbone
+
+
+class DAHNet(nn.Module):
+    """Backbone -> head: images in, :class:`HeadOutput` out (the paper's VGG-F with hash-fc8, or a softmax fc8).
+
+    ``net.train()`` puts the head in train mode and the backbone in the train mode its settings
+    ask for: with ``backbone_bn="frozen"`` its BatchNorms stay in eval mode (pretrained running
+    statistics, used and kept; their scale and shift still learn) and without
+    ``stochastic_depth`` its drop-connect and dropout stay off. The features the head trains on
+    are then the ones it is evaluated on (docs/finetuning.md).
+    """
+
+    def __init__(self, backbone: nn.Module, head: Head, *, backbone_bn: str = "frozen",
+                 stochastic_depth: bool = False) -> None:
         super().__init__()
+        if backbone_bn not in CHOICES["backbone_bn"]:
+            raise ValueError(f"backbone_bn must be one of {CHOICES['backbone_bn']}, got {backbone_bn!r}")
         self.backbone = backbone
         self.head = head
+        self.backbone_bn = backbone_bn
+        self.stochastic_depth = stochastic_depth
+
+    def train(self, mode: bool = True) -> DAHNet:
+        """As :meth:`nn.Module.train`, with the backbone's frozen parts left in eval mode."""
+        self.training = mode
+        self.head.train(mode)
+        set_backbone_modes(self.backbone, mode, batchnorm=self.backbone_bn == "train",
+                           stochastic_depth=self.stochastic_depth)
+        return self
 
     def forward(self, images: Tensor) -> HeadOutput:
         return self.head(self.backbone(images))
@@ -52,7 +98,7 @@ def build_network(config: TrainConfig, backbone: Backbone, n_classes: int | None
     head = build_model(config, backbone.feature_dim, backbone.pretrained_fc, n_classes)
     if isinstance(head, DAHHead):
         head.bn.lr_mult = config.new_lr_mult
-    return DAHNet(backbone.model, head)
+    return DAHNet(backbone.model, head, backbone_bn=config.backbone_bn, stochastic_depth=config.stochastic_depth)
 
 
 @dataclass(frozen=True)
@@ -99,7 +145,8 @@ def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain
 
     ``source`` and ``target`` must be aligned (same class list) and readable
     (:func:`prepare_image_domains`); target labels are never read. With ``distributed``, this
-    process decodes and trains its shard of every batch.
+    process decodes and trains its shard of every batch. The backbone's BatchNorms and stochastic
+    depth train as ``config.backbone_bn`` and ``config.stochastic_depth`` say (:class:`DAHNet`).
     """
     if config.num_threads:
         torch.set_num_threads(config.num_threads)

@@ -31,6 +31,10 @@ Head = DAHHead | ClassifierHead
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 # Settings that may change between a run and its resumption without changing its result.
+# What runs written before a setting existed did, where today's default differs: fine-tuning
+# trained the backbone's BatchNorm statistics and kept EfficientNet's stochastic depth on.
+SETTINGS_BEFORE_THEY_EXISTED = {"backbone_bn": "train", "stochastic_depth": True}
+FINETUNE_ONLY = ("augment", "backbone_bn", "stochastic_depth")
 RESUME_MAY_CHANGE = ("out", "num_threads", "checkpoint_every", "source_features", "target_features", "data_root",
                      "cache_dir", "num_workers", "extract_batch_size", "device", "compile")
 
@@ -139,12 +143,15 @@ def _step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
 def settings_differ(saved: dict, current: dict) -> list[str]:
     """Names of the settings that change a run's result and differ between two config dicts.
 
-    A setting missing from ``saved`` (added to dahash after that run was written) takes its
-    default, which is what that version did.
+    A setting missing from ``saved`` (added to dahash after that run was written) takes what that
+    version did: its :data:`SETTINGS_BEFORE_THEY_EXISTED` value, else today's default.
     """
     defaults = TrainConfig().to_dict()
-    saved, current = {**defaults, **saved}, {**defaults, **current}
-    return sorted(k for k, v in current.items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v)
+    saved = {**defaults, **SETTINGS_BEFORE_THEY_EXISTED, **saved}
+    current = {**defaults, **current}
+    # A head on cached features has no backbone to set these on.
+    ignored = RESUME_MAY_CHANGE if saved["finetune"] or current["finetune"] else RESUME_MAY_CHANGE + FINETUNE_ONLY
+    return sorted(k for k, v in current.items() if k not in ignored and saved.get(k) != v)
 
 
 def resolve_device(name: str) -> torch.device:
