@@ -97,7 +97,7 @@ def _download(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     import yaml
 
-    from .reproduce import METHODS, SHALLOW, ReproduceConfig, reproduce
+    from .reproduce import METHODS, SELECTION_GRIDS, SHALLOW, ReproduceConfig, reproduce, with_selected
     from .reproduce_retrieval import RETRIEVAL_METHODS, RetrievalConfig, reproduce_retrieval
     from .selection import expand_grid, parse_grid
 
@@ -120,6 +120,8 @@ def _reproduce(args: argparse.Namespace) -> int:
                   backbone=args.backbone, weights=args.weights, cache_dir=args.cache_dir, workers=args.workers,
                   overrides=overrides)
     if retrieval:
+        if args.select_all or args.select_grid:
+            raise DahashError("--select-all and --select-grid are for the accuracy tables, not --tables retrieval")
         config = RetrievalConfig(**common, methods=args.methods or list(RETRIEVAL_METHODS),
                                  bits=args.bits or [16, 64, 128], holdout=args.holdout,
                                  precision_k=args.precision_k, hasher_params=params)
@@ -129,11 +131,19 @@ def _reproduce(args: argparse.Namespace) -> int:
         if args.bits and len(args.bits) > 1:
             raise DahashError(f"--bits: the accuracy tables take one code length, got {args.bits}; "
                               "several are for --tables retrieval")
-        selection = {"criterion": args.criterion}
-        if args.select_grid:
-            selection["selection_grid"] = expand_grid(parse_grid(args.select_grid))
-        config = ReproduceConfig(**common, methods=args.methods or list(METHODS), bits=(args.bits or [64])[0],
-                                 classifier=args.classifier, shallow_params=params, **selection)
+        # METHOD.KEY=V1,V2 gives METHOD's grid (METHOD or METHOD-sel); a bare KEY=V1,V2 is DAH's, as before.
+        known_grids = {m.casefold(): m for m in SELECTION_GRIDS}
+        items: dict[str, list[str]] = {}
+        for item in args.select_grid or []:
+            key, sep, values = item.partition("=")
+            method, dot, name = key.rpartition(".")
+            method = method.casefold().removesuffix("-sel") if dot else "dah"
+            items.setdefault(known_grids.get(method, method), []).append(f"{name}{sep}{values}" if dot else item)
+        grids = {method: expand_grid(parse_grid(given)) for method, given in items.items()}
+        methods = args.methods or list(METHODS)
+        config = ReproduceConfig(**common, methods=with_selected(methods) if args.select_all else methods,
+                                 bits=(args.bits or [64])[0], classifier=args.classifier, shallow_params=params,
+                                 selection_grids=grids, criterion=args.criterion)
         summary = reproduce(config, progress=not args.quiet)
         files = "accuracy.md, .csv and .png"
     print(summary["table"])
@@ -262,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 
-    from .reproduce import DATASET_DOMAINS, METHODS
+    from .reproduce import ALL_METHODS, DATASET_DOMAINS, METHODS
     from .reproduce_retrieval import RETRIEVAL_METHODS
     from .selection import CRITERIA
 
@@ -280,8 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="which benchmark ROOT holds: sets the domains (retrieval: the paper's source per target) "
                           "and shows the paper's published rows")
     rep.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                     help=f"methods to run (default all; accuracy: {' '.join(METHODS)}; retrieval: "
-                          f"{' '.join(RETRIEVAL_METHODS)})")
+                     help=f"methods to run (accuracy, default: {' '.join(METHODS)}; also "
+                          f"{' '.join(m for m in ALL_METHODS if m not in METHODS)}, whose setting is chosen per "
+                          f"task without target labels; retrieval, default: {' '.join(RETRIEVAL_METHODS)})")
+    rep.add_argument("--select-all", action="store_true",
+                     help="also run the selected twin METHOD-sel of every method given (or of the default ones) "
+                          "that has a selection grid; the fixed-setting rows stay")
     rep.add_argument("--tasks", nargs="+", default=None, metavar="SOURCE:TARGET",
                      help="only these tasks, e.g. amazon:webcam dslr:caltech10 (default: every ordered pair; "
                           "retrieval: one source per target domain, the dataset's pairing, e.g. Ar:Cl Ar:Pr Ar:Rw "
@@ -301,12 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a shallow or hashing method's parameter, e.g. GFK.n_components=10 TCA.kernel=rbf "
                           "(retrieval: ITQ.n_iter=100 SuH.epochs=50)")
     rep.add_argument("--criterion", choices=CRITERIA, default="paper",
-                     help="label-free rule that picks the setting of DAH-sel per task (default paper: the "
-                          "domain-classifier error closest to chance among settings within 1 point of the best "
+                     help="label-free rule that picks the setting of every -sel method per task (default paper: "
+                          "the domain-classifier error closest to chance among settings within 1 point of the best "
                           "source validation accuracy); see docs/selection.md")
-    rep.add_argument("--select-grid", nargs="+", default=None, metavar="KEY=V1,V2",
-                     help="DAH-sel's candidate settings, e.g. gamma=0,500,5000 mmd_estimator=authors,balanced "
-                          "(default: gamma 0, and 500, 5000, 50000 with each MMD estimator)")
+    rep.add_argument("--select-grid", nargs="+", default=None, metavar="[METHOD.]KEY=V1,V2",
+                     help="a -sel method's candidate settings (every combination, at most 7), replacing its "
+                          "default grid, e.g. DAN.gamma=0.5,1,2 GFK.n_components=10,20 (no METHOD: DAH)")
     rep.add_argument("--holdout", type=float, default=0.3,
                      help="retrieval: fraction of each target class held out as SuH's queries (default 0.3)")
     rep.add_argument("--precision-k", type=int, default=100, help="retrieval: k of precision@k (default 100)")

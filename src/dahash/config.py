@@ -54,6 +54,7 @@ class TrainConfig:
     y_key: str | None = field(default=None, metadata={"help": "label variable name (default: y, labels, label, gnd)"})
     head: str = field(default="hash", metadata={"help": "hash: DAH's hash layer and losses; softmax: a classifier (the deep baselines source-only, DAN, DANN)"})
     adversarial: bool = field(default=False, metadata={"help": "softmax head: add DANN's domain classifier on fc7 behind a gradient reversal layer"})
+    adversarial_weight: float = field(default=1.0, metadata={"help": "with adversarial: weight of DANN's domain loss (its lambda, Ganin et al., JMLR 2016, eq. 13-15), on top of the reversal coefficient's 0-to-1 schedule"})
     bits: int = field(default=64, metadata={"help": "hash code length d"})
     hidden: list[int] = field(default_factory=lambda: [256, 256], metadata={"help": "widths of the new fc6 and fc7 of the head (AlexNet/VGG: the pretrained ones, 4096)"})
     feature_norm: str = field(default="none", metadata={"help": "input normalisation fitted on source+target features: none, l2 or standardize"})
@@ -76,7 +77,7 @@ class TrainConfig:
     eta: float = field(default=1.0, metadata={"help": "entropy loss weight (0 gives DAH-e)"})
     mmd_layers: list[str] = field(default_factory=lambda: list(MMD_LAYER_NAMES), metadata={"help": "layers the MK-MMD aligns"})
     mmd_reduction: str = field(default="sum", metadata={"help": "sum over quadruples (authors' code) or mean (eq. 9)"})
-    mmd_estimator: str = field(default="authors", metadata={"help": "authors: the plain linear MMD (biased by the K-per-class batch layout); balanced: source pairs reweighted so the layout cannot bias it; class-weighted: the source reweighted to the target class proportions the model predicts (Yan et al., CVPR 2017)"})
+    mmd_estimator: str = field(default="balanced", metadata={"help": "balanced: the linear MMD with source pairs reweighted so that the K-per-class batch layout cannot bias it (default, chosen without target labels: docs/adaptation.md); authors: the plain estimate of the authors' code, which that layout biases; class-weighted: balanced, with the source reweighted to the target class proportions the model predicts (Yan et al., CVPR 2017)"})
     reference_batch: int = field(default=0, metadata={"help": "0: beta, gamma and eta as given; N > 0: they are the weights at a batch of N source rows and scale with the batch (325 = the authors' Office-Home batch), see docs/adaptation.md"})
     entropy_reduction: str = field(default="sum", metadata={"help": "sum over targets (authors' code) or mean (eq. 7)"})
     bank_per_class: int = field(default=200, metadata={"help": "labeled source samples per class in the prediction bank"})
@@ -92,7 +93,7 @@ class TrainConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         for name in ("momentum", "weight_decay", "like_weight", "beta", "gamma", "eta", "inner_product_scale",
-                     "new_lr_mult", "pretrained_lr_mult", "bias_lr_factor"):
+                     "new_lr_mult", "pretrained_lr_mult", "bias_lr_factor", "adversarial_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         for name, allowed in CHOICES.items():

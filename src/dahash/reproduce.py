@@ -7,10 +7,16 @@ mid-training resumes from its last epoch's checkpoint. Deep methods train on the
 backbone features (:mod:`dahash.methods`); shallow ones (:mod:`dahash.shallow`) read the same
 features, each domain z-scored on its own (no labels). Target labels are read only to
 score the predictions.
+
+A method with a selected twin (``GFK-sel``, ..., ``DAH-sel``: :data:`SELECTED`) first has its
+setting chosen per task from :data:`SELECTION_GRIDS` without target labels, by the same rule,
+split and budget for every method (:mod:`dahash.selection`), in ``OUT/selection/``; its cells
+then run with that setting.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import itertools
 import json
@@ -18,7 +24,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import InitVar, asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -32,7 +38,7 @@ from .errors import ConfigError, DahashError
 from .images.datasets import domain_code
 from .io import write_csv, write_json, write_text
 from .methods import method_config
-from .selection import CRITERIA, Selection, expand_grid, select_config
+from .selection import CRITERIA, Selection, expand_grid, select_config, select_setting
 from .training.trainer import RESUME_MAY_CHANGE, settings_differ
 from .validation import check_choice
 
@@ -43,18 +49,62 @@ DATASET_DOMAINS: dict[str, tuple[str, ...]] = {
     "office-caltech": ("A", "C", "D", "W"),
 }
 SHALLOW = ("GFK", "TCA", "CORAL", "JDA", "SA", "OT")
-DEEP = ("Deep", "DAN", "DANN", "NoDA", "DAH-e", "DAH", "DAH-cb", "DAH-cw", "DAH-sel")
+DEEP = ("Deep", "DAN", "DANN", "NoDA", "DAH-e", "DAH-paper", "DAH", "DAH-cw")
+#: Candidates of the label-free selection per task (docs/selection.md), at most this many per method.
+SELECTION_BUDGET = 7
+#: Fraction of the source held out to score candidates, and the seed of that split: the same for every method.
+VAL_FRACTION, SELECTION_SEED = 0.2, 0
+
+
+def _one_at_a_time(default: dict[str, Any], **values: Sequence[Any]) -> list[dict[str, Any]]:
+    """``default``, then each key's other ``values`` with the rest at ``default`` (how the papers'
+    sensitivity studies vary their parameters)."""
+    grid = [dict(default)]
+    for key, options in values.items():
+        grid += [{**default, key: v} for v in options if v != default[key]]
+    return grid
+
+
+#: Per method, the settings its own paper tunes, written down before any result of a selected method
+#: was seen; every grid holds the fixed method's setting. CORAL has none: Sun et al. (AAAI 2016)
+#: fix its one parameter (C + I) and tune nothing.
+SELECTION_GRIDS: dict[str, list[dict[str, Any]]] = {
+    # Gong et al. (CVPR 2012) pick the subspace dimension d per task (their subspace disagreement
+    # measure; Ex_GFK.m lists 10 or 20 per pair): values around those, up to 100.
+    "GFK": [{"n_components": d} for d in (10, 20, 30, 40, 50, 70, 100)],
+    # Pan et al. (TNN 2011) tune mu and the number of components m per task; Long et al. (ICCV 2013)
+    # study JDA's lambda over decades and k over tens to hundreds, one at a time around their
+    # run_surf.m setting (k = 100, lambda = 1). TCA gets the same candidates: it is JDA's first solve.
+    "TCA": _one_at_a_time({"n_components": 100, "mu": 1.0}, mu=(0.01, 0.1, 10.0), n_components=(20, 50, 200)),
+    "JDA": _one_at_a_time({"n_components": 100, "lam": 1.0}, lam=(0.01, 0.1, 10.0), n_components=(20, 50, 200)),
+    # Fernando et al. (ICCV 2013) choose d with a stability bound whose two constants they set by
+    # hand; the same candidates as GFK, the other PCA-subspace method.
+    "SA": [{"n_components": d} for d in (10, 20, 30, 40, 50, 70, 100)],
+    # Courty et al. (TPAMI 2017) validate the entropic weight per task. Half-decades of the
+    # median cost (POT's cost normalisation), so that one grid fits any feature scale, besides the
+    # fixed setting (reg_e = 1 on the raw cost, close to exact OT on z-scored backbone features).
+    "OT": [{"norm": None, "reg_e": 1.0}] + [{"norm": "median", "reg_e": r} for r in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)],
+    # Long et al. (ICML 2015) study DAN's MMD trade-off lambda over {0.1, 0.2, 0.5, 1, 2}.
+    "DAN": [{"gamma": g} for g in (0.1, 0.2, 0.5, 1.0, 2.0)],
+    # Ganin et al. (JMLR 2016) choose the adaptation weight lambda among log-spaced values from 0.01
+    # to 1 by reverse validation in their shallow experiments; 1 is their Office setting.
+    "DANN": [{"adversarial_weight": w} for w in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)],
+    # DAH (Venkateswara et al., CVPR 2017, Sec. 5.2) chose gamma with a domain classifier: gamma over
+    # three decades (gamma = 0 leaves the MMD out, so the estimator is moot there) with the
+    # authors' and the class-balanced MMD estimate.
+    "DAH": [{"gamma": 0.0}] + [{"gamma": gamma, "mmd_estimator": estimator} for estimator in ("authors", "balanced")
+                               for gamma in (500.0, 5000.0, 50000.0)],
+}
 #: Methods whose setting is chosen per task without target labels (:mod:`dahash.selection`) before
-#: their cells train: the name in the tables -> the method whose preset the grid varies.
-SELECTED = {"DAH-sel": "DAH"}
-#: DAH's grid: gamma over three decades (gamma = 0 leaves the MMD out, so the estimator is moot
-#: there) with the authors' and the class-balanced MMD estimate.
-DEFAULT_SELECTION_GRID: list[dict[str, Any]] = [{"gamma": 0.0}] + [
-    {"gamma": gamma, "mmd_estimator": estimator} for estimator in ("authors", "balanced")
-    for gamma in (500.0, 5000.0, 50000.0)]
+#: their cells run: the name in the tables -> the method whose grid it searches.
+SELECTED: dict[str, str] = {f"{m}-sel": m for m in SELECTION_GRIDS}
 SELECTIONS = "selection"
-# Rows in the order of the paper's Tables 2 and 3 (Deep and NoDA are the source-only references).
-METHODS = SHALLOW + DEEP
+#: Every method ``--methods`` takes: the paper's rows (Tables 2 and 3, in order; Deep and NoDA are
+#: the source-only references), each followed by its selected twin.
+ALL_METHODS: tuple[str, ...] = tuple(name for m in SHALLOW + DEEP
+                                     for name in (m, f"{m}-sel") if name == m or name in SELECTED)
+#: The default rows: every fixed method and DAH-sel (the other twins double the cost; ``with_selected``).
+METHODS: tuple[str, ...] = SHALLOW + DEEP + ("DAH-sel",)
 CELLS = "cells"
 
 
@@ -102,20 +152,46 @@ class ReproduceConfig(TablesConfig):
     bits: int = 64
     classifier: str = "1nn"
     # Parameters of the shallow methods, e.g. {"GFK": {"n_components": 10}}; unset ones are their papers'.
+    # A selected twin starts from its method's, then takes the chosen setting.
     shallow_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Label-free selection of the SELECTED methods: candidate settings and the rule that picks one.
-    selection_grid: list[dict[str, Any]] = field(default_factory=lambda: [dict(c) for c in DEFAULT_SELECTION_GRID])
+    # Label-free selection of the SELECTED methods: each method's candidates (the ones given
+    # replace SELECTION_GRIDS' entries) and the rule that picks one.
+    selection_grids: dict[str, Any] = field(default_factory=dict)
     criterion: str = "paper"
+    # reproduce.yaml files written before the per-method grids hold DAH-sel's grid under this name.
+    selection_grid: InitVar[list[dict[str, Any]] | None] = None
+
+    def __post_init__(self, selection_grid: list[dict[str, Any]] | None) -> None:
+        given = dict(self.selection_grids)
+        if selection_grid is not None:
+            given.setdefault("DAH", selection_grid)
+        # Every grid, the defaults too, so that reproduce.yaml records what was searched.
+        self.selection_grids = {**copy.deepcopy(SELECTION_GRIDS), **given}
 
     def validate(self) -> "ReproduceConfig":
-        self.methods = self._validate_common(METHODS, ("bits", "seeds", "workers"))
+        self.methods = self._validate_common(ALL_METHODS, ("bits", "seeds", "workers"))
         check_choice("criterion", self.criterion, CRITERIA)
-        expand_grid(self.selection_grid)
         bad = [m for m in self.shallow_params if m not in SHALLOW]
         if bad:
             raise ConfigError(f"shallow parameters given for {', '.join(bad)}; shallow methods: {', '.join(SHALLOW)}")
         if self.classifier not in ("1nn", "svm", "logreg"):
             raise ConfigError(f"classifier must be one of 1nn, svm, logreg; got {self.classifier!r}")
+        bad = [m for m in self.selection_grids if m not in SELECTION_GRIDS]
+        if bad:
+            raise ConfigError(f"selection grid given for {', '.join(map(str, bad))}; methods with one: "
+                              f"{', '.join(SELECTION_GRIDS)} (CORAL's paper tunes nothing)")
+        for method, grid in self.selection_grids.items():
+            candidates = expand_grid(grid)
+            # The fairness rule: no method may search more settings than another (docs/selection.md).
+            if len(candidates) > SELECTION_BUDGET:
+                raise ConfigError(f"selection grid of {method} has {len(candidates)} candidates; the budget is at "
+                                  f"most {SELECTION_BUDGET} per method and task, the same for every method")
+            if method in SHALLOW:
+                from .shallow.api import make_adapter
+
+                for candidate in candidates:  # an unknown parameter fails here, before any work
+                    make_adapter(method.lower(), **{**self.shallow_params.get(method, {}), **candidate})
+            self.selection_grids[method] = candidates
         return self
 
 
@@ -154,6 +230,26 @@ def task_label(source: str, target: str) -> str:
     return f"{domain_code(source)}→{domain_code(target)}"
 
 
+def with_selected(methods: Sequence[str]) -> list[str]:
+    """``methods``, each followed by its selected twin (``GFK`` -> ``GFK``, ``GFK-sel``) where it has a
+    selection grid; names are matched case-insensitively, and unknown ones are kept for validation to name."""
+    known = {m.casefold(): m for m in ALL_METHODS}
+    out = []
+    for name in methods:
+        name = known.get(name.casefold(), name)
+        out += [name] + ([f"{name}-sel"] if f"{name}-sel" in SELECTED else [])
+    return list(dict.fromkeys(out))
+
+
+def base_method(method: str) -> str:
+    """The method a row runs: itself, or for a selected twin the method whose grid it searches."""
+    return SELECTED.get(method, method)
+
+
+def is_shallow(method: str) -> bool:
+    return base_method(method) in SHALLOW
+
+
 def plan_cells(config: ReproduceConfig, chosen: dict[tuple[str, str, str], dict[str, Any]] | None = None) -> list[Cell]:
     """Every cell of the run. Shallow methods are deterministic, so they get seed 0 only. A
     :data:`SELECTED` method's cells take the setting ``chosen[(method, source, target)]`` (they are
@@ -165,46 +261,59 @@ def plan_cells(config: ReproduceConfig, chosen: dict[tuple[str, str, str], dict[
     # Seed-major, so that an interrupted reproduce has whole tables for the first seeds.
     for seed, (source, target), method in itertools.product(range(config.seeds), resolve_tasks(config),
                                                             config.methods):
-        if method in SHALLOW and seed > 0:
+        shallow = is_shallow(method)
+        if shallow and seed > 0:
             continue
+        if method in SELECTED and (method, source, target) not in chosen:
+            continue
+        setting = chosen.get((method, source, target), {})
         directory = out / method / f"{domain_code(source)}_{domain_code(target)}" / f"seed{seed}"
         settings: dict[str, Any] = {"data_root": os.path.abspath(config.data_root), "source": source,
                                     "target": target, "seed": seed, "backbone": config.backbone,
                                     "weights": config.weights, "cache_dir": config.cache_dir}
-        if method in SHALLOW:
+        if shallow:
             settings["classifier"] = config.classifier
             # As results.json will hold them (tuples become lists), so that a rerun compares like with like.
-            settings["params"] = json.loads(json.dumps(config.shallow_params.get(method, {})))
+            settings["params"] = json.loads(json.dumps({**config.shallow_params.get(base_method(method), {}),
+                                                        **setting}))
         else:
-            settings |= {"bits": config.bits, "out": str(directory), **config.overrides}
-            if method in SELECTED:
-                if (method, source, target) not in chosen:
-                    continue
-                settings |= chosen[(method, source, target)]
+            settings |= {"bits": config.bits, "out": str(directory), **config.overrides, **setting}
         cells.append(Cell(method, source, target, seed, str(directory), settings))
     return cells
 
 
 def plan_selections(config: ReproduceConfig) -> list[Cell]:
-    """One selection per task for each :data:`SELECTED` method, on seed 0's settings (its source
-    split and training seed), in ``OUT/selection/<method>/<S>_<T>/``."""
+    """One selection per task for each :data:`SELECTED` method, in ``OUT/selection/<method>/<S>_<T>/``:
+    deep ones on seed 0's settings (its source split and training seed), shallow ones on their
+    method's parameters and classifier."""
     jobs = []
     for (source, target), method in itertools.product(resolve_tasks(config), config.methods):
         if method not in SELECTED:
             continue
         directory = Path(config.out) / SELECTIONS / method / f"{domain_code(source)}_{domain_code(target)}"
-        settings = {"data_root": os.path.abspath(config.data_root), "source": source, "target": target, "seed": 0,
-                    "backbone": config.backbone, "weights": config.weights, "cache_dir": config.cache_dir,
-                    "bits": config.bits, **config.overrides}
-        jobs.append(Cell(method, source, target, 0, str(directory), settings))
+        settings = {"data_root": os.path.abspath(config.data_root), "source": source, "target": target,
+                    "seed": SELECTION_SEED, "backbone": config.backbone, "weights": config.weights,
+                    "cache_dir": config.cache_dir}
+        if is_shallow(method):
+            settings |= {"classifier": config.classifier,
+                         "params": json.loads(json.dumps(config.shallow_params.get(base_method(method), {})))}
+        else:
+            settings |= {"bits": config.bits, **config.overrides}
+        jobs.append(Cell(method, source, target, SELECTION_SEED, str(directory), settings))
     return jobs
 
 
 def _selection_request(job: Cell, config: ReproduceConfig) -> dict[str, Any]:
-    """What a selection depends on: the base method's config, the grid and the rule."""
-    base = method_config(SELECTED[job.method], job.settings, source=f"method {job.method}").to_dict()
-    return {"config": {k: v for k, v in base.items() if k not in RESUME_MAY_CHANGE},
-            "grid": json.loads(json.dumps(config.selection_grid)), "criterion": config.criterion}
+    """What a selection depends on: the method's settings (a deep method's whole config), the grid and the rule."""
+    method = base_method(job.method)
+    grid = json.loads(json.dumps(config.selection_grids[method]))
+    if is_shallow(job.method):
+        s = job.settings
+        return {"method": method, "classifier": s["classifier"], "params": s["params"], "preprocess": "zscore",
+                "backbone": s["backbone"], "weights": s["weights"], "grid": grid, "criterion": config.criterion}
+    base = method_config(method, job.settings, source=f"method {job.method}").to_dict()
+    return {"config": {k: v for k, v in base.items() if k not in RESUME_MAY_CHANGE}, "grid": grid,
+            "criterion": config.criterion}
 
 
 def _selection_done(job: Cell, config: ReproduceConfig) -> dict[str, Any] | None:
@@ -212,10 +321,36 @@ def _selection_done(job: Cell, config: ReproduceConfig) -> dict[str, Any] | None
     directory = Path(job.directory)
     if not (directory / "selection.json").exists() or not (directory / "request.json").exists():
         return None
-    if json.loads((directory / "request.json").read_text()) != _selection_request(job, config):
+    saved, mine = json.loads((directory / "request.json").read_text()), _selection_request(job, config)
+    if "config" in mine:
+        # A training setting added to dahash after the selection was made takes what that version did.
+        differ = ({k for k in saved.keys() | mine.keys() if k != "config" and saved.get(k) != mine.get(k)}
+                  or settings_differ(saved.get("config", {}), mine["config"]))
+    else:
+        differ = saved != mine
+    if differ:
         raise DahashError(f"{directory}: holds a selection made with other settings (grid, criterion or "
-                          "training settings); use another --out")
+                          "the method's settings); use another --out")
     return Selection.load(directory).best_params
+
+
+def _select_shallow(job: Cell, grid: list[dict[str, Any]], criterion: str) -> Selection:
+    """:func:`select_setting` of a shallow method on the task's features, each domain z-scored on its
+    own as its cells do; the target's labels are dropped as soon as it is read."""
+    from .images.pipeline import image_feature_sets
+    from .shallow.api import make_shallow_pipeline, preprocess_domains
+
+    s, method = job.settings, base_method(job.method).lower()
+    source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
+                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False)
+    target.y = None  # target labels never reach selection
+    Xs, Xt = preprocess_domains(source.X, target.X, "zscore")
+    ys = np.asarray(source.classes)[source.y]
+    return select_setting(
+        lambda candidate: make_shallow_pipeline(method, classifier=s["classifier"], seed=SELECTION_SEED,
+                                                **{**s["params"], **candidate}),
+        grid, Xs, ys, Xt, criterion=criterion, val_fraction=VAL_FRACTION, seed=SELECTION_SEED, out=job.directory,
+        progress=False)
 
 
 def _selection_job(job: Cell, threads: int = 1, *, config: ReproduceConfig) -> dict[str, Any]:
@@ -223,9 +358,14 @@ def _selection_job(job: Cell, threads: int = 1, *, config: ReproduceConfig) -> d
     import torch
 
     torch.set_num_threads(threads)
-    base = method_config(SELECTED[job.method], job.settings, source=f"method {job.method}")
-    selection, _ = select_config(base, config.selection_grid, method=SELECTED[job.method],
-                                 criterion=config.criterion, out=job.directory, progress=False)
+    method = base_method(job.method)
+    grid = config.selection_grids[method]
+    if is_shallow(job.method):
+        selection = _select_shallow(job, grid, config.criterion)
+    else:
+        base = method_config(method, job.settings, source=f"method {job.method}")
+        selection, _ = select_config(base, grid, method=method, criterion=config.criterion,
+                                     val_fraction=VAL_FRACTION, out=job.directory, progress=False)
     # Written last: its presence marks the selection finished.
     write_json(Path(job.directory) / "request.json", _selection_request(job, config))
     return selection.best_params
@@ -233,7 +373,7 @@ def _selection_job(job: Cell, threads: int = 1, *, config: ReproduceConfig) -> d
 
 def run_selections(config: ReproduceConfig, progress: bool) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Every :data:`SELECTED` method's setting per task, reusing finished selections; also writes
-    ``OUT/selected.md`` (the chosen setting of every task, with the rule that chose it)."""
+    ``OUT/selected.md`` (the chosen setting of every method and task, with the rule that chose it)."""
     jobs = plan_selections(config)
     if not jobs:
         return {}
@@ -256,15 +396,71 @@ def run_selections(config: ReproduceConfig, progress: bool) -> dict[tuple[str, s
     rows = []
     for job in jobs:
         result = json.loads((Path(job.directory) / "selection.json").read_text())
+        failed = sum(bool(c["errors"].get("fit")) for c in result["candidates"])
         link = Path(job.directory).relative_to(config.out) / "selection.md"
-        rows.append([job.method, task_label(job.source, job.target),
-                     ", ".join(f"{k}={v}" for k, v in result["best_params"].items()), f"[table]({link})"])
+        rows.append([job.method, task_label(job.source, job.target), _setting_text(result["best_params"]),
+                     f"{len(result['candidates'])}" + (f" ({failed} failed)" if failed else ""), f"[table]({link})"])
     from .demo.run import markdown_table
 
     write_text(Path(config.out) / "selected.md",
                f"## Settings chosen without target labels (criterion: {config.criterion})\n\n"
-               + markdown_table(["Method", "Task", "Chosen", "Every candidate's scores"], rows))
+               f"Every method: the same rule, the same seed-{SELECTION_SEED} stratified split of the source "
+               f"({VAL_FRACTION:.0%} held out), at most {SELECTION_BUDGET} candidates per task; target "
+               "labels are never read (docs/selection.md). The chosen setting then runs on the whole source.\n\n"
+               + markdown_table(["Method", "Task", "Chosen", "Candidates", "Every candidate's scores"], rows))
     return chosen
+
+
+def _setting_text(params: dict[str, Any]) -> str:
+    """``n_components=20, mu=1.0``; empty as "paper/default"."""
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "paper/default"
+
+
+def cell_setting(cell: Cell) -> dict[str, Any]:
+    """The parameters of ``cell`` that differ from its method's defaults (data, file and seed
+    settings left out): a shallow adapter's and classifier's, or a deep method's training settings."""
+    from .estimator import INPUT_SETTINGS
+
+    method = base_method(cell.method)
+    if is_shallow(cell.method):
+        from .shallow.api import make_adapter
+
+        defaults = make_adapter(method.lower()).get_params()
+        own = {k: v for k, v in cell.settings["params"].items() if k not in defaults or defaults[k] != _tupled(v)}
+        return own | ({"classifier": cell.settings["classifier"]} if cell.settings["classifier"] != "1nn" else {})
+    preset = method_config(method, {}).to_dict()
+    ignored = set(INPUT_SETTINGS) | set(RESUME_MAY_CHANGE) | {"seed"}
+    return {k: v for k, v in _cell_config(cell).items() if k not in ignored and v != preset[k]}
+
+
+def _tupled(value: Any) -> Any:
+    """Lists as tuples, to compare a JSON value with a parameter's default."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def write_settings(config: ReproduceConfig, cells: list[Cell],
+                   chosen: dict[tuple[str, str, str], dict[str, Any]]) -> None:
+    """``OUT/settings.md`` and ``.csv``: the setting every row ran with on every task, fixed and
+    selected methods alike (a selected one's chosen setting always shown)."""
+    from .demo.run import markdown_table
+
+    rows: dict[tuple[str, str, str], list[int]] = {}
+    for cell in cells:
+        setting = _setting_text({**chosen.get((cell.method, cell.source, cell.target), {}), **cell_setting(cell)})
+        rows.setdefault((cell.method, task_label(cell.source, cell.target), setting), []).append(cell.seed)
+    body = []
+    for (method, task, setting), seeds in rows.items():
+        how = (f"chosen without target labels, [table]({SELECTIONS}/{method}/{task.replace('→', '_')}/selection.md)"
+               if method in SELECTED else "fixed")
+        body.append([method, task, ", ".join(map(str, sorted(seeds))), setting, how])
+    body.sort(key=lambda r: config.methods.index(r[0]))
+    header = ["Method", "Task", "Seeds", "Setting (differs from the method's defaults)", "How"]
+    write_text(Path(config.out) / "settings.md",
+               "## The setting of every row and task\n\nParameters that differ from each method's defaults "
+               "(its paper's, docs/baselines.md), including --set and --shallow-set; \"paper/default\" when none "
+               f"does. Shallow methods: {config.classifier} classifier, each domain z-scored on its own.\n\n"
+               + markdown_table(header, body))
+    write_csv(Path(config.out) / "settings.csv", header, body)
 
 
 def _finished(cell: Cell) -> dict[str, Any] | None:
@@ -274,7 +470,7 @@ def _finished(cell: Cell) -> dict[str, Any] | None:
         return None
     saved = json.loads(results.read_text())
     mine = _cell_config(cell)
-    if cell.method in SHALLOW:
+    if is_shallow(cell.method):
         differ = sorted(k for k, v in mine.items() if k not in RESUME_MAY_CHANGE and saved["config"].get(k) != v)
     else:
         differ = settings_differ(saved["config"], mine)
@@ -285,10 +481,9 @@ def _finished(cell: Cell) -> dict[str, Any] | None:
 
 
 def _cell_config(cell: Cell) -> dict[str, Any]:
-    if cell.method in SHALLOW:
+    if is_shallow(cell.method):
         return {"method": cell.method, **cell.settings}
-    return method_config(SELECTED.get(cell.method, cell.method), cell.settings,
-                         source=f"method {cell.method}").to_dict()
+    return method_config(base_method(cell.method), cell.settings, source=f"method {cell.method}").to_dict()
 
 
 def _shallow_cell(cell: Cell) -> dict[str, Any]:
@@ -300,7 +495,7 @@ def _shallow_cell(cell: Cell) -> dict[str, Any]:
                                         weights=s["weights"], cache_dir=s["cache_dir"], progress=False)
     t0 = time.perf_counter()
     # Each domain z-scored on its own before adapting, the protocol of the GFK and JDA authors' code.
-    pred = fit_predict_shallow(cell.method.lower(), source.X, source.y, target.X, classifier=s["classifier"],
+    pred = fit_predict_shallow(base_method(cell.method).lower(), source.X, source.y, target.X, classifier=s["classifier"],
                                preprocess="zscore", seed=cell.seed, **s["params"])
     metrics = {"n_source": len(source), "n_target": len(target), "n_classes": source.n_classes,
                "target_accuracy": float((pred == target.y).mean() * 100),
@@ -315,7 +510,7 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(threads)
-    if cell.method in SHALLOW:
+    if is_shallow(cell.method):
         return _shallow_cell(cell)
     from .evaluate import run
 
@@ -393,7 +588,7 @@ def summarize(config: ReproduceConfig, results: dict[tuple[str, str, int], dict[
     header = ["Method", *labels, "Avg"]
     body, means = [], {}
     for method in config.methods:
-        seeds = 1 if method in SHALLOW else config.seeds
+        seeds = 1 if is_shallow(method) else config.seeds
         runs = [[results[(method, label, k)] for label in labels] for k in range(seeds)]
         if any(metric not in r for row in runs for r in row):
             continue
@@ -436,8 +631,9 @@ def _published(config: ReproduceConfig, labels: list[str]) -> tuple[str, list[li
 
 
 def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or finish) every cell, then write ``accuracy.md/.csv/.png`` and, for the methods with hash
-    codes, ``map.md/.csv`` in ``config.out``."""
+    """Run (or finish) every selection and cell, then write ``accuracy.md/.csv/.png``, for the methods
+    with hash codes ``map.md/.csv``, ``settings.md/.csv`` and, with selected methods, ``selected.md``
+    in ``config.out``."""
     from .demo.run import markdown_table
     from .plots import plot_task_bars
 
@@ -446,12 +642,19 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     tasks = resolve_tasks(config)
     for cell in plan_cells(config) + plan_selections(config):
-        if cell.method not in SHALLOW:
+        if not is_shallow(cell.method):
             _cell_config(cell)  # a bad override fails here, before any work
-    cells = plan_cells(config, run_selections(config, progress))
+    for job in plan_selections(config):
+        if not is_shallow(job.method):
+            for candidate in config.selection_grids[base_method(job.method)]:  # so does a bad candidate
+                method_config(base_method(job.method), {**job.settings, **candidate},
+                              source=f"{job.method} candidate {_setting_text(candidate)}")
+    chosen = run_selections(config, progress)
+    cells = plan_cells(config, chosen)
     results, computed, threads, seconds = run_cells(
         config, cells, tasks, _finished, run_cell,
         lambda cell: (cell.method, task_label(cell.source, cell.target), cell.seed), "reproduce.yaml", progress)
+    write_settings(config, cells, chosen)
 
     header, body, means = summarize(config, results, tasks)
     labels = header[1:-1]
@@ -466,6 +669,9 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
             + f"\nTraining time per run (s, mean over tasks and seeds, {threads} thread(s) each, {config.workers} "
               "run(s) at a time): " + ", ".join(f"{m} {t:.1f}" for m, t in timing.items())
             + f". This invocation: {seconds:.0f} s wall for {computed} runs ({len(cells) - computed} reused).\n"
+            + "\nThe setting of every row on every task: settings.md"
+            + ("; the -sel rows' choices, made without target labels: selected.md.\n"
+               if any(m in SELECTED for m in config.methods) else ".\n")
             + published_md)
     write_text(out / "accuracy.md", text)
     write_csv(out / "accuracy.csv", ["source", *header], [["ours", *r] for r in body]

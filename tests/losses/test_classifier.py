@@ -43,3 +43,10 @@ def test_dann_adds_the_domain_loss_on_fc7_at_full_weight() -> None:
     torch.testing.assert_close(terms["total"], terms["classification"] + expected)
     # With no target rows, no alignment term is computed.
     assert float(loss(logits[:6], {k: v[:6] for k, v in taps.items()}, labels, n_source=6)["domain"]) == 0.0
+
+
+def test_dann_lambda_scales_the_domain_term() -> None:
+    logits, taps, labels = _batch()
+    loss = ClassifierDALoss(adversarial_features=4, adversarial_weight=0.1).eval()
+    terms = loss(logits, taps, labels, n_source=6, progress=0.5)
+    torch.testing.assert_close(terms["total"], terms["classification"] + 0.1 * terms["domain"])

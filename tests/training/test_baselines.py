@@ -89,7 +89,7 @@ def test_dann_resumes_with_its_domain_classifier(task: tuple[Path, Path], tmp_pa
 
 
 def test_method_presets_layer_under_user_settings() -> None:
-    assert set(DEEP_METHODS) == {"Deep", "DAN", "DANN", "NoDA", "DAH-e", "DAH"}
+    assert set(DEEP_METHODS) == {"Deep", "DAN", "DANN", "NoDA", "DAH-e", "DAH", "DAH-paper", "DAH-cw"}
     dah = method_config("DAH", {})
     assert dah == TrainConfig().validate()
     assert method_config("DAH-e", {}).eta == 0 and method_config("DAH-e", {}).gamma == dah.gamma

@@ -464,3 +464,15 @@ def test_settings_differ_fills_settings_older_runs_lacked_with_what_they_did():
     assert settings_differ(old_ft, now_ft) == ["backbone_bn", "stochastic_depth"]
     assert settings_differ(old_ft, {**now_ft, "backbone_bn": "train", "stochastic_depth": True}) == []
     assert settings_differ(now, {**now, "gamma": 1.0}) == ["gamma"]
+
+
+def test_settings_differ_ignores_the_mmd_settings_of_runs_without_the_mmd():
+    from dahash.training.trainer import settings_differ
+
+    now = TrainConfig().to_dict()
+    assert settings_differ({**now, "gamma": 0.0, "mmd_estimator": "authors"}, {**now, "gamma": 0.0}) == []
+    assert settings_differ({**now, "mmd_estimator": "authors"}, now) == ["mmd_estimator"]
+    # A run saved before the setting existed used the authors' estimate.
+    old = {k: v for k, v in now.items() if k != "mmd_estimator"}
+    assert settings_differ(old, now) == ["mmd_estimator"]
+    assert settings_differ(old, {**now, "mmd_estimator": "authors"}) == []

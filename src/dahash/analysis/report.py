@@ -30,7 +30,9 @@ def run_label(config: Any) -> str:
         return "DANN" if config.adversarial else ("DAN" if config.gamma > 0 else "Deep")
     if config.gamma == 0 and config.eta == 0:
         return "NoDA"
-    return "DAH-e" if config.eta == 0 else "DAH"
+    if config.eta == 0:
+        return "DAH-e"
+    return {"authors": "DAH-paper", "class-weighted": "DAH-cw"}.get(config.mmd_estimator, "DAH")
 
 
 def _run_fc7(run_dir: Path) -> tuple[Any, np.ndarray, np.ndarray, Any]:

@@ -13,7 +13,7 @@ from .mmd import LinearMKMMD, MultiLayerMKMMD, TargetClassPrior
 
 
 class ClassifierDALoss(nn.Module):
-    """``J = CE(source logits) + gamma * sum_layers MK-MMD + adversarial loss`` on one batch ``[source | target]``.
+    """``J = CE(source logits) + gamma * sum_layers MK-MMD + lambda * adversarial loss`` on one batch ``[source | target]``.
 
     ``gamma = 0`` without ``adversarial_features`` is the source-only network ("Deep" of the
     DAH paper's Figure 3); ``gamma > 0`` is DAN, whose eq. 8 adds the linear-time MK-MMD
@@ -27,13 +27,15 @@ class ClassifierDALoss(nn.Module):
         mmd_reduction: ``"mean"`` over quadruples (DAN's estimate) or ``"sum"``.
         adversarial_layer: the tap the domain classifier reads (fc7, DANN's feature layer).
         adversarial_features: its width; 0 disables the adversarial term.
+        adversarial_weight: weight of the domain loss (DANN's lambda; 1, the default, is the
+            Office experiments' setting, where only the reversal coefficient's schedule ramps it).
         mmd_estimator: as :class:`LinearMKMMD`; ``"class-weighted"`` takes the target class
             proportions from the softmax of the target logits (``n_classes`` needed).
     """
 
     def __init__(self, *, gamma: float = 0.0, mmd_layers: Sequence[str] = ("fc6", "fc7", "fc8"),
                  mmd_reduction: str = "mean", adversarial_layer: str = "fc7", adversarial_features: int = 0,
-                 mmd_estimator: str = "authors", n_classes: int = 0) -> None:
+                 mmd_estimator: str = "authors", n_classes: int = 0, adversarial_weight: float = 1.0) -> None:
         super().__init__()
         self.gamma = float(gamma)
         self.mmd_layers = tuple(mmd_layers)
@@ -41,6 +43,7 @@ class ClassifierDALoss(nn.Module):
         self.class_prior = TargetClassPrior(n_classes) if mmd_estimator == "class-weighted" else None
         self.adversarial_layer = adversarial_layer
         self.adversarial = DomainAdversarialLoss(adversarial_features) if adversarial_features > 0 else None
+        self.adversarial_weight = float(adversarial_weight)
 
     def forward(self, logits: Tensor, taps: Mapping[str, Tensor], labels: Tensor, n_source: int,
                 generator: torch.Generator | None = None, progress: float = 0.0) -> dict[str, Tensor]:
@@ -57,5 +60,5 @@ class ClassifierDALoss(nn.Module):
                                     labels=labels, class_weights=weights)
         if self.adversarial is not None and has_target:
             terms["domain"] = self.adversarial(taps[self.adversarial_layer], n_source, grl_coefficient(progress))
-        terms["total"] = terms["classification"] + self.gamma * terms["mmd"] + terms["domain"]
+        terms["total"] = terms["classification"] + self.gamma * terms["mmd"] + self.adversarial_weight * terms["domain"]
         return terms

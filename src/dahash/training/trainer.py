@@ -32,9 +32,11 @@ CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 # Settings that may change between a run and its resumption without changing its result.
 # What runs written before a setting existed did, where today's default differs: fine-tuning
-# trained the backbone's BatchNorm statistics and kept EfficientNet's stochastic depth on.
-SETTINGS_BEFORE_THEY_EXISTED = {"backbone_bn": "train", "stochastic_depth": True}
+# trained the backbone's BatchNorm statistics and kept EfficientNet's stochastic depth on, and the
+# MMD was the authors' estimate.
+SETTINGS_BEFORE_THEY_EXISTED = {"backbone_bn": "train", "stochastic_depth": True, "mmd_estimator": "authors"}
 FINETUNE_ONLY = ("augment", "backbone_bn", "stochastic_depth")
+MMD_ONLY = ("mmd_estimator", "mmd_layers", "mmd_reduction")
 RESUME_MAY_CHANGE = ("out", "num_threads", "checkpoint_every", "source_features", "target_features", "data_root",
                      "cache_dir", "num_workers", "extract_batch_size", "device", "compile")
 
@@ -124,7 +126,8 @@ def build_loss(config: TrainConfig, n_classes: int, fc7_width: int = 0) -> DAHLo
     if config.head == "softmax":
         loss = ClassifierDALoss(gamma=config.gamma, mmd_layers=config.mmd_layers, mmd_reduction=config.mmd_reduction,
                                 adversarial_features=fc7_width if config.adversarial else 0,
-                                mmd_estimator=config.mmd_estimator, n_classes=n_classes)
+                                mmd_estimator=config.mmd_estimator, n_classes=n_classes,
+                                adversarial_weight=config.adversarial_weight)
         for module in loss.modules():
             if isinstance(module, nn.Linear):
                 module.lr_mult = config.new_lr_mult
@@ -149,8 +152,11 @@ def settings_differ(saved: dict, current: dict) -> list[str]:
     defaults = TrainConfig().to_dict()
     saved = {**defaults, **SETTINGS_BEFORE_THEY_EXISTED, **saved}
     current = {**defaults, **current}
-    # A head on cached features has no backbone to set these on.
+    # A head on cached features has no backbone to set these on, and without the MMD term its
+    # estimator and layers change nothing.
     ignored = RESUME_MAY_CHANGE if saved["finetune"] or current["finetune"] else RESUME_MAY_CHANGE + FINETUNE_ONLY
+    if saved["gamma"] == 0 and current["gamma"] == 0:
+        ignored += MMD_ONLY
     return sorted(k for k, v in current.items() if k not in ignored and saved.get(k) != v)
 
 
