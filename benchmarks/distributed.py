@@ -54,7 +54,7 @@ def main() -> None:
 
     import torch
 
-    from dahash.demo.run import markdown_table
+    from dahash.experiments.demo import markdown_table
 
     line = machine(torch=torch.__version__)
     print(line, flush=True)

@@ -51,8 +51,8 @@ def main() -> int:
     if not torch.cuda.is_available():
         print(f"no CUDA GPU visible to torch {torch.__version__}: nothing to measure (this benchmark needs a GPU)")
         return 0
-    from dahash.config import TrainConfig
-    from dahash.evaluate import run
+    from dahash.training.config import TrainConfig
+    from dahash.runs.run import run
 
     source, target = args.task.split(":")
     world = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's processes, one GPU each

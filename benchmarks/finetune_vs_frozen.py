@@ -69,7 +69,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def subset_lists(data_root: str, source: str, target: str, per_class: int, folder: Path) -> tuple[str, str]:
     """Image lists of the first ``per_class`` images of every class of both domains."""
-    from dahash.images.pipeline import open_domain
+    from dahash.images.features import open_domain
 
     folder.mkdir(parents=True, exist_ok=True)
     names = []
@@ -147,14 +147,14 @@ def diagnose(args: argparse.Namespace, source: str, target: str) -> tuple[str, l
     """Part 1: the train/eval feature mismatch of the pretrained backbone and what it does to a head."""
     from torch import nn
 
-    from dahash.config import TrainConfig
+    from dahash.training.config import TrainConfig
     from dahash.data.features import FeatureSet
     from dahash.data.normalize import FeatureNormalizer
-    from dahash.evaluate import encode
+    from dahash.models.predict import encode
     from dahash.images.backbones import load_backbone
     from dahash.images.datasets import align_image_domains
-    from dahash.images.pipeline import open_domain
-    from dahash.predict import class_probabilities
+    from dahash.images.features import open_domain
+    from dahash.models.predict import class_probabilities
     from dahash.training.finetune import set_backbone_modes
     from dahash.training.trainer import Domains, train_model
 
@@ -313,8 +313,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def compare(args: argparse.Namespace, source: str, target: str) -> tuple[str, list[dict]]:
     """Part 2: every method x variant trained and evaluated with the same epochs and seed."""
-    from dahash.config import TrainConfig
-    from dahash.evaluate import run
+    from dahash.training.config import TrainConfig
+    from dahash.runs.run import run
 
     base = {"data_root": os.path.abspath(args.data_root), "source": source, "target": target, "epochs": args.epochs,
             "seed": args.seed, "device": args.device, "num_threads": args.num_threads, "k": args.k,

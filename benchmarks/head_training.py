@@ -34,10 +34,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import best_of, exponent, machine, write_results  # noqa: E402
 
-from dahash.config import TrainConfig  # noqa: E402
+from dahash.training.config import TrainConfig  # noqa: E402
 from dahash.data.sampler import KPerClassSampler  # noqa: E402
 from dahash.training.optim import make_sgd  # noqa: E402
-from dahash.training.trainer import build_loss, build_model, load_domains, train_model  # noqa: E402
+from dahash.training.trainer import build_loss, build_model, train_model  # noqa: E402
+from dahash.runs.data import load_domains  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import best_of, exponent, machine, write_results  # noqa: E402
 
-from dahash.config import TrainConfig  # noqa: E402
+from dahash.training.config import TrainConfig  # noqa: E402
 from dahash.losses.entropy import EntropyLoss  # noqa: E402
 from dahash.losses.pairwise_hash import PairwiseHashLoss  # noqa: E402
 from dahash.training.optim import make_sgd  # noqa: E402

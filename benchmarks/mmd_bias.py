@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib import machine, write_results  # noqa: E402
 
-from dahash.demo.run import markdown_table  # noqa: E402
-from dahash.evaluate import encode, load_run  # noqa: E402
+from dahash.experiments.demo import markdown_table  # noqa: E402
+from dahash.models.predict import encode  # noqa: E402
+from dahash.runs.loading import load_run  # noqa: E402
 from dahash.losses import LinearMKMMD  # noqa: E402
 
 LAYERS = ("fc6", "fc7", "fc8")

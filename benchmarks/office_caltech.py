@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from dahash.config import TrainConfig
-from dahash.demo.run import markdown_table
+from dahash.training.config import TrainConfig
+from dahash.experiments.demo import markdown_table
 
 DOMAINS = ("A", "C", "D", "W")
 METHODS = {"NoDA": {"gamma": 0.0, "eta": 0.0}, "DAH": {}}
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _cell(config: TrainConfig) -> dict:
     import torch
 
-    from dahash.evaluate import run
+    from dahash.runs.run import run
     from dahash.training.trainer import settings_differ
 
     torch.set_num_threads(1)
@@ -52,7 +52,7 @@ def source_only_linear(base: TrainConfig, source: str, target: str) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from dahash.images.pipeline import image_feature_sets
+    from dahash.images.features import image_feature_sets
 
     s, t = image_feature_sets(base.data_root, source, target, backbone=base.backbone, cache_dir=base.cache_dir,
                               num_workers=base.num_workers, progress=False)
@@ -115,7 +115,7 @@ def main() -> None:
         with open(out / f"{stem}.csv", "w") as f:
             f.write(",".join(header) + "\n" + "\n".join(",".join(r) for r in body) + "\n")
         text.append(md)
-    from dahash.plots import plot_task_bars
+    from dahash.metrics.plots import plot_task_bars
 
     from dahash.training.trainer import RESUME_MAY_CHANGE
 

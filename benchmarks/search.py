@@ -39,7 +39,7 @@ import numpy as np
 
 from benchlib import free_port, machine, timed
 from dahash.codes import pack_codes
-from dahash.demo.run import markdown_table
+from dahash.experiments.demo import markdown_table
 from dahash.index.faiss_index import FaissIndex
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,14 +109,15 @@ def random_set(n: int, n_q: int, rng: np.random.Generator) -> tuple[np.ndarray, 
 
 def load_head(run: str | None, data_root: str, cache_dir: str, seed: int):
     """(model, config, normaliser, feature matrix of all real images, note)."""
-    from dahash.evaluate import load_run
+    from dahash.runs.loading import load_run
 
     if run and (Path(run) / "model.pt").exists():
         model, config, domains = load_run(run)
         note = f"head of the finished run {run} ({config.source}→{config.target}, {config.bits} bits, {config.epochs} epochs)"
     else:
-        from dahash.config import TrainConfig
-        from dahash.training.trainer import load_domains, train_model
+        from dahash.training.config import TrainConfig
+        from dahash.runs.data import load_domains
+        from dahash.training.trainer import train_model
 
         config = TrainConfig.from_dict({"data_root": os.path.abspath(data_root), "source": "A", "target": "W", "bits": 64,
                                         "epochs": 5, "cache_dir": cache_dir, "seed": seed}, source="search.py")
@@ -129,7 +130,7 @@ def load_head(run: str | None, data_root: str, cache_dir: str, seed: int):
     others = [d for d in ("A", "C", "D", "W") if d not in (config.source, config.target)]
     if len(others) == 2 and not config.finetune:
         try:
-            from dahash.images.pipeline import image_feature_sets
+            from dahash.images.features import image_feature_sets
 
             s, t = image_feature_sets(config.data_root, others[0], others[1], backbone=config.backbone,
                                       weights=config.weights, cache_dir=config.cache_dir, progress=False)
@@ -145,7 +146,7 @@ def real_set(n: int, n_q: int, noise: float, run: str | None, data_root: str, ca
              rng: np.random.Generator, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
     import torch
 
-    from dahash.evaluate import encode
+    from dahash.models.predict import encode
 
     torch.manual_seed(seed)
     model, X, note = load_head(run, data_root, cache_dir, seed)

@@ -161,9 +161,9 @@ def main() -> None:
     import faiss
     import torch
 
-    from dahash.demo.run import markdown_table
-    from dahash.images.pipeline import collect_images
-    from dahash.search import build_index
+    from dahash.experiments.demo import markdown_table
+    from dahash.images.features import collect_images
+    from dahash.retrieval.search import build_index
 
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)

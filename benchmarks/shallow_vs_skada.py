@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import skada
 
-    from dahash.demo.run import markdown_table
-    from dahash.images.pipeline import image_feature_sets
+    from dahash.experiments.demo import markdown_table
+    from dahash.images.features import image_feature_sets
     from dahash.shallow import preprocess_domains
 
     if args.diagnostics:

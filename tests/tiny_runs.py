@@ -47,7 +47,7 @@ def tiny_dslr_index(root: Path, base: Path, bits: int = 16, index_name: str = "i
     """A tiny run trained in ``base`` and a FAISS flat index of the 18 dslr images of ``root``:
     ``{"run", "index", "dslr"}`` (the sorted image paths)."""
     from dahash.cli import main
-    from dahash.search import build_index
+    from dahash.retrieval.search import build_index
 
     run = base / "run"
     assert main(tiny_train_args(root, base / "cache", run, bits=bits)) == 0

@@ -1,5 +1,5 @@
 """``python -m dahash`` runs the command-line interface."""
 
-from .cli import main
+from dahash.cli import main
 
 raise SystemExit(main())

@@ -1,4 +1,8 @@
-"""The ``dahash`` command: a thin layer over :mod:`dahash.evaluate` and :mod:`dahash.demo`."""
+"""The ``dahash`` command: argument parsing over the Python API (:mod:`dahash.runs`,
+:mod:`dahash.experiments`, :mod:`dahash.retrieval`).
+
+Each command imports the module it runs when it runs: ``serve`` needs FastAPI, ``select`` and
+``reproduce`` scikit-learn and skada, and every other command starts without them."""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .config import add_config_arguments, resolve_config
-from .errors import DahashError
+from dahash.errors import DahashError
+from dahash.training.config import add_config_arguments, resolve_config
 
 SUMMARY_KEYS = ("target_accuracy", "target_accuracy_codes", "map", "map_target_within", "source_accuracy",
                 "train_seconds")
@@ -21,9 +25,8 @@ def _print_summary(metrics: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .evaluate import run
-
-    from .methods import DEEP_METHODS
+    from dahash.runs.run import run
+    from dahash.training.methods import DEEP_METHODS
 
     config = resolve_config(args, args.config, DEEP_METHODS[args.method])
     if not config.out:
@@ -37,8 +40,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _select(args: argparse.Namespace) -> int:
-    from .methods import DEEP_METHODS
-    from .selection import parse_grid, select_config
+    from dahash.experiments.selection import parse_grid, select_config
+    from dahash.training.methods import DEEP_METHODS
 
     if not args.out:
         raise DahashError("--out DIR is required (where selection.json, .csv, .md and config.yaml go)")
@@ -56,7 +59,7 @@ def _select(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_run
+    from dahash.runs.run import evaluate_run
 
     metrics = evaluate_run(args.run)
     if args.json:
@@ -67,7 +70,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from .images.pipeline import encode_images
+    from dahash.runs.loading import encode_images
 
     n = encode_images(args.run, args.images, args.out, cache_dir=args.cache_dir, progress=not args.quiet)
     print(f"{n} codes written to {args.out}")
@@ -75,14 +78,14 @@ def _encode(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo.run import run_demo
+    from dahash.experiments.demo import run_demo
 
     run_demo(out=args.out, seeds=args.seeds, epochs=args.epochs, progress=not args.quiet)
     return 0
 
 
 def _download(args: argparse.Namespace) -> int:
-    from .download import download_dataset
+    from dahash.images.download import download_dataset
 
     try:
         download_dataset(args.dataset, args.to, url=args.url, sha256=args.sha256, progress=not args.quiet,
@@ -97,9 +100,16 @@ def _download(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     import yaml
 
-    from .reproduce import METHODS, SELECTION_GRIDS, SHALLOW, ReproduceConfig, reproduce, with_selected
-    from .reproduce_retrieval import RETRIEVAL_METHODS, RetrievalConfig, reproduce_retrieval
-    from .selection import expand_grid, parse_grid
+    from dahash.experiments.reproduce import (
+        METHODS,
+        SELECTION_GRIDS,
+        SHALLOW,
+        ReproduceConfig,
+        reproduce,
+        with_selected,
+    )
+    from dahash.experiments.retrieval_tables import RETRIEVAL_METHODS, RetrievalConfig, reproduce_retrieval
+    from dahash.experiments.selection import expand_grid, parse_grid
 
     retrieval = args.tables == "retrieval"
     overrides = {}
@@ -153,7 +163,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    from .search import add_images, build_index
+    from dahash.retrieval.search import add_images, build_index
 
     if args.index_command == "build":
         n = build_index(args.run, args.images, args.index, backend=args.backend, kind=args.type,
@@ -168,8 +178,8 @@ def _index(args: argparse.Namespace) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from .demo.run import markdown_table
-    from .search import search_images
+    from dahash.experiments.tables import markdown_table
+    from dahash.retrieval.search import search_images
 
     queries, predicted, result = search_images(args.index, args.image, args.top_k, run_dir=args.run,
                                                cache_dir=args.cache_dir)
@@ -189,10 +199,10 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .serve import require_server_packages
+    from dahash.retrieval.serve import require_server_packages
 
     require_server_packages()  # one line naming what to install, before anything is loaded
-    from .serve import serve
+    from dahash.retrieval.serve import serve
 
     if not 0 < args.max_upload_mb < 2 ** 20:  # also refuses nan and inf
         raise DahashError(f"--max-upload-mb must be a positive number of MiB, got {args.max_upload_mb:g}")
@@ -203,7 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from .analysis.report import analyze
+    from dahash.experiments.report import analyze
 
     result = analyze(args.run, args.out, tasks=args.tasks, seed=args.seed, tsne_task=args.tsne_task,
                      max_classes=args.max_classes, progress=not args.quiet)
@@ -222,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train DAH on source and target feature files",
                            description="Train DAH; settings come from defaults, then --config YAML, then flags.")
     train.add_argument("--config", help="YAML file of settings (flags given here override it)")
-    from .methods import DEEP_METHODS
+    from dahash.training.methods import DEEP_METHODS
 
     train.add_argument("--method", choices=list(DEEP_METHODS), default="DAH",
                        help="start from this method's settings (default DAH; Deep, DAN and DANN are the softmax "
@@ -272,9 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 
-    from .reproduce import ALL_METHODS, DATASET_DOMAINS, METHODS
-    from .reproduce_retrieval import RETRIEVAL_METHODS
-    from .selection import CRITERIA
+    from dahash.experiments.reproduce import ALL_METHODS, DATASET_DOMAINS, METHODS
+    from dahash.experiments.retrieval_tables import RETRIEVAL_METHODS
+    from dahash.experiments.selection import CRITERIA
 
     rep = sub.add_parser("reproduce", help="the paper's tables: every task x method x seed (resumable)",
                          description="Accuracy tables (default): every transfer task for every method and seed, "
@@ -388,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--quiet", action="store_true", help="no progress bar")
     ana.set_defaults(func=_analyze)
 
-    from .download import DATASET_NAMES
+    from dahash.images.download import DATASET_NAMES
 
     download = sub.add_parser("download", help="download and unpack Office-Home, Office-31 or Office-Caltech-10",
                               description="Fetch the dataset's public archive (resuming a broken download), check "

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
+from dahash.errors import ConfigError
 
 
 def check_int(name: str, value: Any, *, low: int, high: int | None = None) -> int:

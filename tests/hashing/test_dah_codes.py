@@ -4,10 +4,10 @@ the retrieval comparison's DAH column must also beat random projections."""
 from __future__ import annotations
 
 from dahash.codes import pack_codes
-from dahash.config import TrainConfig
+from dahash.training.config import TrainConfig
 from dahash.data.features import FeatureSet
 from dahash.data.normalize import FeatureNormalizer
-from dahash.evaluate import encode
+from dahash.models.predict import encode
 from dahash.hashing import LSHHasher
 from dahash.metrics.retrieval import mean_average_precision
 from dahash.training.trainer import Domains, train_model

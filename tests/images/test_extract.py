@@ -14,9 +14,9 @@ from torch import nn
 from dahash.images.backbones import Backbone, load_backbone
 from dahash.images.extract import cache_path, extract_features, file_sha1, model_only_throughput
 from dahash.images.preprocess import Preprocessing, eval_transform
+from real_data import OFFICE_CALTECH  # tests/ is on sys.path (no __init__.py)
 
 PREP = Preprocessing(resize=36, crop=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), interpolation="bilinear")
-OFFICE = Path(__file__).resolve().parents[3] / "shared" / "data" / "office_caltech_10"
 
 
 class _Counting(nn.Module):
@@ -158,9 +158,9 @@ def test_model_only_throughput_positive() -> None:
     assert model_only_throughput(bb, batch_size=4, n_batches=2) > 0
 
 
-@pytest.mark.skipif(not OFFICE.is_dir(), reason="Office-Caltech-10 images not available")
+@pytest.mark.skipif(not OFFICE_CALTECH.is_dir(), reason="Office-Caltech-10 images not available")
 def test_real_backbone_on_a_few_images(tmp_path: Path) -> None:
-    paths = sorted((OFFICE / "webcam" / "mug").iterdir())[:3]
+    paths = sorted((OFFICE_CALTECH / "webcam" / "mug").iterdir())[:3]
     bb = load_backbone("efficientnet_lite0")
     feats, kept, failures = extract_features(paths, bb, cache_dir=tmp_path, num_workers=0, progress=False)
     assert feats.shape == (3, 1280) and failures == [] and np.isfinite(feats).all()

@@ -2,9 +2,7 @@
 both fitted on the same arrays, followed by the same 1-NN.  Tolerances and the causes of every
 difference are in docs/baselines.md."""
 
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +13,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neighbors import KNeighborsClassifier
 
 from dahash.shallow import OTAdapter, TCAAdapter, fit_predict_shallow, preprocess_domains
+from real_data import OFFICE_CALTECH  # tests/ is on sys.path (no __init__.py)
 
-REPO = Path(__file__).resolve().parents[2]
-DATA_ROOT = Path(os.environ.get("DAHASH_OFFICE_CALTECH", REPO.parent / "shared" / "data" / "office_caltech_10"))
 
 
 def skada_1nn(adapter, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> np.ndarray:
@@ -90,11 +87,11 @@ def test_ot_equals_skada_where_skada_is_finite(seed):
 @pytest.fixture(scope="module")
 def dslr_to_webcam():
     """D->W of Office-Caltech-10, efficientnet_lite0 features from the cache, z-scored per domain."""
-    if not DATA_ROOT.is_dir():
-        pytest.skip(f"Office-Caltech-10 not found at {DATA_ROOT} (set DAHASH_OFFICE_CALTECH to its folder)")
-    from dahash.images.pipeline import image_feature_sets
+    if not OFFICE_CALTECH.is_dir():
+        pytest.skip(f"Office-Caltech-10 not found at {OFFICE_CALTECH} (set DAHASH_OFFICE_CALTECH to its folder)")
+    from dahash.images.features import image_feature_sets
 
-    source, target = image_feature_sets(str(DATA_ROOT), "dslr", "webcam", backbone="efficientnet_lite0",
+    source, target = image_feature_sets(str(OFFICE_CALTECH), "dslr", "webcam", backbone="efficientnet_lite0",
                                         progress=False)
     Xs, Xt = preprocess_domains(np.asarray(source.X, np.float64), np.asarray(target.X, np.float64))
     return Xs, source.y, Xt, target.y

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from dahash.config import TrainConfig
+from dahash.training.config import TrainConfig
 from dahash.errors import ConfigError
-from dahash.evaluate import run
-from dahash.methods import DEEP_METHODS, method_config
+from dahash.runs.run import run
+from dahash.training.methods import DEEP_METHODS, method_config
 from dahash.training import trainer
 from dahash.training.trainer import CHECKPOINT, MODEL
 

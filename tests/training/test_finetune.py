@@ -11,9 +11,9 @@ from PIL import Image
 from torch import nn
 
 from dahash.cli import main
-from dahash.config import TrainConfig
+from dahash.training.config import TrainConfig
 from dahash.errors import ConfigError
-from dahash.evaluate import evaluate_run, run
+from dahash.runs.run import evaluate_run, run
 from dahash.images.backbones import load_backbone
 from dahash.training.finetune import AugmentedImages, _Slot, build_network, is_stochastic_depth
 from dahash.training.optim import make_sgd, parameter_groups

@@ -23,10 +23,11 @@ import pytest
 import torch
 
 from dahash.cli import main
-from dahash.config import TrainConfig
+from dahash.training.config import TrainConfig
 from dahash.errors import ConfigError, DahashError
-from dahash.evaluate import evaluate_model, run
-from dahash.training.trainer import CHECKPOINT, MODEL, build_model, load_domains, train_model
+from dahash.runs.run import evaluate_model, run
+from dahash.training.trainer import CHECKPOINT, MODEL, build_model, train_model
+from dahash.runs.data import load_domains
 
 N_CLASSES = 4
 
@@ -420,7 +421,8 @@ def test_batch_mean_gradient_divides_the_step_by_the_batch_size(tmp_path: Path) 
 
 
 def test_device_selection_and_mixed_precision_policy() -> None:
-    from dahash.training.trainer import autocast_dtype, extraction_device, resolve_device
+    from dahash.training.trainer import autocast_dtype, resolve_device
+    from dahash.runs.data import extraction_device
 
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected

@@ -41,9 +41,8 @@ from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
 from dahash.errors import ConfigError
+from dahash.hashing._base import BaseHasher, centre_and_scale
 from dahash.validation import check_choice, check_int, check_positive, check_seed
-
-from ._base import BaseHasher, centre_and_scale
 
 __all__ = ["BinaryAutoencoderHasher"]
 

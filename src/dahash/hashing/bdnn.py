@@ -41,9 +41,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from dahash.hashing._base import BaseHasher, centre_and_scale
 from dahash.validation import check_int, check_positive, check_seed
-
-from ._base import BaseHasher, centre_and_scale
 
 __all__ = ["BDNNHasher"]
 

@@ -35,11 +35,10 @@ import torch
 from sklearn.utils.validation import check_X_y
 
 from dahash.errors import ConfigError, DataError
+from dahash.hashing._base import BaseHasher
 from dahash.losses import PairwiseHashLoss, QuantizationLoss
 from dahash.models.head import _FCTrunk
 from dahash.validation import check_int, check_positive, check_seed
-
-from ._base import BaseHasher
 
 __all__ = ["DPSHHasher", "dpsh_loss"]
 

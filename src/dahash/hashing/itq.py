@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from dahash.errors import ConfigError
-
-from ._base import BaseHasher, check_int, make_rng
+from dahash.hashing._base import BaseHasher, check_int, make_rng
 
 __all__ = ["ITQHasher", "random_rotation"]
 

@@ -40,9 +40,8 @@ import numpy as np
 import scipy.optimize
 
 from dahash.errors import ConfigError
-
-from ._base import BaseHasher, check_int, check_nonnegative, make_rng
-from .itq import random_rotation
+from dahash.hashing._base import BaseHasher, check_int, check_nonnegative, make_rng
+from dahash.hashing.itq import random_rotation
 
 __all__ = ["KMeansHasher"]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ._base import BaseHasher, check_int, make_rng
+from dahash.hashing._base import BaseHasher, check_int, make_rng
 
 __all__ = ["LSHHasher"]
 

@@ -40,8 +40,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, DahashError, DataError
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from dahash.errors import ConfigError, DahashError, DataError
+from dahash.images.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "FINETUNED_WEIGHTS", "RANDOM_WEIGHTS", "Backbone", "load_backbone", "file_sha256",
            "inference_model"]

@@ -35,11 +35,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
-from ..io import atomic_path, write_json
-from .backbones import FINETUNED_WEIGHTS, RANDOM_WEIGHTS, Backbone
-from .loading import ImageLoadError, open_image
-from .preprocess import EvalTransform
+from dahash.errors import ConfigError
+from dahash.images.backbones import FINETUNED_WEIGHTS, RANDOM_WEIGHTS, Backbone
+from dahash.images.loading import ImageLoadError, open_image
+from dahash.images.preprocess import EvalTransform
+from dahash.io import atomic_path, write_json
 
 __all__ = ["extract_features", "model_only_throughput", "file_sha1", "cache_path"]
 

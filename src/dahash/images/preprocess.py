@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import ConfigError
+from dahash.errors import ConfigError
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 

@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 from dahash.errors import DataError
-
-from .base import HammingIndex, SearchResult
-from .faiss_index import FaissIndex
+from dahash.index.base import HammingIndex, SearchResult
+from dahash.index.faiss_index import FaissIndex
+from dahash.index.milvus_index import MilvusIndex
 
 __all__ = ["FaissIndex", "HammingIndex", "SearchResult", "open_index"]
 
@@ -26,8 +26,6 @@ def open_index(path: str | os.PathLike, *, n_bits: int | None = None, model: str
     except (OSError, ValueError, AttributeError) as exc:
         raise DataError(f"{manifest}: not a readable index manifest ({exc})") from None
     if backend == "milvus":
-        from .milvus_index import MilvusIndex
-
         return MilvusIndex.load(path, n_bits=n_bits, model=model)
     if backend == "faiss":
         return FaissIndex.load(path, n_bits=n_bits, model=model)

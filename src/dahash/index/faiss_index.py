@@ -25,11 +25,11 @@ codes.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import math
 import os
-import glob
 import shutil
 import socket
 import tempfile

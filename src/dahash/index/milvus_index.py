@@ -32,6 +32,7 @@ import numpy as np
 
 from dahash.errors import ConfigError, DahashError, DataError
 from dahash.index.base import HammingIndex, SearchResult, check_packed_codes
+from dahash.io import write_json
 
 __all__ = ["MilvusIndex", "MilvusUnavailableError", "META_MAX_LENGTH", "MAX_TOP_K"]
 
@@ -551,8 +552,6 @@ class MilvusIndex(HammingIndex):
 
     def save(self, path: str | os.PathLike) -> None:
         """Flush the collection and write ``path/manifest.json`` atomically; the data stays in Milvus."""
-        from dahash.io import write_json
-
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise DataError(f"{path} exists and is not a directory")

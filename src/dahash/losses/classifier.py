@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .adversarial import DomainAdversarialLoss, grl_coefficient
-from .mmd import LinearMKMMD, MultiLayerMKMMD, TargetClassPrior
+from dahash.losses.adversarial import DomainAdversarialLoss, grl_coefficient
+from dahash.losses.mmd import LinearMKMMD, MultiLayerMKMMD, TargetClassPrior
 
 
 class ClassifierDALoss(nn.Module):

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .entropy import EntropyLoss, class_log_probabilities
-from .mmd import LinearMKMMD, MultiLayerMKMMD, TargetClassPrior
-from .pairwise_hash import PairwiseHashLoss
-from .quantization import QuantizationLoss
+from dahash.losses.entropy import EntropyLoss, class_log_probabilities
+from dahash.losses.mmd import LinearMKMMD, MultiLayerMKMMD, TargetClassPrior
+from dahash.losses.pairwise_hash import PairwiseHashLoss
+from dahash.losses.quantization import QuantizationLoss
 
 
 class DAHLoss(nn.Module):

@@ -1,5 +1,5 @@
 """Networks: the DAH head and the softmax head placed on backbone features."""
 
-from .head import ClassifierHead, DAHHead, HeadOutput
+from dahash.models.head import ClassifierHead, DAHHead, HeadOutput
 
 __all__ = ["ClassifierHead", "DAHHead", "HeadOutput"]

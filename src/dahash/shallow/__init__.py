@@ -10,14 +10,22 @@ Importing this package imports skada, which switches on scikit-learn's metadata 
 (``sklearn.set_config(enable_metadata_routing=True)``) for the whole process.
 """
 
-from .api import (CLASSIFIERS, METHODS, PREPROCESSING, fit_predict_shallow, make_adapter,
-                  make_classifier, make_shallow_pipeline, preprocess_domains)
-from .coral import CORALAdapter
-from .gfk import GFKAdapter
-from .jda import JDAAdapter
-from .ot_mapping import OTAdapter
-from .sa import SAAdapter
-from .tca import TCAAdapter
+from dahash.shallow.api import (
+                  CLASSIFIERS,
+                  METHODS,
+                  PREPROCESSING,
+                  fit_predict_shallow,
+                  make_adapter,
+                  make_classifier,
+                  make_shallow_pipeline,
+                  preprocess_domains,
+)
+from dahash.shallow.coral import CORALAdapter
+from dahash.shallow.gfk import GFKAdapter
+from dahash.shallow.jda import JDAAdapter
+from dahash.shallow.ot_mapping import OTAdapter
+from dahash.shallow.sa import SAAdapter
+from dahash.shallow.tca import TCAAdapter
 
 __all__ = ["CLASSIFIERS", "CORALAdapter", "GFKAdapter", "JDAAdapter", "METHODS", "OTAdapter",
            "PREPROCESSING", "SAAdapter", "TCAAdapter", "fit_predict_shallow", "make_adapter",

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
-from sklearn.metrics.pairwise import rbf_kernel
 from skada.utils import check_X_domain, extract_source_indices
+from sklearn.metrics.pairwise import rbf_kernel
 
-from ..errors import ConfigError, DataError
+from dahash.errors import ConfigError, DataError
 
 # Relative size below which a singular value / kernel eigenvalue is treated as exact zero: the
 # direction carries no data, so dropping it changes no distance or objective.

@@ -20,14 +20,14 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from ..errors import ConfigError, DataError
-from ..validation import check_choice, check_int
-from .coral import CORALAdapter
-from .gfk import GFKAdapter
-from .jda import JDAAdapter
-from .ot_mapping import OTAdapter
-from .sa import SAAdapter
-from .tca import TCAAdapter
+from dahash.errors import ConfigError, DataError
+from dahash.shallow.coral import CORALAdapter
+from dahash.shallow.gfk import GFKAdapter
+from dahash.shallow.jda import JDAAdapter
+from dahash.shallow.ot_mapping import OTAdapter
+from dahash.shallow.sa import SAAdapter
+from dahash.shallow.tca import TCAAdapter
+from dahash.validation import check_choice, check_int
 
 #: Method names accepted by :func:`fit_predict_shallow`; "none" is the no-adaptation baseline.
 ADAPTERS: dict[str, type[BaseAdapter]] = {

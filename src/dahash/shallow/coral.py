@@ -37,8 +37,8 @@ import numpy as np
 from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
-from ..validation import check_positive
-from ._common import split_fit_domains, split_transform_domains, thin_svd
+from dahash.shallow._common import split_fit_domains, split_transform_domains, thin_svd
+from dahash.validation import check_positive
 
 
 def _covariance_eigen(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

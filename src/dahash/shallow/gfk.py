@@ -43,9 +43,9 @@ import numpy as np
 from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import ConfigError
-from ..validation import check_int
-from ._common import RANK_RTOL, split_fit_domains, split_transform_domains, thin_svd
+from dahash.errors import ConfigError
+from dahash.shallow._common import RANK_RTOL, split_fit_domains, split_transform_domains, thin_svd
+from dahash.validation import check_int
 
 
 def pca_basis(X: np.ndarray, n_components: int, domain: str) -> np.ndarray:

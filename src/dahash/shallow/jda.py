@@ -42,16 +42,22 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from skada.base import BaseAdapter
 from sklearn.base import clone
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.utils.validation import check_is_fitted
-from skada.base import BaseAdapter
 
-from ..errors import DataError
-from ..validation import check_bool, check_choice, check_int, check_positive
-from ._common import (kernel_matrix, l2_normalize_rows, sample_coordinates,
-                      split_fit_domains, split_transform_domains, transfer_components)
-from .tca import mmd_vector
+from dahash.errors import DataError
+from dahash.shallow._common import (
+    kernel_matrix,
+    l2_normalize_rows,
+    sample_coordinates,
+    split_fit_domains,
+    split_transform_domains,
+    transfer_components,
+)
+from dahash.shallow.tca import mmd_vector
+from dahash.validation import check_bool, check_choice, check_int, check_positive
 
 JDA_KERNELS = ("primal", "linear", "rbf")
 

@@ -37,9 +37,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import ConfigError, DataError
-from ..validation import check_int, check_positive
-from ._common import split_fit_domains, split_transform_domains
+from dahash.errors import ConfigError, DataError
+from dahash.shallow._common import split_fit_domains, split_transform_domains
+from dahash.validation import check_int, check_positive
 
 #: Cost normalisations (POT's ``cost_normalization``): divide by the median or the maximum cost.
 OT_NORMS = (None, "median", "max")

@@ -35,9 +35,9 @@ import numpy as np
 from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
-from ..validation import check_int
-from ._common import split_fit_domains, split_transform_domains
-from .gfk import pca_basis
+from dahash.shallow._common import split_fit_domains, split_transform_domains
+from dahash.shallow.gfk import pca_basis
+from dahash.validation import check_int
 
 
 class SAAdapter(BaseAdapter):

@@ -46,9 +46,15 @@ import numpy as np
 from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
-from ..validation import check_bool, check_choice, check_int, check_positive
-from ._common import (kernel_matrix, l2_normalize_rows, sample_coordinates,
-                      split_fit_domains, split_transform_domains, transfer_components)
+from dahash.shallow._common import (
+    kernel_matrix,
+    l2_normalize_rows,
+    sample_coordinates,
+    split_fit_domains,
+    split_transform_domains,
+    transfer_components,
+)
+from dahash.validation import check_bool, check_choice, check_int, check_positive
 
 TCA_KERNELS = ("linear", "rbf")
 

@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..errors import ConfigError
+from dahash.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,20 +11,20 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..config import CHOICES, TrainConfig
-from ..data.features import FeatureSet
-from ..data.normalize import FeatureNormalizer
-from ..data.sampler import KPerClassSampler
-from ..errors import DataError
-from ..images.backbones import FINETUNED_WEIGHTS, Backbone
-from ..images.datasets import ImageDomain, scan_readable
-from ..images.extract import extract_features
-from ..images.loading import ImageLoadError, open_image
-from ..images.preprocess import Preprocessing, eval_transform, train_transform
-from ..models import DAHHead
-from ..models.head import HeadOutput
-from .distributed import Distributed, Shard, local_device
-from .trainer import MODEL, Domains, Head, TrainBatch, build_model, fit, resolve_device, save_model
+from dahash.data.features import FeatureSet
+from dahash.data.normalize import FeatureNormalizer
+from dahash.data.sampler import KPerClassSampler
+from dahash.errors import DataError
+from dahash.images.backbones import FINETUNED_WEIGHTS, RANDOM_WEIGHTS, Backbone, load_backbone
+from dahash.images.datasets import ImageDomain
+from dahash.images.extract import extract_features
+from dahash.images.loading import ImageLoadError, open_image
+from dahash.images.preprocess import Preprocessing, eval_transform, train_transform
+from dahash.models import DAHHead
+from dahash.models.head import HeadOutput
+from dahash.training.config import CHOICES, TrainConfig
+from dahash.training.distributed import Distributed, Shard, local_device
+from dahash.training.trainer import MODEL, Domains, Head, TrainBatch, build_model, fit, resolve_device, save_model
 
 
 def is_stochastic_depth(module: nn.Module) -> bool:
@@ -181,26 +180,11 @@ def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain
     return net.cpu()
 
 
-def prepare_image_domains(config: TrainConfig, progress: bool = True) -> tuple[ImageDomain, ImageDomain]:
-    """Aligned source and target image domains with unreadable files dropped (and reported)."""
-    from ..images.pipeline import open_domain
-    from ..images.datasets import align_image_domains
-
-    src, tgt = align_image_domains(open_domain(config.data_root, config.source),
-                                   open_domain(config.data_root, config.target))
-    (src, bad_s), (tgt, bad_t) = scan_readable(src, progress=progress), scan_readable(tgt, progress=progress)
-    bad = bad_s + bad_t
-    if bad:
-        warnings.warn(f"{len(bad)} images could not be read and were skipped (first: {bad[0][0]}: {bad[0][1]})",
-                      stacklevel=2)
-    return src, tgt
-
-
 def network_domains(net: DAHNet, backbone: Backbone, source: ImageDomain, target: ImageDomain, *,
                     batch_size: int = 16, num_workers: int = 2, progress: bool = True,
                     device: str | torch.device = "cpu") -> Domains:
     """Features of both domains through ``net``'s fine-tuned backbone (on ``device``), ready for
-    :func:`dahash.evaluate.evaluate_model`."""
+    :func:`dahash.runs.run.evaluate_model`."""
     tuned = Backbone(backbone.name, net.backbone, backbone.feature_dim, backbone.preprocessing, FINETUNED_WEIGHTS)
     return network_features(tuned, source, target, batch_size=batch_size, num_workers=num_workers,
                             progress=progress, device=device)
@@ -230,8 +214,6 @@ def save_finetuned(config: TrainConfig, net: DAHNet, domains: Domains) -> None:
 
 def load_finetuned_backbone(path: Path, config: TrainConfig) -> Backbone:
     """The backbone of a fine-tuned run's ``model.pt``: the registry architecture with the trained weights."""
-    from ..images.backbones import RANDOM_WEIGHTS, load_backbone  # noqa: PLC0415
-
     state = torch.load(path, map_location="cpu", weights_only=False)
     if "backbone" not in state:
         raise DataError(f"{path}: holds no fine-tuned backbone weights (was the run trained with --finetune?)")

@@ -14,17 +14,24 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..config import TrainConfig
-from ..data.features import FeatureSet, align_domains, load_features
-from ..data.normalize import FeatureNormalizer
-from ..data.sampler import KPerClassSampler
-from ..errors import ConfigError, DahashError
-from ..io import save_torch, write_csv
-from ..losses import ClassifierDALoss, DAHLoss
-from ..models import ClassifierHead, DAHHead
-from .distributed import (Distributed, Shard, broadcast_object, gather_rows, global_batchnorm, local_batchnorm,
-                          local_device)
-from .optim import inverse_decay_lr, log_spaced_lr, make_sgd, set_lr
+from dahash.data.features import FeatureSet
+from dahash.data.normalize import FeatureNormalizer
+from dahash.data.sampler import KPerClassSampler
+from dahash.errors import ConfigError, DahashError
+from dahash.io import save_torch, write_csv
+from dahash.losses import ClassifierDALoss, DAHLoss
+from dahash.models import ClassifierHead, DAHHead
+from dahash.training.config import TrainConfig
+from dahash.training.distributed import (
+    Distributed,
+    Shard,
+    broadcast_object,
+    gather_rows,
+    global_batchnorm,
+    local_batchnorm,
+    local_device,
+)
+from dahash.training.optim import inverse_decay_lr, log_spaced_lr, make_sgd, set_lr
 
 Head = DAHHead | ClassifierHead
 
@@ -50,44 +57,6 @@ class Domains:
     normalizer: FeatureNormalizer
     # AlexNet/VGG's pretrained fc6 and fc7, which the head starts from (None for other backbones).
     pretrained_fc: tuple[nn.Linear, nn.Linear] | None = None
-
-
-def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = None,
-                 progress: bool = True) -> Domains:
-    """Read both domains (feature files, or image folders through the cached backbone), match
-    their classes and normalise (fitted on both, no labels)."""
-    images = bool(config.source or config.target or config.data_root)
-    files = bool(config.source_features or config.target_features)
-    if images and files:
-        raise ConfigError("give either --source-features/--target-features or --data-root/--source/--target, not both")
-    if images:
-        if not config.source or not config.target:
-            raise ConfigError("both --source and --target must be given with --data-root")
-        from ..images.backbones import load_backbone
-        from ..images.pipeline import image_feature_sets
-
-        net = load_backbone(config.backbone, config.weights)
-        pretrained_fc = net.pretrained_fc
-        if pretrained_fc is not None and config.feature_norm != "none":
-            raise ConfigError(f"feature_norm must be none with backbone {config.backbone!r}: the head starts from "
-                              f"its pretrained fc6, which expects the raw pool5 features (got {config.feature_norm!r})")
-        source, target = image_feature_sets(config.data_root, config.source, config.target, backbone=net,
-                                            cache_dir=config.cache_dir, batch_size=config.extract_batch_size,
-                                            num_workers=config.num_workers, progress=progress,
-                                            device=extraction_device(config.device))
-    else:
-        if not config.source_features or not config.target_features:
-            raise ConfigError("give --source-features and --target-features, or --data-root with --source and --target")
-        source = load_features(config.source_features, x_key=config.x_key, y_key=config.y_key)
-        target = load_features(config.target_features, x_key=config.x_key, y_key=config.y_key,
-                               require_labels=False)
-        source, target = align_domains(source, target)
-        pretrained_fc = None
-    if normalizer is None:
-        normalizer = FeatureNormalizer(config.feature_norm).fit(source.X, target.X)
-    source.X = normalizer.transform(source.X)
-    target.X = normalizer.transform(target.X)
-    return Domains(source, target, normalizer, pretrained_fc)
 
 
 def build_model(config: TrainConfig, in_features: int,
@@ -168,15 +137,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but torch sees no CUDA GPU (torch {torch.__version__})")
     return device
-
-
-def extraction_device(name: str) -> torch.device:
-    """Where features of a run's images are computed: ``name`` as :func:`resolve_device` reads it,
-    except that a CUDA device on a machine without CUDA (a run trained on a GPU and evaluated on a
-    laptop) falls back to the CPU."""
-    if name != "auto" and torch.device(name).type == "cuda" and not torch.cuda.is_available():
-        return torch.device("cpu")
-    return resolve_device(name)
 
 
 def autocast_dtype(device: torch.device, amp: bool) -> torch.dtype | None:

@@ -1,0 +1,530 @@
+"""Choosing a domain-adaptation setting without target labels (Venkateswara et al., CVPR 2017, Sec. 5.2, and skada's scorers).
+
+:func:`select_setting` works with any estimator in skada's convention (``fit(X, y,
+sample_domain=...)``, target rows ``sample_domain < 0`` with ``y = -1``): it splits the labeled
+source into a stratified train and validation part, fits every candidate setting on source-train
+plus the whole unlabeled target, scores it without target labels and picks one:
+
+* ``source_val_accuracy``: accuracy (%) on the held-out source rows;
+* ``domain_error``: error (%) of a linear domain classifier telling held-out source features
+  from target features (the paper's criterion: closer to 50 means better-aligned domains);
+* ``iw``, ``dev``, ``snd``, ``entropy``: skada's ``ImportanceWeightedScorer`` (Sugiyama et al.,
+  JMLR 2007), ``DeepEmbeddedValidation`` (You et al., ICML 2019), ``SoftNeighborhoodDensity``
+  (Saito et al., ICCV 2021) and ``PredictionEntropyScorer`` (Morerio et al., ICLR 2018), as skada
+  returns them: greater is better (DEV and entropy are negated losses).
+
+Target labels are never read: no function here takes them. :func:`select_config` is the same for
+DAH on the data of a :class:`dahash.training.config.TrainConfig`, what ``dahash select`` calls.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dahash.data.normalize import FeatureNormalizer
+from dahash.errors import ConfigError, DahashError, DataError
+from dahash.io import write_csv, write_json, write_text
+from dahash.runs.data import load_domains
+from dahash.runs.estimator import DAH, INPUT_SETTINGS
+from dahash.training.config import TrainConfig
+from dahash.validation import check_choice
+
+__all__ = ["CRITERIA", "SCORES", "Selection", "choose", "domain_classifier_error", "expand_grid", "parse_grid",
+           "select_config", "select_setting"]
+
+#: Selection rules: the paper's domain-classifier rule, or the best value of one skada scorer.
+CRITERIA: tuple[str, ...] = ("paper", "dev", "iw", "snd", "entropy")
+#: Every score recorded per candidate, in table order.
+SCORES: tuple[str, ...] = ("source_val_accuracy", "domain_error", "iw", "dev", "snd", "entropy")
+#: The paper rule considers candidates whose source accuracy is within this many points of the best.
+ACCURACY_GUARD = 1.0
+SOURCE_DOMAIN, TARGET_DOMAIN, MASKED = 1, -2, -1  # skada's default domain labels and masked target label
+CANDIDATES = "candidates"  # folder of finished candidates' records under a selection's out
+_MAX_REASON = 200
+# Warnings about library versions, not about a candidate: not recorded.
+_LIBRARY_NOISE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+Estimator = Any  # a skada-convention estimator: fit(X, y, sample_domain=...), predict, predict_proba
+
+
+@dataclass
+class Selection:
+    """The outcome of :func:`select_setting`: every candidate's setting and scores, and the one chosen."""
+
+    criterion: str
+    rule: str  # why the chosen candidate won, in words
+    best_index: int
+    best_params: dict[str, Any]
+    candidates: list[dict[str, Any]]  # index, params, each of SCORES, fit_seconds, errors, warnings
+    split: dict[str, Any] = field(default_factory=dict)  # sizes, val_fraction and seed of the source split
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON-ready dict (NaN and infinities as None)."""
+        return _plain({"criterion": self.criterion, "rule": self.rule, "best_index": self.best_index,
+                       "best_params": self.best_params, "accuracy_guard_points": ACCURACY_GUARD,
+                       "split": self.split, "candidates": self.candidates})
+
+    @classmethod
+    def load(cls, out: str | os.PathLike) -> "Selection":
+        """The selection saved in ``out``, its choice made again by today's rule from the recorded
+        scores (no candidate is refitted); the files are rewritten when that choice differs."""
+        saved = json.loads((Path(out) / "selection.json").read_text())
+        candidates = [{k: (math.nan if v is None and k in SCORES else v) for k, v in c.items()}
+                      for c in saved["candidates"]]
+        best, rule = choose(candidates, saved["criterion"])
+        selection = cls(saved["criterion"], rule, best, dict(candidates[best]["params"]), candidates, saved["split"])
+        if best != saved["best_index"] or rule != saved["rule"]:
+            selection.save(out)
+        return selection
+
+    def param_names(self) -> list[str]:
+        """The grid's keys, in first-seen order."""
+        return list(dict.fromkeys(k for c in self.candidates for k in c["params"]))
+
+    def table(self) -> str:
+        """The candidates as a Markdown table; the chosen row is marked."""
+        names = self.param_names()
+        header = ["#", *names, "src val acc %", "domain err %", "IW", "DEV", "SND", "entropy", "fit s", "chosen"]
+        rows = []
+        for c in self.candidates:
+            cells = [str(c["index"]), *(_cell(c["params"].get(n, "")) for n in names)]
+            cells += [_number(c[s], ".2f" if s in ("source_val_accuracy", "domain_error") else ".4g") for s in SCORES]
+            cells += [f"{c['fit_seconds']:.1f}", "yes" if c["index"] == self.best_index else ""]
+            rows.append(cells)
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+    def save(self, out: str | os.PathLike) -> None:
+        """``selection.json``, ``selection.csv`` and ``selection.md`` in ``out``, each written atomically."""
+        out = Path(out)
+        write_json(out / "selection.json", self.to_dict())
+        names = self.param_names()
+        rows = []
+        for c in self.candidates:
+            errors = "; ".join(f"{k}: {v}" for k, v in c["errors"].items())
+            rows.append([c["index"], *(_csv_value(c["params"].get(n)) for n in names),
+                         *("" if not math.isfinite(c[s]) else repr(float(c[s])) for s in SCORES),
+                         f"{c['fit_seconds']:.3f}", int(c["index"] == self.best_index), errors])
+        write_csv(out / "selection.csv", ["index", *names, *SCORES, "fit_seconds", "chosen", "errors"], rows)
+        failed = [f"- candidate {c['index']}, {k}: {v}" for c in self.candidates for k, v in c["errors"].items()]
+        text = (f"# Label-free selection ({self.criterion})\n\n{self.table()}\n"
+                f"Chosen: candidate {self.best_index}, {_settings(self.best_params)}.\n\nRule: {self.rule}\n")
+        if failed:
+            text += "\nNot scored (NaN):\n\n" + "\n".join(failed) + "\n"
+        write_text(out / "selection.md", text)
+
+
+# ----------------------------------------------------------------------------- grid
+
+
+def expand_grid(grid: dict[str, Sequence[Any]] | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The candidate settings: every combination of a ``{key: [values]}`` grid (the last key varies
+    fastest), or a list of settings as given."""
+    if isinstance(grid, dict):
+        if not grid:
+            raise ConfigError("grid is empty: give at least one key with values")
+        for key, values in grid.items():
+            if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) == 0:
+                raise ConfigError(f"grid {key!r} must be a non-empty list of values, got {values!r}")
+        return [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())]
+    candidates = list(grid)
+    if not candidates or not all(isinstance(c, dict) for c in candidates):
+        raise ConfigError(f"grid must be a dict of value lists or a non-empty list of dicts, got {grid!r}")
+    return [dict(c) for c in candidates]
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``["gamma=0,500", "hidden=[16,16],[32,32]"]`` -> ``{"gamma": [0, 500], "hidden": [[16, 16], [32, 32]]}``;
+    each value is read as YAML, and commas inside brackets do not split values."""
+    import yaml
+
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--grid {item!r}: expected KEY=V1,V2,..., e.g. gamma=0,500,5000")
+        if key in grid:
+            raise ConfigError(f"--grid {key!r} given twice; list all its values in one --grid {key}=V1,V2")
+        parts = _split_top_level(text)
+        if not any(parts):
+            raise ConfigError(f"--grid {item!r}: no values for {key!r}")
+        if not all(parts):
+            raise ConfigError(f"--grid {item!r}: an empty value for {key!r}")
+        try:
+            grid[key] = [yaml.safe_load(p) for p in parts]
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--grid {item!r}: a value is not valid YAML ({str(exc).splitlines()[0]})") from None
+    return grid
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at commas outside brackets and braces, each part stripped."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return parts + [text[start:].strip()]
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def domain_classifier_error(source_features: np.ndarray, target_features: np.ndarray, *, seed: int = 0,
+                            n_splits: int = 5) -> float:
+    """Error (%) of a linear domain classifier (logistic regression on standardised features,
+    stratified k-fold) telling source rows from target rows, the larger domain subsampled to the
+    smaller's size; 50 means indistinguishable (Venkateswara et al., CVPR 2017, Sec. 5.2)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    Fs, Ft = _matrix(source_features), _matrix(target_features)
+    n = min(len(Fs), len(Ft))
+    if n < 2:
+        raise DataError(f"the domain classifier needs at least 2 rows per domain, got {len(Fs)} source and "
+                        f"{len(Ft)} target")
+    rng = np.random.default_rng(seed)
+    Fs = Fs[np.sort(rng.choice(len(Fs), n, replace=False))]
+    Ft = Ft[np.sort(rng.choice(len(Ft), n, replace=False))]
+    X = np.concatenate([Fs, Ft])
+    d = np.r_[np.ones(n, int), np.zeros(n, int)]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    cv = StratifiedKFold(n_splits=min(n_splits, n), shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        accuracy = cross_val_score(clf, X, d, cv=cv)
+    return float((1.0 - accuracy.mean()) * 100)
+
+
+def _scorers(seed: int) -> dict[str, Any]:
+    """skada's label-free scorers with their default settings (DEV's split seeded)."""
+    from skada.metrics import (
+        DeepEmbeddedValidation,
+        ImportanceWeightedScorer,
+        PredictionEntropyScorer,
+        SoftNeighborhoodDensity,
+    )
+
+    return {"iw": ImportanceWeightedScorer(), "dev": DeepEmbeddedValidation(random_state=seed),
+            "snd": SoftNeighborhoodDensity(), "entropy": PredictionEntropyScorer()}
+
+
+def _features(estimator: Estimator, X: np.ndarray, sample_domain: np.ndarray) -> np.ndarray:
+    """The representation the domain classifier sees: ``predict_features`` (DAH: fc7), else the last
+    transform of a Pipeline, else the input (as skada's DeepEmbeddedValidation chooses)."""
+    from sklearn.pipeline import Pipeline
+
+    if hasattr(estimator, "predict_features"):
+        return _matrix(estimator.predict_features(X))
+    if isinstance(estimator, Pipeline):
+        steps = list(estimator.named_steps.values())
+        for i in reversed(range(len(steps))):
+            if hasattr(steps[i], "transform"):
+                return _matrix(_call(estimator[:i + 1].transform, X, sample_domain))
+    return _matrix(X)
+
+
+def _call(method: Callable[..., Any], X: np.ndarray, sample_domain: np.ndarray) -> Any:
+    """``method(X, sample_domain=..., allow_source=True)``; ``method(X)`` outside skada's convention."""
+    try:
+        return method(X, sample_domain=sample_domain, allow_source=True)
+    except TypeError as exc:
+        if "sample_domain" not in str(exc) and "allow_source" not in str(exc):
+            raise
+        return method(X)
+
+
+def _score(estimator: Estimator, Xv: np.ndarray, yv: np.ndarray, Xt: np.ndarray, seed: int,
+           errors: dict[str, str], notes: dict[str, str]) -> dict[str, float]:
+    """Every score of one fitted candidate; a score that fails is NaN, its reason in ``errors``."""
+    sd_v, sd_t = np.full(len(Xv), SOURCE_DOMAIN), np.full(len(Xt), TARGET_DOMAIN)
+    X_eval, y_eval = np.concatenate([Xv, Xt]), np.r_[yv, np.full(len(Xt), MASKED)]
+    sd_eval = np.r_[sd_v, sd_t]
+    jobs: dict[str, Callable[[], float]] = {
+        "source_val_accuracy": lambda: float(np.mean(np.asarray(_call(estimator.predict, Xv, sd_v)) == yv) * 100),
+        "domain_error": lambda: domain_classifier_error(_features(estimator, Xv, sd_v),
+                                                        _features(estimator, Xt, sd_t), seed=seed)}
+    for name, scorer in _scorers(seed).items():
+        jobs[name] = lambda scorer=scorer: float(scorer(estimator, X_eval, y_eval, sample_domain=sd_eval))
+    scores = {}
+    for name, job in jobs.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                scores[name] = job()
+            except Exception as exc:  # noqa: BLE001 - one scorer's failure is recorded, not fatal
+                scores[name] = math.nan
+                errors[name] = _reason(exc)
+        messages = list(dict.fromkeys(_reason(w.message) for w in caught
+                                      if not issubclass(w.category, _LIBRARY_NOISE)))
+        if messages:
+            notes[name] = " | ".join(messages)
+    return scores
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def choose(candidates: Sequence[dict[str, Any]], criterion: str = "paper") -> tuple[int, str]:
+    """Index (into ``candidates``) of the chosen one and the rule in words; ties go to the first.
+
+    ``"paper"``: among candidates whose ``source_val_accuracy`` is within :data:`ACCURACY_GUARD`
+    points of the best, the domain classifier closest to chance: the largest
+    ``min(domain_error, 100 - domain_error)``. The paper says "the largest error"; an error above
+    50 % is no better alignment but a classifier that is wrong out of fold, which happens when
+    the training objective pushes each domain's items closer to the other domain's than to their
+    own (a linear MMD estimate driven below zero), so it counts by its distance from chance, as the
+    proxy A-distance 2|1 - 2 err| does. Otherwise the largest value of that skada score (greater
+    is better).
+    """
+    check_choice("criterion", criterion, CRITERIA)
+    if criterion != "paper":
+        best = _argmax([c[criterion] for c in candidates])
+        if best is None:
+            raise DahashError(f"criterion {criterion!r}: no candidate has a finite {criterion} score")
+        return best, f"{criterion}: the largest {criterion} score ({candidates[best][criterion]:.4g})"
+    accuracy = [c["source_val_accuracy"] for c in candidates]
+    top = _argmax(accuracy)
+    if top is None:
+        raise DahashError("criterion 'paper': no candidate has a finite source_val_accuracy")
+    floor = accuracy[top] - ACCURACY_GUARD
+    eligible = [i for i, a in enumerate(accuracy) if math.isfinite(a) and a >= floor - 1e-9]
+    confusion = [min(candidates[i]["domain_error"], 100.0 - candidates[i]["domain_error"]) for i in eligible]
+    best_local = _argmax(confusion)
+    if best_local is None:
+        return top, (f"paper: no candidate within {ACCURACY_GUARD:g} point of the best source_val_accuracy "
+                     f"({accuracy[top]:.2f}) has a domain_error; the best source_val_accuracy")
+    best = eligible[best_local]
+    return best, (f"paper: the domain_error closest to chance ({candidates[best]['domain_error']:.2f} %) among "
+                  f"the {len(eligible)} candidate(s) whose source_val_accuracy is within {ACCURACY_GUARD:g} point "
+                  f"of the best ({accuracy[top]:.2f})")
+
+
+def _argmax(values: Sequence[float]) -> int | None:
+    """Index of the first largest finite value; None when none is finite."""
+    best = None
+    for i, v in enumerate(values):
+        if v is not None and math.isfinite(v) and (best is None or v > values[best]):
+            best = i
+    return best
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def select_setting(make_estimator: Callable[[dict[str, Any]], Estimator],
+                   grid: dict[str, Sequence[Any]] | Sequence[dict[str, Any]], Xs: Any, ys: Any, Xt: Any, *,
+                   criterion: str = "paper", val_fraction: float = 0.2, seed: int = 0,
+                   out: str | os.PathLike | None = None, progress: bool = True) -> Selection:
+    """Fit ``make_estimator(setting)`` for every setting of ``grid`` on source-train + target, score it
+    without target labels and choose one by ``criterion`` (one of :data:`CRITERIA`).
+
+    The source (``Xs``, labels ``ys`` of any values) is split once, stratified by class and seeded,
+    into train and ``val_fraction`` validation rows; every candidate sees the same split. The
+    estimator is fitted on ``X = [source-train; Xt]``, ``y = [labels; -1]``, ``sample_domain =
+    [1; -2]``, with labels encoded as ``0..C-1`` (what DEV needs), and scored as the module doc
+    says. A candidate whose fit fails is kept with NaN scores and the reason. With ``out``,
+    ``selection.json``, ``.csv`` and ``.md`` are written there.
+    """
+    check_choice("criterion", criterion, CRITERIA)
+    _check_fraction(val_fraction)
+    candidates = expand_grid(grid)
+    Xs, Xt = _matrix(Xs, "Xs"), _matrix(Xt, "Xt")
+    if Xs.shape[1] != Xt.shape[1]:
+        raise DataError(f"Xs has {Xs.shape[1]} features but Xt has {Xt.shape[1]}")
+    ys = np.asarray(ys)
+    if ys.shape != (len(Xs),):
+        raise DataError(f"ys must hold one label per row of Xs ({len(Xs)}), got shape {ys.shape}")
+    classes, y = np.unique(ys, return_inverse=True)
+    train, val = _stratified_split(y, classes, val_fraction, seed)
+    X_fit = np.concatenate([Xs[train], Xt])
+    y_fit = np.r_[y[train], np.full(len(Xt), MASKED)]
+    sd_fit = np.r_[np.full(len(train), SOURCE_DOMAIN), np.full(len(Xt), TARGET_DOMAIN)]
+
+    split = {"n_source_train": len(train), "n_source_val": len(val), "n_target": len(Xt),
+             "n_classes": len(classes), "val_fraction": val_fraction, "seed": seed}
+    records = []
+    bar = tqdm(candidates, desc="select", unit="candidate", disable=not progress, dynamic_ncols=True)
+    for index, params in enumerate(bar):
+        bar.set_postfix_str(_settings(params), refresh=False)
+        # A finished candidate of an interrupted selection is kept (out/candidates/<index>.json).
+        saved = Path(out) / CANDIDATES / f"{index:03d}.json" if out is not None else None
+        if saved is not None and saved.exists():
+            record = json.loads(saved.read_text())
+            if record.get("params") == _plain(params) and record.get("split") == _plain(split):
+                records.append({k: (math.nan if v is None and k in SCORES else v)
+                                for k, v in record.items() if k != "split"})
+                continue
+        estimator = make_estimator(dict(params))
+        errors: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        t0 = time.perf_counter()
+        try:
+            estimator.fit(X_fit, y_fit, sample_domain=sd_fit)
+        except Exception as exc:  # noqa: BLE001 - a diverging candidate is a result, not a crash
+            seconds = time.perf_counter() - t0
+            errors["fit"] = _reason(exc)
+            scores = {name: math.nan for name in SCORES}
+        else:
+            seconds = time.perf_counter() - t0
+            scores = _score(estimator, Xs[val], y[val], Xt, seed, errors, notes)
+        records.append({"index": index, "params": dict(params), **scores, "fit_seconds": seconds,
+                        "errors": errors, "warnings": notes})
+        if saved is not None:
+            write_json(saved, _plain({**records[-1], "split": split}))
+    bar.close()
+    if all("fit" in r["errors"] for r in records):
+        raise DahashError(f"every candidate failed to fit; the first: {records[0]['errors']['fit']}")
+    best, rule = choose(records, criterion)
+    selection = Selection(criterion, rule, best, dict(candidates[best]), records, split)
+    if out is not None:
+        selection.save(out)
+    return selection
+
+
+def _check_fraction(val_fraction: Any) -> None:
+    """ConfigError unless ``val_fraction`` is a number in (0, 1)."""
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise ConfigError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
+
+
+def _stratified_split(y: np.ndarray, classes: np.ndarray, val_fraction: float,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted train and validation row indices, stratified by class and seeded."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(y, minlength=len(classes))
+    if counts.min() < 2:
+        small = int(counts.argmin())
+        raise DataError(f"source class {classes[small]!r} has {counts[small]} sample(s); the stratified "
+                        "validation split needs at least 2 per class")
+    try:
+        train, val = train_test_split(np.arange(len(y)), test_size=val_fraction, stratify=y, random_state=seed)
+    except ValueError as exc:
+        raise DataError(f"val_fraction {val_fraction!r} cannot split {len(y)} source rows of {len(classes)} "
+                        f"classes ({_reason(exc)})") from None
+    return np.sort(train), np.sort(val)
+
+
+# ----------------------------------------------------------------------------- DAH on a TrainConfig's data
+
+
+def select_config(config: TrainConfig, grid: dict[str, Sequence[Any]] | Sequence[dict[str, Any]], *,
+                  method: str = "DAH", criterion: str = "paper", val_fraction: float = 0.2,
+                  out: str | os.PathLike | None = None,
+                  progress: bool = True) -> tuple[Selection, TrainConfig]:
+    """:func:`select_setting` for DAH (``method``, any :data:`dahash.training.methods.DEEP_METHODS` preset)
+    on ``config``'s data (feature files or cached image features), each candidate ``config``
+    updated by one setting of ``grid`` (TrainConfig fields); returns the selection and the chosen
+    TrainConfig (its ``out`` unset), which ``out`` also receives as ``config.yaml``.
+
+    The target domain's labels, if its file has them, are dropped as soon as it is read.
+    """
+    check_choice("criterion", criterion, CRITERIA)
+    _check_fraction(val_fraction)
+    candidates = expand_grid(grid)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in dict.fromkeys(k for c in candidates for k in c):
+        if key not in known:
+            raise ConfigError(f"grid key {key!r} is not a training setting; known: {', '.join(sorted(known))}")
+        if key in INPUT_SETTINGS:
+            raise ConfigError(f"grid key {key!r} names data or files, which selection cannot vary")
+    if config.finetune:
+        raise ConfigError("selection trains heads on fixed features; finetune must be false")
+    base = dataclasses.replace(config, out=None)
+    for params in candidates:  # every candidate's settings are checked before anything trains
+        TrainConfig.from_dict({**base.to_dict(), **params}, source=f"grid setting {_settings(params)}")
+    DAH.from_config(base, method=method).make_config()
+    # Raw features: each candidate's estimator fits its normaliser on its own training rows.
+    domains = load_domains(base, normalizer=FeatureNormalizer("none"), progress=progress)
+    if domains.pretrained_fc is not None:
+        raise ConfigError(f"backbone {base.backbone!r} starts the head from its pretrained fc6/fc7, which "
+                          "selection does not support; use a backbone without them (e.g. efficientnet_lite0)")
+    domains.target.y = None  # target labels never reach selection
+    Xs, ys, Xt = domains.source.X, np.asarray(domains.source.classes)[domains.source.y], domains.target.X
+    selection = select_setting(lambda params: DAH.from_config(base, method=method, **params), candidates, Xs, ys,
+                               Xt, criterion=criterion, val_fraction=val_fraction, seed=base.seed, out=out,
+                               progress=progress)
+    chosen = TrainConfig.from_dict({**base.to_dict(), **selection.best_params}, source="chosen setting")
+    if out is not None:
+        chosen.save(Path(out) / "config.yaml")
+    return selection, chosen
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _matrix(X: Any, name: str = "features") -> np.ndarray:
+    """A 2-D float array (torch tensors detached, more dimensions flattened); DataError otherwise."""
+    if hasattr(X, "detach"):
+        X = X.detach().cpu().numpy()
+    X = np.asarray(X)
+    if not np.issubdtype(X.dtype, np.floating):
+        X = X.astype(np.float64)
+    if X.ndim > 2:
+        X = X.reshape(len(X), -1)
+    if X.ndim != 2:
+        raise DataError(f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+    return X
+
+
+def _reason(exc: BaseException | Warning | str) -> str:
+    """One short line describing an exception or warning."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, BaseException):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= _MAX_REASON else text[:_MAX_REASON - 3] + "..."
+
+
+def _settings(params: dict[str, Any]) -> str:
+    """``gamma=500, epochs=100``."""
+    return ", ".join(f"{k}={v}" for k, v in params.items()) or "(defaults)"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python ones, tuples as lists and non-finite floats as None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _cell(value: Any) -> str:
+    """A parameter value in the Markdown table."""
+    return json.dumps(_plain(value)) if isinstance(value, (list, tuple, dict)) else str(value)
+
+
+def _csv_value(value: Any) -> Any:
+    """A parameter value in the CSV (lists as JSON)."""
+    return json.dumps(_plain(value)) if isinstance(value, (list, tuple, dict)) else ("" if value is None else value)
+
+
+def _number(value: float, spec: str) -> str:
+    """A score in the Markdown table; NaN as "-"."""
+    return "-" if not math.isfinite(value) else format(value, spec)

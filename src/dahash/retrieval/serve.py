@@ -1,0 +1,685 @@
+"""``dahash serve``: an HTTP API and a small web page over a Hamming index (FastAPI + uvicorn).
+
+Endpoints (the OpenAPI schema is at ``/openapi.json``, the interactive docs at ``/docs``):
+
+* ``GET /health`` -> ``{"status": "ok"}``;
+* ``GET /stats`` -> the index's ``stats()`` plus ``run`` (the run directory that encodes queries),
+  ``n_bits`` and ``index`` (its path);
+* ``POST /search`` with either a multipart upload (field ``image``, optional form field ``k``) or a
+  JSON body ``{"code": "<hex of the packed code>" | [0, 1, ...], "k": 10}`` ->
+  ``{"predicted", "code", "n_bits", "hits": [{"rank", "id", "distance", "path", "label",
+  "predicted", "thumbnail"}]}``;
+* ``GET /thumbnail/{id}`` -> a JPEG of at most :data:`THUMBNAIL_SIZE` px a side of an indexed image;
+* ``GET /`` -> a self-contained page (no CDN) to drop an image on and see its nearest images.
+
+An uploaded image is written to a private temporary file and encoded with
+:meth:`dahash.retrieval.search.Encoder.encode`, the code path of ``dahash search``, so the API's codes and
+hits are the CLI's (features come from the same feature cache, keyed by file content; uploads
+read it but are not added to it).
+
+Safety and limits:
+
+* the body of ``POST /search`` is capped: a ``Content-Length`` above the cap is refused before
+  anything is read, and the bytes actually received are counted while reading (chunked uploads
+  included), so a lying or absent header cannot get past it (413);
+* images are opened with Pillow only after the upload is complete; anything Pillow cannot decode
+  is a 415, and images of more than :data:`MAX_PIXELS` pixels a 413, before any decoding;
+* ``/thumbnail/{id}`` takes an integer id only; the file it reads is the path the index stores
+  for that id, never anything taken from the request, and an id that is not in the index is a 404;
+* encoding and searching run in worker threads, at most ``max_concurrent`` at a time; a request
+  that finds every slot taken waits for one up to ``queue_timeout`` seconds (30 by default), then
+  gets a 503 with ``Retry-After``. Waiting requests hold no thread.
+
+Nothing is global: the index, the encoder, the thumbnail cache and the limiter belong to the app
+that :func:`create_app` returns (``app.state.dahash``).
+"""
+
+
+import asyncio
+import contextlib
+import io
+import math
+import os
+import re
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dahash.codes import unpack_codes
+from dahash.errors import ConfigError, DahashError, DataError
+from dahash.images.loading import ImageLoadError, open_image
+from dahash.index import open_index
+from dahash.index.base import check_packed_codes
+from dahash.retrieval.search import _run_of
+
+__all__ = ["create_app", "serve", "MAX_K", "THUMBNAIL_SIZE", "MAX_PIXELS"]
+
+MAX_K = 1000
+THUMBNAIL_SIZE = 160
+# Thumbnails kept in memory (about 5 KB each).
+THUMBNAIL_CACHE = 2048
+# Pixels of an uploaded image beyond which it is refused before decoding (about 7000 x 7000).
+MAX_PIXELS = 50_000_000
+# Room for the multipart boundary, part headers and the k field on top of the image's bytes.
+MULTIPART_OVERHEAD = 64 * 1024
+_HEX = re.compile(r"[0-9a-fA-F]*")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
+
+INSTALL_HINT = "pip install 'dahash[serve]'"
+
+
+def require_server_packages() -> None:
+    """A one-line :class:`DahashError` naming the missing package when FastAPI, uvicorn or
+    python-multipart is not installed."""
+    import importlib.util
+
+    def found(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a broken module, or one without a spec
+            return False
+
+    # python-multipart is imported as python_multipart (>= 0.0.13) or, before, as multipart.
+    for modules, package in ((("fastapi",), "fastapi"), (("uvicorn",), "uvicorn"),
+                             (("python_multipart", "multipart"), "python-multipart")):
+        if not any(found(m) for m in modules):
+            raise DahashError(f"dahash serve needs {package}, which is not installed: {INSTALL_HINT}")
+
+
+class _TooLarge(Exception):
+    """The request body went past the cap while it was being read."""
+
+
+class _Limiter:
+    """At most ``n`` requests doing encode/search work at once; a request waits up to ``timeout``
+    seconds for a slot, then gets a 503.
+
+    The asyncio semaphore is made on first use in the running event loop (and again if the loop
+    changes, as with a TestClient used without ``with``): asyncio primitives belong to one loop.
+    """
+
+    def __init__(self, n: int, timeout: float) -> None:
+        self.n, self.timeout = n, timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sem: asyncio.Semaphore | None = None
+        self.busy = 0  # slots in use, for /stats
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._sem is None or self._loop is not loop:
+            self._loop, self._sem = loop, asyncio.Semaphore(self.n)
+        return self._sem
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        from fastapi import HTTPException
+
+        sem = self._semaphore()
+        try:
+            await asyncio.wait_for(sem.acquire(), self.timeout)
+        except asyncio.TimeoutError:
+            raise HTTPException(503, f"the server is busy ({self.n} searches running and no slot freed "
+                                     f"within {self.timeout:g} s); retry shortly",
+                                headers={"Retry-After": "1"}) from None
+        self.busy += 1
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            sem.release()
+
+
+class _State:
+    """Everything one app serves: the index, its run's encoder, the limits and the thumbnail cache."""
+
+    def __init__(self, index_path: str | os.PathLike, run_dir: str | os.PathLike | None, *,
+                 max_upload_bytes: int, max_concurrent: int, queue_timeout: float,
+                 cache_dir: str | None) -> None:
+        self.index_path = Path(index_path)
+        self.index = open_index(index_path)
+        self.encoder = _run_of(self.index, index_path, run_dir)
+        self.n_bits = int(self.encoder.n_bits)
+        if int(self.index.n_bits) != self.n_bits:
+            raise DataError(f"{index_path} holds {self.index.n_bits}-bit codes but the run "
+                            f"{self.encoder.run.run_dir} makes {self.n_bits}-bit codes")
+        self.n_bytes = (self.n_bits + 7) // 8
+        self.max_upload_bytes = max_upload_bytes
+        self.cache_dir = cache_dir
+        self.limiter = _Limiter(max_concurrent, queue_timeout)
+        self._thumbs: OrderedDict[int, bytes] = OrderedDict()
+        self._paths: dict[int, str] = {}  # id -> indexed path, of every hit served so far
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------------------ search
+
+    def predicted_of_codes(self, codes: np.ndarray) -> list[str | None]:
+        """The class DAH predicts for packed codes (eq. 6 with binary codes, as Encoder.encode does)."""
+        return self.encoder.predict(unpack_codes(codes, self.n_bits).astype(np.float32))
+
+    def encode_file(self, path: str) -> tuple[np.ndarray, str | None]:
+        """(packed code (1, n_bytes), predicted class) of one image file, exactly as ``dahash search``."""
+        # Decoded in this thread: one image does not pay for starting worker processes. The cache is
+        # read (an indexed image costs no forward pass) but not written: uploads would grow it forever.
+        codes, paths, predicted = self.encoder.encode([path], cache_dir=self.cache_dir, progress=False,
+                                                      num_workers=0, write_cache=False)
+        if len(paths) != 1:
+            raise _NotAnImage("the uploaded file could not be decoded as an image")
+        return codes, predicted[0]
+
+    def search(self, codes: np.ndarray, k: int, root_path: str) -> list[dict[str, Any]]:
+        """The hits of one query code as JSON-able dicts (padding dropped)."""
+        result = self.index.search(codes, k)
+        hits = []
+        for rank, (i, d, meta) in enumerate(zip(result.ids[0].tolist(), result.distances[0].tolist(),
+                                                result.metadata[0]), start=1):
+            if i < 0:
+                continue
+            meta = meta or {}
+            path = meta.get("path")
+            if isinstance(path, str):
+                with self._lock:
+                    self._paths[i] = path
+            hits.append({"rank": rank, "id": i, "distance": d, "path": path, "label": meta.get("label"),
+                         "predicted": meta.get("predicted"), "thumbnail": f"{root_path}/thumbnail/{i}"})
+        return hits
+
+    # -------------------------------------------------------------------------- thumbnails
+
+    def indexed_path(self, item_id: int) -> str | None:
+        """The path the index stores for ``item_id``, or None if the id is not in the index."""
+        if not -(2 ** 63) <= item_id < 2 ** 63 or not bool(self.index.contains([item_id])[0]):
+            return None
+        with self._lock:
+            known = self._paths.get(item_id)
+        if known is not None:
+            return known
+        item = self.index.get_metadata([item_id])[0]
+        path = item.get("path") if isinstance(item, dict) else None
+        return path if isinstance(path, str) else None
+
+    def thumbnail(self, item_id: int, path: str) -> bytes:
+        """JPEG bytes of the indexed image ``path`` of ``item_id``, at most THUMBNAIL_SIZE px a side."""
+        with self._lock:
+            if item_id in self._thumbs:
+                self._thumbs.move_to_end(item_id)
+                return self._thumbs[item_id]
+        data = make_thumbnail(path)
+        with self._lock:
+            self._thumbs[item_id] = data
+            while len(self._thumbs) > THUMBNAIL_CACHE:
+                self._thumbs.popitem(last=False)
+        return data
+
+
+class _NotAnImage(DahashError):
+    """An upload Pillow cannot decode."""
+
+
+def make_thumbnail(path: str) -> bytes:
+    """A JPEG of the image file at ``path`` (an indexed path), fitted in THUMBNAIL_SIZE px squares."""
+    img = open_image(path)
+    img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    out = io.BytesIO()
+    img.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def _save_upload(source: Any, target: str, cap: int) -> int:
+    """Copy the spooled upload to ``target``, counting bytes; :class:`_TooLarge` past ``cap``."""
+    size = 0
+    source.seek(0)
+    with open(target, "wb") as f:
+        while chunk := source.read(1 << 20):
+            size += len(chunk)
+            if size > cap:
+                raise _TooLarge()
+            f.write(chunk)
+    return size
+
+
+def _check_upload_image(path: str) -> None:
+    """Refuse a file Pillow cannot decode (415) or one with too many pixels (413), like the encoder would."""
+    from PIL import Image, UnidentifiedImageError
+
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Image.DecompressionBombError as exc:  # over twice Pillow's MAX_IMAGE_PIXELS
+        raise _TooManyPixels(f"the image is too large to decode ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _NotAnImage(f"the upload is not an image Pillow can read ({type(exc).__name__})") from None
+    if w * h > MAX_PIXELS:  # read at call time, so tests can lower it
+        raise _TooManyPixels(f"the image is {w} x {h} pixels; at most {MAX_PIXELS} pixels are accepted")
+    try:
+        open_image(path)
+    except ImageLoadError as exc:
+        raise _NotAnImage(f"the upload is not a readable image ({exc.reason})") from None
+
+
+class _TooManyPixels(DahashError):
+    """An upload whose pixel count is over MAX_PIXELS."""
+
+
+def parse_code(code: Any, n_bits: int) -> np.ndarray:
+    """A query code (hex of the packed bytes, or a list of 0/1 bits) as a (1, ceil(n_bits/8)) uint8
+    array, else a DataError naming the expected and the given length."""
+    n_bytes = (n_bits + 7) // 8
+    if isinstance(code, str):
+        text = code.strip()
+        if text[:2].lower() == "0x":
+            text = text[2:]
+        if not _HEX.fullmatch(text):
+            raise DataError("code must be hexadecimal digits (the packed code bytes) or a list of 0/1 bits")
+        if len(text) != 2 * n_bytes:
+            raise DataError(f"code has {4 * len(text)} bits ({len(text)} hex digits), expected {n_bits} bits "
+                            f"({2 * n_bytes} hex digits)")
+        packed = np.frombuffer(bytes.fromhex(text), dtype=np.uint8).reshape(1, n_bytes)
+        return check_packed_codes(packed, n_bits, "code")
+    if isinstance(code, list):
+        if not all(type(b) is int and b in (0, 1) for b in code):
+            raise DataError("code as a list must hold only 0 and 1 bits")
+        if len(code) != n_bits:
+            raise DataError(f"code has {len(code)} bits, expected {n_bits} bits")
+        return np.packbits(np.asarray(code, dtype=np.uint8)[None, :], axis=1)
+    raise DataError("code must be a hex string of the packed code bytes or a list of 0/1 bits, "
+                    f"got {type(code).__name__}")
+
+
+def parse_k(value: Any) -> int:
+    """``k`` as an int from 1 to MAX_K (a form field's text or a JSON integer), else a DataError."""
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise DataError(f"k must be an integer from 1 to {MAX_K}, got {value!r}") from None
+    if type(value) is not int or not 1 <= value <= MAX_K:
+        raise DataError(f"k must be an integer from 1 to {MAX_K}, got {value!r}")
+    return value
+
+
+_HIT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "rank": {"type": "integer"}, "id": {"type": "integer", "format": "int64"},
+        "distance": {"type": "integer", "description": "Hamming distance"},
+        "path": {"type": "string", "nullable": True}, "label": {"type": "string", "nullable": True},
+        "predicted": {"type": "string", "nullable": True},
+        "thumbnail": {"type": "string", "description": "URL of a small JPEG of the hit"},
+    },
+}
+_SEARCH_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["image"],
+                "properties": {"image": {"type": "string", "format": "binary"},
+                               "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_K}}}},
+            "application/json": {"schema": {
+                "type": "object", "required": ["code"],
+                "properties": {"code": {"oneOf": [
+                    {"type": "string", "description": "hex of the packed code bytes (bit j of the code is "
+                                                      "bit 7 - j % 8 of byte j // 8)"},
+                    {"type": "array", "items": {"type": "integer", "enum": [0, 1]}}]},
+                    "k": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_K}}}},
+        },
+    },
+    "responses": {
+        "200": {"description": "the query's predicted class and its nearest indexed images",
+                "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "properties": {"predicted": {"type": "string", "nullable": True},
+                                   "code": {"type": "string"}, "n_bits": {"type": "integer"},
+                                   "hits": {"type": "array", "items": _HIT_SCHEMA}}}}}},
+        "400": {"description": "bad code, k or request"}, "413": {"description": "upload over the size cap"},
+        "415": {"description": "not an image, or neither multipart nor JSON"},
+        "503": {"description": "every search slot stayed busy for queue_timeout seconds"},
+    },
+}
+
+
+def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *,
+               max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 4, queue_timeout: float = 30.0,
+               cache_dir: str | None = None) -> Any:
+    """A FastAPI app serving the index at ``index_path``, whose queries the run that built it
+    (or ``run_dir``, holding the same model) encodes; see the module docstring.
+
+    The index and the encoder are loaded here, once: a missing or corrupt index, or a run whose
+    model is not the index's, is a :class:`DahashError` now rather than on the first request.
+    ``cache_dir`` is the feature cache (default: the run's, as ``dahash search``).
+    """
+    require_server_packages()
+    if isinstance(max_upload_bytes, bool) or not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
+        raise ConfigError(f"max_upload_bytes must be a positive integer, got {max_upload_bytes!r}")
+    if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
+        raise ConfigError(f"max_concurrent must be a positive integer, got {max_concurrent!r}")
+    if not (isinstance(queue_timeout, (int, float)) and math.isfinite(queue_timeout) and queue_timeout >= 0):
+        raise ConfigError(f"queue_timeout must be a finite number of seconds >= 0, got {queue_timeout!r}")
+
+    from fastapi import FastAPI, Request
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.concurrency import run_in_threadpool
+
+    state = _State(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
+                   queue_timeout=float(queue_timeout), cache_dir=cache_dir)
+    body_cap = max_upload_bytes + MULTIPART_OVERHEAD
+
+    app = FastAPI(title="dahash", version=_version(),
+                  description=f"Hamming search over the index {state.index_path} "
+                              f"({state.n_bits}-bit codes of the run {state.encoder.run.run_dir}).")
+    app.state.dahash = state
+
+    def error(status: int, message: str, **headers: str) -> JSONResponse:
+        return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
+
+    def too_large() -> JSONResponse:
+        return error(413, f"the upload is larger than the {_size(max_upload_bytes)} cap")
+
+    def limited(request: Request) -> Request:
+        """The request with a receive channel that stops once more than body_cap bytes arrived."""
+        seen = 0
+        receive = request.receive
+
+        async def counting() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > body_cap:
+                    raise _TooLarge()
+            return message
+
+        return Request(request.scope, counting)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> HTMLResponse:
+        return HTMLResponse(PAGE.replace("__MAX_UPLOAD__", str(max_upload_bytes)))
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/stats")
+    def stats() -> dict[str, Any]:
+        return {**state.index.stats(), "n_bits": state.n_bits, "run": str(Path(state.encoder.run.run_dir).resolve()),
+                "index": str(state.index_path.resolve()), "classes": list(state.encoder.classes),
+                "max_upload_bytes": max_upload_bytes, "max_concurrent": max_concurrent,
+                "queue_timeout": state.limiter.timeout, "busy": state.limiter.busy, "max_k": MAX_K}
+
+    @app.post("/search", openapi_extra=_SEARCH_OPENAPI)
+    async def search(request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                return error(400, f"invalid Content-Length {declared!r}")
+            if int(declared) > body_cap:
+                return too_large()
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = limited(request)
+        root = request.scope.get("root_path", "")
+        try:
+            if media == "multipart/form-data":
+                return await search_upload(body, root)
+            if media == "application/json" or media.endswith("+json"):
+                return await search_code(body, root)
+        except _TooLarge:
+            return too_large()
+        except DataError as exc:
+            return error(400, str(exc))
+        return error(415, "send the query as multipart/form-data (an 'image' file field and optional 'k') "
+                          f"or as JSON {{\"code\": ..., \"k\": ...}}, not {media or 'an untyped body'}")
+
+    async def search_upload(request: Request, root: str) -> Any:
+        async with request.form(max_files=1, max_fields=8, max_part_size=MULTIPART_OVERHEAD) as form:
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                return error(400, "no image: send the file in the multipart field 'image'")
+            k = parse_k(form.get("k", "10"))
+            suffix = Path(upload.filename or "").suffix.lower()
+            suffix = suffix if suffix in _IMAGE_SUFFIXES else ".img"
+            with tempfile.TemporaryDirectory(prefix="dahash-serve-") as tmp:
+                # The name is ours: the client's filename never reaches the filesystem.
+                target = os.path.join(tmp, f"query{suffix}")
+                size = await run_in_threadpool(_save_upload, upload.file, target, max_upload_bytes)
+                if size == 0:
+                    return error(400, "the uploaded image is empty")
+                async with state.limiter.slot():
+                    try:
+                        await run_in_threadpool(_check_upload_image, target)
+                        codes, predicted = await run_in_threadpool(state.encode_file, target)
+                    except _NotAnImage as exc:
+                        return error(415, str(exc))
+                    except _TooManyPixels as exc:
+                        return error(413, str(exc))
+                    except DahashError as exc:  # the run, not the upload: e.g. its model file is gone
+                        return error(500, f"encoding the image failed: {exc}")
+                    hits = await run_in_threadpool(state.search, codes, k, root)
+        return {"predicted": predicted, "code": codes[0].tobytes().hex(), "n_bits": state.n_bits, "hits": hits}
+
+    async def search_code(request: Request, root: str) -> Any:
+        import json
+
+        raw = await request.body()
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error(400, f"the body is not valid JSON ({exc})")
+        if not isinstance(data, dict) or "code" not in data:
+            return error(400, 'the JSON body must be an object {"code": <hex or list of 0/1 bits>, "k": 10}')
+        unknown = sorted(set(data) - {"code", "k"})
+        if unknown:
+            return error(400, f"unknown fields {unknown}; expected code and k")
+        codes = parse_code(data["code"], state.n_bits)
+        k = parse_k(data.get("k", 10))
+        async with state.limiter.slot():
+            predicted = (await run_in_threadpool(state.predicted_of_codes, codes))[0]
+            hits = await run_in_threadpool(state.search, codes, k, root)
+        return {"predicted": predicted, "code": codes[0].tobytes().hex(), "n_bits": state.n_bits, "hits": hits}
+
+    @app.get("/thumbnail/{item_id}", response_class=Response,
+             responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"},
+                        404: {"description": "no such id in the index, or its file is gone"}})
+    async def thumbnail(item_id: int) -> Response:
+        path = await run_in_threadpool(state.indexed_path, item_id)
+        if path is None:
+            return error(404, f"no item {item_id} in the index")
+        try:
+            data = await run_in_threadpool(state.thumbnail, item_id, path)
+        except DataError as exc:  # the indexed file was moved, deleted or damaged since indexing
+            return error(404, f"item {item_id}: its image cannot be read any more ({_reason(exc)})")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    return app
+
+
+def _reason(exc: DataError) -> str:
+    return getattr(exc, "reason", None) or "unreadable"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2 ** 20:g} MiB" if n >= 2 ** 20 else f"{n} bytes"
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("dahash")
+    except Exception:  # noqa: BLE001 - a source checkout that is not installed
+        return "0"
+
+
+def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *, host: str = "127.0.0.1",
+          port: int = 8000, max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 4,
+          queue_timeout: float = 30.0, cache_dir: str | None = None, log_level: str = "info",
+          threads: int | None = None) -> None:
+    """Load the index and serve it with uvicorn until interrupted (loopback only unless ``host`` says).
+
+    ``threads`` is the torch and FAISS thread count of this process; by default the cores
+    divided among the ``max_concurrent`` searches, at least one: searches run side by side,
+    and more threads than cores made each of them slower (see benchmarks/serve_load.py).
+    """
+    require_server_packages()
+    import faiss
+    import torch
+    import uvicorn
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"port must be an integer from 0 to 65535, got {port!r}")
+    if threads is None:
+        threads = max(1, (os.cpu_count() or 1) // max(1, int(max_concurrent)))
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    # This function owns the process (it runs until interrupted), so setting its thread pools is not
+    # a side effect on anyone else; create_app, which tests run in-process, leaves them alone.
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    app = create_app(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
+                     queue_timeout=queue_timeout, cache_dir=cache_dir)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        import sys
+
+        print(f"dahash: serving on {host}: the API has no authentication and lists the indexed file paths",
+              file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>dahash image search</title>
+<style>
+  body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; color: #222; }
+  h1 { font-size: 1.4rem; margin-bottom: .2rem; }
+  #stats { color: #666; font-size: .9rem; margin-bottom: 1rem; }
+  #drop { border: 2px dashed #999; border-radius: 8px; padding: 2rem; text-align: center; cursor: pointer;
+          background: #fafafa; }
+  #drop.over { border-color: #2a6; background: #efe; }
+  #drop img { max-height: 160px; display: block; margin: .5rem auto 0; }
+  #controls { margin: .6rem 0; }
+  #error { color: #b00; margin: .6rem 0; white-space: pre-wrap; }
+  #error:empty, #predicted:empty { display: none; }
+  #predicted { font-weight: bold; margin: .6rem 0; }
+  #results { display: flex; flex-wrap: wrap; gap: .8rem; padding: 0; }
+  .hit { list-style: none; width: 170px; border: 1px solid #ddd; border-radius: 6px; padding: 5px;
+         font-size: .85rem; }
+  .hit img { width: 160px; height: 160px; object-fit: contain; background: #f4f4f4; display: block; }
+  .hit .path { color: #777; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+  #status { color: #666; }
+</style>
+</head>
+<body>
+<h1>dahash image search</h1>
+<div id="stats"></div>
+<label id="drop" for="file">Drop an image here, or click to choose one
+  <input id="file" type="file" accept="image/*" hidden>
+  <img id="query" alt="" hidden>
+</label>
+<div id="controls">top <input id="k" type="number" min="1" max="1000" value="10" style="width:4rem"> results
+  <span id="status"></span></div>
+<div id="error" role="alert"></div>
+<div id="predicted"></div>
+<ol id="results"></ol>
+<script>
+(function () {
+  "use strict";
+  var MAX_UPLOAD = __MAX_UPLOAD__;
+  var drop = document.getElementById("drop"), input = document.getElementById("file");
+  var results = document.getElementById("results"), errorBox = document.getElementById("error");
+  var predicted = document.getElementById("predicted"), statusBox = document.getElementById("status");
+  var query = document.getElementById("query"), last = null;
+
+  function text(tag, cls, value) {
+    var el = document.createElement(tag);
+    if (cls) { el.className = cls; }
+    el.textContent = value;
+    return el;
+  }
+  function showError(message) { errorBox.textContent = message; }
+  function detail(body, status) {
+    if (body && typeof body.detail === "string") { return body.detail; }
+    if (body && Array.isArray(body.detail)) {
+      return body.detail.map(function (d) { return d.msg || JSON.stringify(d); }).join("; ");
+    }
+    return "request failed (HTTP " + status + ")";
+  }
+  function render(data) {
+    predicted.textContent = data.predicted ? "Predicted class: " + data.predicted : "";
+    results.textContent = "";
+    data.hits.forEach(function (hit) {
+      var li = document.createElement("li");
+      li.className = "hit";
+      li.dataset.rank = String(hit.rank);  // not the id: JS numbers cannot hold every 63-bit id
+      var img = document.createElement("img");
+      img.className = "thumb";
+      img.loading = "lazy";
+      img.alt = hit.label || "";
+      img.src = hit.thumbnail;  // built by the server, from the exact id
+      li.appendChild(img);
+      li.appendChild(text("div", "distance", "#" + hit.rank + " \\u00b7 distance " + hit.distance));
+      li.appendChild(text("div", "label", "label: " + (hit.label || "\\u2013")));
+      li.appendChild(text("div", "predicted", "predicted: " + (hit.predicted || "\\u2013")));
+      var path = text("div", "path", hit.path || "");
+      path.title = hit.path || "";
+      li.appendChild(path);
+      results.appendChild(li);
+    });
+  }
+  function search(file) {
+    showError("");
+    if (!file) { return; }
+    last = file;
+    if (file.size > MAX_UPLOAD) {
+      showError("the image is larger than the server's " + MAX_UPLOAD + "-byte upload cap");
+      return;
+    }
+    query.src = URL.createObjectURL(file);
+    query.hidden = false;
+    var form = new FormData();
+    form.append("image", file, file.name || "query");
+    form.append("k", document.getElementById("k").value || "10");
+    statusBox.textContent = "searching\\u2026";
+    fetch("search", { method: "POST", body: form }).then(function (response) {
+      return response.json().catch(function () { return null; }).then(function (body) {
+        if (!response.ok) { throw new Error(detail(body, response.status)); }
+        return body;
+      });
+    }).then(function (data) {
+      render(data);
+      statusBox.textContent = data.hits.length + " results";
+    }).catch(function (err) {
+      statusBox.textContent = "";
+      results.textContent = "";
+      predicted.textContent = "";
+      showError(err.message || String(err));
+    });
+  }
+  input.addEventListener("change", function () { search(input.files[0]); });
+  document.getElementById("k").addEventListener("change", function () { if (last) { search(last); } });
+  ["dragenter", "dragover"].forEach(function (name) {
+    drop.addEventListener(name, function (e) { e.preventDefault(); drop.classList.add("over"); });
+  });
+  ["dragleave", "drop"].forEach(function (name) {
+    drop.addEventListener(name, function (e) { e.preventDefault(); drop.classList.remove("over"); });
+  });
+  drop.addEventListener("drop", function (e) {
+    var files = e.dataTransfer && e.dataTransfer.files;
+    if (files && files.length) { search(files[0]); }
+  });
+  fetch("stats").then(function (r) { return r.json(); }).then(function (s) {
+    document.getElementById("stats").textContent = s.count + " images indexed \\u00b7 " + s.n_bits +
+      "-bit codes \\u00b7 " + s.backend + " " + s.kind;
+  }).catch(function () {});
+}());
+</script>
+</body>
+</html>
+"""

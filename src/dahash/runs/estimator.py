@@ -1,0 +1,336 @@
+"""DAH as a scikit-learn / skada estimator: ``fit(X, y, sample_domain=...)`` on arrays, through the trainer ``dahash train`` uses.
+
+skada's convention (Gnassounou et al., skada 0.6): one ``X`` holds every domain's rows,
+``sample_domain`` is positive for source rows and negative for target rows, and target labels
+are masked as ``y = -1``. :class:`DAH` reads ``y`` of source rows only, so real target labels
+passed by mistake are never used.
+
+Model selection with skada (``cross_validate``, ``GridSearchCV`` and the label-free scorers
+``ImportanceWeightedScorer``, ``DeepEmbeddedValidation``, ``SoftNeighborhoodDensity``,
+``PredictionEntropyScorer``) routes ``sample_domain`` through scikit-learn's metadata routing,
+which importing skada switches on (``sklearn.set_config(enable_metadata_routing=True)``; this
+module imports skada). Pass it as ``params={"sample_domain": sample_domain}``::
+
+    import skada  # enables metadata routing
+    from sklearn.model_selection import cross_validate
+    from skada.metrics import PredictionEntropyScorer
+    from skada.model_selection import SourceTargetShuffleSplit
+
+    cross_validate(DAH(epochs=50), X, y, params={"sample_domain": sample_domain},
+                   cv=SourceTargetShuffleSplit(), scoring=PredictionEntropyScorer())
+
+``fit`` requests ``sample_domain``; ``predict``, ``predict_proba``, ``predict_log_proba`` and
+``score`` request ``sample_domain`` and ``allow_source`` (both accepted and unused: one network
+serves both domains); ``score`` also requests ``sample_weight``, which
+``ImportanceWeightedScorer`` needs. ``DeepEmbeddedValidation`` reads ``module_.layer_name``
+and ``predict_features`` (fc7) and indexes class probabilities by the label, so give it
+labels ``0..C-1`` (:func:`dahash.experiments.selection.select_setting` encodes them so).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from skada.base import DAEstimator
+from sklearn.base import ClassifierMixin
+from sklearn.metrics import accuracy_score
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.validation import check_is_fitted
+
+from dahash.codes import pack_codes
+from dahash.data.features import FeatureSet
+from dahash.data.normalize import FeatureNormalizer
+from dahash.errors import ConfigError, DataError
+from dahash.losses.entropy import class_log_probabilities
+from dahash.models import ClassifierHead
+from dahash.models.predict import class_probabilities, select_bank
+from dahash.models.predict import encode as head_outputs
+from dahash.training.config import TrainConfig
+from dahash.training.methods import DEEP_METHODS, method_config
+from dahash.training.trainer import Domains, train_model
+
+__all__ = ["DAH", "Bank", "INPUT_SETTINGS", "PARAMETERS"]
+
+#: TrainConfig fields that are explicit parameters of :class:`DAH` (None: the method's value).
+PARAMETERS: tuple[str, ...] = ("bits", "hidden", "k", "epochs", "lr_start", "lr_end", "gamma", "eta", "beta",
+                               "like_weight", "inner_product_scale", "feature_norm", "mmd_layers", "mmd_reduction",
+                               "mmd_estimator", "reference_batch", "entropy_reduction", "bank_per_class", "seed",
+                               "num_threads")
+# Settings that name data or a run folder: fit takes arrays, and ``out`` is a parameter of its own.
+_NOT_EXTRA: tuple[str, ...] = ("source_features", "target_features", "data_root", "source", "target", "finetune",
+                               "out")
+#: Settings of data, files and run folders, meaningless for arrays: DAH.from_config leaves them out.
+INPUT_SETTINGS: tuple[str, ...] = (*_NOT_EXTRA, "x_key", "y_key", "backbone", "weights", "augment", "cache_dir",
+                                "num_workers", "extract_batch_size")
+SOURCE_DOMAIN, TARGET_DOMAIN, MASKED = 1, -2, -1  # skada's default domain labels and masked target label
+
+
+class Bank(NamedTuple):
+    """The labeled source outputs eq. 6 compares a query with: up to ``bank_per_class`` per class."""
+
+    outputs: np.ndarray  # continuous u of the bank rows, (n_bank, bits)
+    labels: np.ndarray  # their class indices into ``classes_``
+    rows: np.ndarray  # their row numbers among the source rows given to fit
+
+
+class DAH(ClassifierMixin, DAEstimator):
+    """Domain Adaptive Hashing (Venkateswara et al., CVPR 2017) on fixed features, as a skada estimator.
+
+    Trains the hash head on the source rows (labels read) and target rows (labels never read)
+    of ``X`` with :func:`dahash.training.trainer.train_model`, the trainer of ``dahash train``,
+    and classifies by eq. 6 against a bank of source outputs, as ``dahash evaluate`` does.
+
+    Parameters
+    ----------
+    bits, hidden, k, epochs, lr_start, lr_end, gamma, eta, beta, like_weight, inner_product_scale,
+    feature_norm, mmd_layers, mmd_reduction, mmd_estimator, reference_batch, entropy_reduction,
+    bank_per_class, seed, num_threads
+        The :class:`dahash.training.config.TrainConfig` settings of the same names. ``None`` (the default)
+        takes the value of ``method``'s preset, which is TrainConfig's default unless the preset
+        changes it; a value given here always wins, so ``DAH(method="NoDA", gamma=5000)``
+        trains with gamma 5000.
+    method : str, default "DAH"
+        A preset of :data:`dahash.training.methods.DEEP_METHODS` (DAH, DAH-e, NoDA; the softmax baselines
+        Deep, DAN, DANN classify by softmax and have no hash codes).
+    extra : dict or None
+        Any other TrainConfig setting, e.g. ``{"lr_schedule": "inverse", "device": "cpu"}``.
+    out : str or None
+        A new run folder: per-epoch checkpoints, ``history.csv`` and ``model.pt`` as
+        ``dahash train`` writes them. None (default): nothing is written.
+    progress : bool
+        Show the training progress bar.
+
+    Attributes
+    ----------
+    model_ : the trained head (:class:`dahash.models.DAHHead`, or ``ClassifierHead`` for softmax methods)
+    module_ : the same head, with ``layer_name = "fc7"`` (what skada's DeepEmbeddedValidation reads)
+    classes_ : the distinct source labels, sorted (``LabelEncoder``)
+    normalizer_ : the input normalisation, fitted on source and target rows
+    config_ : the TrainConfig trained with
+    bank_ : :class:`Bank` of eq. 6 (None for softmax methods)
+    history_ : per-epoch losses (list of dicts) when ``out`` is given, else None
+    n_features_in_ : input feature dimension
+    """
+
+    # ImportanceWeightedScorer requires an estimator whose score consumes sample_weight.
+    __metadata_request__score = {"sample_weight": True}
+    __metadata_request__transform = {"sample_domain": True, "allow_source": True}
+
+    def __init__(self, *, bits: int | None = None, hidden: tuple[int, int] | None = None, k: int | None = None,
+                 epochs: int | None = None, lr_start: float | None = None, lr_end: float | None = None,
+                 gamma: float | None = None, eta: float | None = None, beta: float | None = None,
+                 like_weight: float | None = None, inner_product_scale: float | None = None,
+                 feature_norm: str | None = None, mmd_layers: tuple[str, ...] | None = None,
+                 mmd_reduction: str | None = None, mmd_estimator: str | None = None,
+                 reference_batch: int | None = None, entropy_reduction: str | None = None,
+                 bank_per_class: int | None = None, seed: int | None = None, num_threads: int | None = None,
+                 method: str = "DAH", extra: dict[str, Any] | None = None, out: str | None = None,
+                 progress: bool = False) -> None:
+        self.bits = bits
+        self.hidden = hidden
+        self.k = k
+        self.epochs = epochs
+        self.lr_start = lr_start
+        self.lr_end = lr_end
+        self.gamma = gamma
+        self.eta = eta
+        self.beta = beta
+        self.like_weight = like_weight
+        self.inner_product_scale = inner_product_scale
+        self.feature_norm = feature_norm
+        self.mmd_layers = mmd_layers
+        self.mmd_reduction = mmd_reduction
+        self.mmd_estimator = mmd_estimator
+        self.reference_batch = reference_batch
+        self.entropy_reduction = entropy_reduction
+        self.bank_per_class = bank_per_class
+        self.seed = seed
+        self.num_threads = num_threads
+        self.method = method
+        self.extra = extra
+        self.out = out
+        self.progress = progress
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, *, method: str = "DAH", **settings: Any) -> "DAH":
+        """The estimator that trains with ``config`` updated by ``settings`` (any TrainConfig fields);
+        data, file and run-folder settings are left out. Only values that differ from ``method``'s
+        preset are set, so ``repr`` shows what the preset does not."""
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = {**config.to_dict(), **settings}
+        preset = method_config(method, {}).to_dict()
+        changed = {k: v for k, v in values.items() if k not in INPUT_SETTINGS and v != preset[k]}
+        params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in changed.items() if k in PARAMETERS}
+        extra = {k: v for k, v in changed.items() if k not in PARAMETERS}
+        return cls(method=method, extra=extra or None, **params)
+
+    def make_config(self) -> TrainConfig:
+        """The TrainConfig ``fit`` trains with: ``method``'s preset, then the parameters set, then
+        ``extra``; ConfigError names a bad value."""
+        extra = dict(self.extra or {})
+        clash = sorted(set(extra) & set(PARAMETERS))
+        if clash:
+            raise ConfigError(f"extra sets {', '.join(clash)}, which DAH takes as parameter(s); set them directly")
+        data = sorted(set(extra) & set(_NOT_EXTRA))
+        if data:
+            raise ConfigError(f"extra sets {', '.join(data)}: DAH.fit takes the data as arrays "
+                              "(and the run folder as out=)")
+        if self.method not in DEEP_METHODS:
+            raise ConfigError(f"method must be one of {', '.join(DEEP_METHODS)}; got {self.method!r}")
+        settings = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) is not None}
+        for name in ("hidden", "mmd_layers"):
+            if name in settings and isinstance(settings[name], tuple):
+                settings[name] = list(settings[name])
+        out = None if self.out is None else str(self.out)
+        return method_config(self.method, {**settings, **extra, "out": out}, source="DAH parameters")
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X: Any, y: Any, sample_domain: Any = None) -> "DAH":
+        """Train on source rows (``sample_domain > 0``, labels read) and target rows (``< 0``, labels
+        ignored); without ``sample_domain``, rows labelled -1 are the target (skada's inference)."""
+        config = self.make_config()
+        X = _check_X(X)
+        if y is None:
+            raise DataError("y is required: the source rows' labels (target rows may hold -1)")
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise DataError(f"y must hold one label per row of X ({len(X)}), got shape {y.shape}")
+        source, target = _domain_masks(y, sample_domain, len(X))
+        encoder = LabelEncoder().fit(y[source])
+        if len(encoder.classes_) < 2:
+            raise DataError(f"the source rows hold {len(encoder.classes_)} class(es); DAH needs at least 2")
+        ys = encoder.transform(y[source]).astype(np.int64)
+        self.classes_ = encoder.classes_
+        self.n_features_in_ = X.shape[1]
+        # As load_domains does for feature files: the normaliser is fitted on both domains, no labels.
+        src = FeatureSet(X[source], ys, classes=[str(c) for c in self.classes_])
+        tgt = FeatureSet(X[target], classes=list(src.classes))
+        normalizer = FeatureNormalizer(config.feature_norm).fit(src.X, tgt.X)
+        src.X, tgt.X = normalizer.transform(src.X), normalizer.transform(tgt.X)
+        model = train_model(config, Domains(src, tgt, normalizer), progress=self.progress)
+        model.eval()
+        model.layer_name = "fc7"
+        self.model_ = self.module_ = model
+        self.normalizer_ = normalizer
+        self.config_ = config
+        self.bank_ = None
+        if not isinstance(model, ClassifierHead):
+            rows = select_bank(ys, config.bank_per_class, seed=config.seed)
+            # All source rows at once, then the bank's: the numbers dahash.runs.run computes, to the bit.
+            self.bank_ = Bank(head_outputs(model, src.X)[rows], ys[rows], rows)
+        self.history_ = _read_history(Path(config.out) / "history.csv") if config.out else None
+        return self
+
+    # ------------------------------------------------------------------ outputs
+
+    def _inputs(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "model_")
+        X = _check_X(X)
+        if X.shape[1] != self.n_features_in_:
+            raise DataError(f"X has {X.shape[1]} features, but DAH was fitted on {self.n_features_in_}")
+        return self.normalizer_.transform(X)
+
+    def encode(self, X: Any) -> np.ndarray:
+        """Continuous outputs u in (-1, 1)^bits of the hash head (logits for softmax methods)."""
+        X = self._inputs(X)
+        return head_outputs(self.model_, X)
+
+    def transform(self, X: Any, sample_domain: Any = None, *, allow_source: bool = False) -> np.ndarray:
+        """Packed binary codes sgn(u), uint8 of shape (n, ceil(bits / 8)) (:func:`dahash.codes.pack_codes`)."""
+        check_is_fitted(self, "model_")
+        if isinstance(self.model_, ClassifierHead):
+            raise ConfigError(f"method {self.method!r} trains a softmax classifier, which has no hash codes")
+        return pack_codes(self.encode(X))
+
+    def predict_features(self, X: Any) -> np.ndarray:
+        """The fc7 representation (float32), the features skada's DeepEmbeddedValidation weights by."""
+        X = self._inputs(X)
+        return head_outputs(self.model_, X, layer="fc7")
+
+    def predict_proba(self, X: Any, sample_domain: Any = None, *, allow_source: bool = False,
+                      codes: bool = False) -> np.ndarray:
+        """p(class | x): eq. 6 against the bank of source outputs (``codes``: with sgn codes on both
+        sides), or the softmax of a softmax method; columns follow ``classes_``."""
+        u = self.encode(X)
+        if self.bank_ is None:
+            return torch.softmax(torch.from_numpy(u), 1).numpy().astype(np.float64)
+        return class_probabilities(u, self.bank_.outputs, self.bank_.labels, len(self.classes_),
+                                   binary=codes).astype(np.float64)
+
+    def predict_log_proba(self, X: Any, sample_domain: Any = None, *, allow_source: bool = False) -> np.ndarray:
+        """log p(class | x) of :meth:`predict_proba`, computed in log space (no log of 0)."""
+        u = torch.from_numpy(self.encode(X))
+        if self.bank_ is None:
+            return torch.log_softmax(u, 1).numpy().astype(np.float64)
+        bank = torch.from_numpy(self.bank_.outputs)
+        labels = torch.from_numpy(self.bank_.labels)
+        with torch.no_grad():
+            parts = [class_log_probabilities(u[i:i + 2048], bank, labels, len(self.classes_))
+                     for i in range(0, len(u), 2048)]
+        return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros((0, len(self.classes_)))
+
+    def predict(self, X: Any, sample_domain: Any = None, *, allow_source: bool = False,
+                codes: bool = False) -> np.ndarray:
+        """The most probable class of each row (eq. 6), as a value of ``classes_``."""
+        proba = self.predict_proba(X, codes=codes)
+        return self.classes_[proba.argmax(1)]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None, sample_domain: Any = None, *,
+              allow_source: bool = False) -> float:
+        """(Weighted) fraction of rows whose predicted class is ``y``."""
+        return float(accuracy_score(np.asarray(y), self.predict(X), sample_weight=sample_weight))
+
+
+def _check_X(X: Any) -> np.ndarray:
+    """``X`` as a finite float32 matrix; DataError otherwise."""
+    try:
+        X = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"X must be a numeric matrix ({exc})") from None
+    if X.ndim != 2 or X.shape[1] == 0:
+        raise DataError(f"X must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+    bad = ~np.isfinite(X).all(1)
+    if bad.any():
+        raise DataError(f"X contains NaN or infinite values (row {int(np.flatnonzero(bad)[0])})")
+    return X
+
+
+def _domain_masks(y: np.ndarray, sample_domain: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source and target row masks from ``sample_domain`` (>0 source, <0 target), or from y == -1."""
+    if sample_domain is None:
+        if not np.issubdtype(y.dtype, np.number):
+            raise DataError("sample_domain is required when y is not numeric (skada infers the target "
+                            "from y == -1 only)")
+        domain = np.where(y == MASKED, TARGET_DOMAIN, SOURCE_DOMAIN)
+    else:
+        domain = np.asarray(sample_domain)
+        if domain.ndim == 0:
+            domain = np.full(n, domain)
+        if domain.shape != (n,):
+            raise DataError(f"sample_domain must hold one domain per row of X ({n}), got shape {domain.shape}")
+        if not np.issubdtype(domain.dtype, np.number) or (domain == 0).any():
+            raise DataError("sample_domain must be positive (source) or negative (target) integers, got "
+                            f"{np.unique(domain)[:5].tolist()}")
+    source, target = domain > 0, domain < 0
+    if not source.any() or not target.any():
+        raise DataError(f"DAH needs source and target rows, got {int(source.sum())} source and "
+                        f"{int(target.sum())} target")
+    return source, target
+
+
+def _read_history(path: Path) -> list[dict[str, float]] | None:
+    """history.csv of a run folder as one dict per epoch."""
+    if not path.exists():
+        return None
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+

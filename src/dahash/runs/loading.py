@@ -1,0 +1,92 @@
+"""A finished run, loaded: its head, config and features (:func:`load_run`), or everything needed
+to encode new images with it (:func:`load_image_run`, :func:`image_outputs`, :func:`encode_images`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dahash.errors import ConfigError
+from dahash.images.backbones import Backbone, load_backbone
+from dahash.images.extract import extract_features
+from dahash.images.features import collect_images, default_cache_dir
+from dahash.models.predict import encode, export_codes
+from dahash.runs.data import extraction_device, load_domains, prepare_image_domains
+from dahash.training.config import TrainConfig
+from dahash.training.finetune import load_finetuned_backbone, network_features
+from dahash.training.trainer import MODEL, Domains, Head, load_model
+
+
+def load_run(run_dir: str | Path) -> tuple[Head, TrainConfig, Domains]:
+    """A finished run's trained head, its config and both domains' features as it saw them
+    (normalised with the run's normaliser; through the fine-tuned backbone for ``--finetune`` runs)."""
+    run_dir = Path(run_dir)
+    model, config, normalizer, _ = load_model(run_dir / MODEL)
+    if config.finetune:
+        source, target = prepare_image_domains(config, progress=False)
+        backbone = load_finetuned_backbone(run_dir / MODEL, config)
+        domains = network_features(backbone, source, target, batch_size=config.extract_batch_size,
+                                   num_workers=config.num_workers, progress=False,
+                                   device=extraction_device(config.device))
+    else:
+        domains = load_domains(config, normalizer=normalizer, progress=False)
+    return model, config, domains
+
+
+@dataclass
+class LoadedRun:
+    """A trained image run ready to encode images: head, config, normaliser, classes and backbone,
+    loaded once (a server encodes every request with the same one)."""
+
+    run_dir: Path
+    model: Any
+    config: Any
+    normalizer: Any
+    classes: list[str]
+    backbone: Backbone
+
+
+def load_image_run(run_dir: str | os.PathLike) -> LoadedRun:
+    """The run in ``run_dir``, which must have trained DAH's hash head on images."""
+    model, config, normalizer, classes = load_model(Path(run_dir) / MODEL)
+    if config.head != "hash":
+        raise ConfigError(f"{run_dir}: this run trained a {config.head} classifier (a deep baseline), "
+                          "which outputs class scores, not hash codes")
+    if not (config.data_root or config.source):
+        raise ConfigError(f"{run_dir}: this run was trained on feature files, not images; "
+                          "encode features with the same extractor you used for training")
+    if config.finetune:
+        backbone = load_finetuned_backbone(Path(run_dir) / MODEL, config)  # never cached: run-specific weights
+    else:
+        backbone = load_backbone(config.backbone, config.weights)
+    return LoadedRun(Path(run_dir), model, config, normalizer, list(classes), backbone)
+
+
+def image_outputs(run: str | os.PathLike | LoadedRun, inputs: list[str], *, cache_dir: str | None = None,
+                  progress: bool = True, num_workers: int | None = None,
+                  write_cache: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
+    """A trained run's hash outputs u for image files and folders: ``(u, paths kept, run's classes)``
+    (unreadable images are reported and skipped). ``num_workers`` overrides the run's decoding
+    processes (0 decodes in this process, as a server does for one upload); ``write_cache=False``
+    reads the feature cache without adding to it."""
+    loaded = run if isinstance(run, LoadedRun) else load_image_run(run)
+    config = loaded.config
+    paths = collect_images(inputs)
+    X, kept, _ = extract_features(paths, loaded.backbone,
+                                  cache_dir=Path(cache_dir or config.cache_dir or default_cache_dir()),
+                                  batch_size=config.extract_batch_size,
+                                  num_workers=config.num_workers if num_workers is None else num_workers,
+                                  progress=progress, write_cache=write_cache)
+    return encode(loaded.model, loaded.normalizer.transform(X)), [str(paths[i]) for i in kept], loaded.classes
+
+
+def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.PathLike, *,
+                  cache_dir: str | None = None, progress: bool = True) -> int:
+    """Hash codes of new images with a trained run's backbone and head, written as packed codes with their paths."""
+    u, paths, classes = image_outputs(run_dir, inputs, cache_dir=cache_dir, progress=progress)
+    export_codes(out, u, paths, classes=classes)
+    return len(paths)

@@ -1,0 +1,167 @@
+"""The page of ``dahash serve`` in a real headless Chromium (Playwright driving the Debian ``chromium``).
+
+A tiny DAH run is trained and the 18 dslr images are indexed, as in tests/test_serve.py; uvicorn
+serves ``create_app`` on a free loopback port in a thread.  The test opens ``/``, picks an indexed
+image through ``#file`` and checks what the page's own script renders: the hits, their distances,
+their thumbnails (decoded by the browser), the predicted class; then a file that is not an image
+(the error box), then a good image again (results back, error gone).
+
+Needs the Debian package ``chromium`` (``apt-get install chromium``) and the PyPI package
+``playwright`` (``pip install playwright``; no ``playwright install``: the system browser is used).
+Without either, the test is skipped and says which is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+pytest.importorskip("multipart")
+
+from tiny_runs import backbone_built_once, running_server, tiny_dslr_index  # noqa: F401 (the fixture must be in this module)
+from dahash.retrieval.serve import create_app  # noqa: E402
+
+N_BITS = 16
+TIMEOUT_MS = 15_000
+
+pytestmark = pytest.mark.usefixtures("backbone_built_once")
+
+
+def _chromium() -> str:
+    """The system Chromium binary, or a skip naming what to install."""
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium (checked before the run is trained, so a skip costs nothing)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright not installed: pip install playwright (the system chromium is used, "
+                    "no 'playwright install' needed)")
+    exe = _chromium()
+    with sync_playwright() as p:
+        try:
+            # --no-sandbox: Chromium's sandbox refuses to run as root (CI containers).
+            b = p.chromium.launch(executable_path=exe, headless=True, args=["--no-sandbox"])
+        except Exception as exc:  # noqa: BLE001 - playwright's Error: a browser that cannot start here
+            pytest.skip(f"{exe} did not start under playwright: {str(exc).splitlines()[0]}")
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_office31: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A trained run and a flat index of the 18 dslr images."""
+    return tiny_dslr_index(tiny_office31, tmp_path_factory.mktemp("serve-browser"), bits=N_BITS)
+
+
+
+@pytest.fixture(scope="module")
+def server(setup: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(base URL, app) of a uvicorn server on a free loopback port, run in a thread."""
+    app = create_app(setup["index"])
+    with running_server(app, "dahash-serve-browser") as base:
+        yield base, app
+
+
+def _distance(text: str) -> int:
+    match = re.search(r"distance (\d+)\s*$", text)
+    assert match, f"no distance in {text!r}"
+    return int(match.group(1))
+
+
+def _hits(page: Any) -> list[dict[str, str]]:
+    return page.eval_on_selector_all(
+        "#results .hit",
+        """els => els.map(li => ({
+            distance: li.querySelector('.distance').textContent,
+            label: li.querySelector('.label').textContent,
+            predicted: li.querySelector('.predicted').textContent,
+            path: li.querySelector('.path').textContent,
+        }))""")
+
+
+def _wait_for_results(page: Any) -> list[dict[str, str]]:
+    """The rendered hits once the search finished and every thumbnail was decoded."""
+    page.wait_for_selector("#results .hit", timeout=TIMEOUT_MS)
+    page.wait_for_function("/ results$/.test(document.getElementById('status').textContent)",
+                           timeout=TIMEOUT_MS)
+    # Thumbnails are lazy images: the tall viewport keeps all of them on screen, so all must load.
+    page.wait_for_function(
+        """() => { const imgs = [...document.querySelectorAll('#results .hit img.thumb')];
+                   return imgs.length > 0 && imgs.every(i => i.complete); }""", timeout=TIMEOUT_MS)
+    widths = page.eval_on_selector_all("#results .hit img.thumb", "imgs => imgs.map(i => i.naturalWidth)")
+    assert widths and all(w > 0 for w in widths), f"thumbnails not decoded: naturalWidth {widths}"
+    return _hits(page)
+
+
+def test_the_page_searches_an_upload_and_shows_errors(browser: Any, server: tuple[str, Any],
+                                                      setup: dict[str, Any]) -> None:
+    base, app = server
+    classes = list(app.state.dahash.encoder.classes)
+    assert classes
+    context = browser.new_context(viewport={"width": 1280, "height": 2400})
+    page = context.new_page()
+    page_errors: list[str] = []
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    try:
+        page.goto(base + "/", timeout=TIMEOUT_MS)
+        # The page's stats line comes from /stats.
+        page.wait_for_function("/18 images indexed/.test(document.getElementById('stats').textContent)",
+                               timeout=TIMEOUT_MS)
+        page.fill("#k", "18")  # every indexed image, so the query is among the distance-0 hits
+
+        query = setup["dslr"][0]
+        page.set_input_files("#file", query)
+        hits = _wait_for_results(page)
+        assert len(hits) >= 1
+        assert len(hits) == 18
+        assert _distance(hits[0]["distance"]) == 0, hits[0]
+        distances = [_distance(h["distance"]) for h in hits]
+        assert distances == sorted(distances)
+        zero_paths = {h["path"] for h in hits if _distance(h["distance"]) == 0}
+        assert str(Path(query).resolve()) in zero_paths
+        label = hits[0]["label"].removeprefix("label: ")
+        assert label in classes, hits[0]
+        predicted = page.inner_text("#predicted")
+        assert re.fullmatch(r"Predicted class: (\S+)", predicted.strip()), predicted
+        assert predicted.strip().removeprefix("Predicted class: ") in classes
+        assert page.inner_text("#error") == ""
+        # The page shows the query itself too.
+        assert page.eval_on_selector("#query", "img => !img.hidden && img.src.startsWith('blob:')")
+
+        # Not an image: the server's 415 message in the error box, results and prediction cleared.
+        page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain",
+                                              "buffer": b"this is not an image\n" * 10}])
+        page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=TIMEOUT_MS)
+        message = page.inner_text("#error")
+        assert "not an image" in message, message
+        assert page.eval_on_selector_all("#results .hit", "els => els.length") == 0
+        assert page.inner_text("#predicted") == ""
+        assert page.is_visible("#error")
+
+        # A good upload afterwards: results again, the error gone.
+        again = setup["dslr"][7]
+        page.set_input_files("#file", again)
+        hits = _wait_for_results(page)
+        assert len(hits) == 18 and _distance(hits[0]["distance"]) == 0
+        assert str(Path(again).resolve()) in {h["path"] for h in hits if _distance(h["distance"]) == 0}
+        assert page.inner_text("#error") == ""
+        assert page.inner_text("#predicted").strip().removeprefix("Predicted class: ") in classes
+        assert page_errors == [], page_errors
+    finally:
+        context.close()
