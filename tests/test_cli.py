@@ -140,3 +140,27 @@ def test_module_entry_point_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"dahash: error: {missing}: file not found"
+
+
+def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--help`` of a subcommand ends each option's help with its default (config flags from the
+    TrainConfig field, other options from argparse); the command list says train takes images."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "train DAH on source and target feature files or image folders" in " ".join(capsys.readouterr().out.split())
+    for argv, expected in ((["train"], ("--epochs EPOCHS epochs; one epoch is one pass over the source (default: 300)",
+                                        "--mmd-layers MMD_LAYERS [MMD_LAYERS ...] layers the MK-MMD aligns "
+                                        "(default: fc6 fc7 fc8)")),
+                           (["search"], ("--top-k TOP_K hits per query (default 10)",)),
+                           (["serve"], ("--max-concurrent MAX_CONCURRENT searches encoded at once; more wait for "
+                                        "a slot (default 4)",)),
+                           (["select"], ("--criterion CRITERION paper (default), dev, iw, snd or entropy",))):
+        with pytest.raises(SystemExit):
+            main([*argv, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        for line in expected:
+            assert line in text, line
+    with pytest.raises(SystemExit):
+        main(["index", "build", "--help"])
+    assert "--backend {faiss,milvus} faiss: an index directory in this process (default); milvus" in " ".join(
+        capsys.readouterr().out.split())

@@ -10,9 +10,11 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from dahash.errors import DahashError
 from dahash.training.config import add_config_arguments, resolve_config
+from dahash.training.methods import DEEP_METHODS
 
 SUMMARY_KEYS = ("target_accuracy", "target_accuracy_codes", "map", "map_target_within", "source_accuracy",
                 "train_seconds")
@@ -26,11 +28,17 @@ def _print_summary(metrics: dict) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from dahash.runs.run import run
-    from dahash.training.methods import DEEP_METHODS
+    from dahash.training.trainer import CHECKPOINT, checkpoint_epoch
 
-    config = resolve_config(args, args.config, DEEP_METHODS[args.method])
+    saved = Path(args.out) / "config.yaml" if getattr(args, "out", None) else None
+    # --resume alone continues a run with the settings it saved; flags given still override them.
+    yaml_path = args.config or (saved if args.resume and saved is not None and saved.is_file() else None)
+    config = resolve_config(args, yaml_path, DEEP_METHODS[args.method])
     if not config.out:
         raise DahashError("--out DIR is required (where checkpoints and results go)")
+    epoch = checkpoint_epoch(Path(config.out) / CHECKPOINT, config) if args.resume else None
+    if epoch is not None:
+        print(f"resumed at epoch {epoch} of {config.epochs} ({Path(config.out) / CHECKPOINT})", file=sys.stderr)
     metrics = run(config, resume=args.resume, progress=not args.quiet)
     if metrics is None:  # a rank other than 0 of a torchrun job: rank 0 reports
         return 0
@@ -41,7 +49,6 @@ def _train(args: argparse.Namespace) -> int:
 
 def _select(args: argparse.Namespace) -> int:
     from dahash.experiments.selection import parse_grid, select_config
-    from dahash.training.methods import DEEP_METHODS
 
     if not args.out:
         raise DahashError("--out DIR is required (where selection.json, .csv, .md and config.yaml go)")
@@ -217,23 +224,27 @@ def _analyze(args: argparse.Namespace) -> int:
 
     result = analyze(args.run, args.out, tasks=args.tasks, seed=args.seed, tsne_task=args.tsne_task,
                      max_classes=args.max_classes, progress=not args.quiet)
-    from pathlib import Path
-
     print(Path(args.out, "a_distance.md").read_text())
     print(f"A-distance plot: {Path(args.out, 'a_distance.png')}; t-SNE: {', '.join(result['tsne'])}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="dahash", description="Domain Adaptive Hashing (CVPR 2017).")
-    sub = parser.add_subparsers(dest="command", required=True)
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, unless the help already names one or there is none."""
 
-    train = sub.add_parser("train", help="train DAH on source and target feature files",
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        no_default = action.default in (None, argparse.SUPPRESS, False, []) or not action.option_strings
+        if no_default or "default" in text or "%(default)" in text:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash train``."""
+    train = sub.add_parser("train", help="train DAH on source and target feature files or image folders",
                            description="Train DAH; settings come from defaults, then --config YAML, then flags.")
     train.add_argument("--config", help="YAML file of settings (flags given here override it)")
-    from dahash.training.methods import DEEP_METHODS
-
     train.add_argument("--method", choices=list(DEEP_METHODS), default="DAH",
                        help="start from this method's settings (default DAH; Deep, DAN and DANN are the softmax "
                             "baselines, NoDA and DAH-e DAH without some terms); YAML and flags override them")
@@ -242,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(train)
     train.set_defaults(func=_train)
 
+
+def _add_select_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash select``."""
     select = sub.add_parser("select", help="choose settings (e.g. gamma) without target labels",
                             description="Train every setting of a grid on source-train + target and choose one "
                                         "without target labels: by default the paper's rule (Sec. 5.2), the "
@@ -262,11 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(select, skip=("out",))
     select.set_defaults(func=_select)
 
+
+def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash evaluate``."""
     evaluate = sub.add_parser("evaluate", help="recompute a finished run's metrics from its saved model")
     evaluate.add_argument("--run", required=True, help="run directory written by 'dahash train'")
     evaluate.add_argument("--json", action="store_true", help="print all scalar metrics as JSON")
     evaluate.set_defaults(func=_evaluate)
 
+
+def _add_encode_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash encode``."""
     encode = sub.add_parser("encode", help="hash codes for new images with a trained run (image-trained runs)")
     encode.add_argument("--run", required=True, help="run directory trained with --data-root")
     encode.add_argument("--images", required=True, nargs="+", help="image files and/or folders (searched recursively)")
@@ -275,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
     encode.set_defaults(func=_encode)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash demo``."""
     demo = sub.add_parser("demo", help="offline demo: printed-font digits -> handwritten digits, NoDA vs DAH")
     demo.add_argument("--out", default="dahash-demo", help="output directory (default: dahash-demo)")
     demo.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
@@ -282,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
 
+
+def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash reproduce``."""
     from dahash.experiments.reproduce import ALL_METHODS, DATASET_DOMAINS, METHODS
     from dahash.experiments.retrieval_tables import RETRIEVAL_METHODS
     from dahash.experiments.selection import CRITERIA
@@ -318,7 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--cache-dir", default=None, help="feature cache (default $DAHASH_CACHE or ~/.cache/dahash)")
     rep.add_argument("--classifier", choices=("1nn", "svm", "logreg"), default="1nn",
                      help="classifier on the shallow methods' features (default 1nn, as their papers)")
-    rep.add_argument("--workers", type=int, default=1, help="runs in parallel, each on cores/workers threads")
+    rep.add_argument("--workers", type=int, default=1,
+                     help="runs in parallel, each on free cores / workers threads (free: not kept busy by other "
+                          "jobs, by the 1-minute load average)")
     rep.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                      help="training settings applied to every deep method after its own, e.g. epochs=50")
     rep.add_argument("--shallow-set", nargs="*", default=[], metavar="METHOD.KEY=VALUE",
@@ -338,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.set_defaults(func=_reproduce)
 
+
+def _add_index_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash index``."""
     idx = sub.add_parser("index", help="build or grow a Hamming index of an image collection with a trained run")
     idx_sub = idx.add_subparsers(dest="index_command", required=True)
     build = idx_sub.add_parser("build", help="encode images with a run and save a new index")
@@ -357,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bar")
     idx.set_defaults(func=_index)
 
+
+def _add_search_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash search``."""
     find = sub.add_parser("search", help="the most similar indexed images of query images, by Hamming distance")
     find.add_argument("--index", required=True, help="index directory ('dahash index build')")
     find.add_argument("--image", required=True, nargs="+", help="query image file(s)")
@@ -366,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     find.add_argument("--json", action="store_true", help="print the hits as JSON")
     find.set_defaults(func=_search)
 
+
+def _add_serve_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash serve``."""
     srv = sub.add_parser("serve", help="HTTP API and web page to search an index with images (needs dahash[serve])",
                          description="Serve GET /health, GET /stats, POST /search (an image upload or a code), "
                                      "GET /thumbnail/ID and a search page at /, with FastAPI and uvicorn.")
@@ -385,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
     srv.set_defaults(func=_serve)
 
+
+def _add_analyze_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash analyze``."""
     ana = sub.add_parser("analyze", help="Figure 3: proxy A-distance and t-SNE of backbone, Deep, DAN and DAH features",
                          description="Proxy A-distance (linear SVM, 5-fold CV) between source and target features "
                                      "of the frozen backbone and the fc7 of the trained Deep, DAN and DAH networks, "
@@ -398,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--quiet", action="store_true", help="no progress bar")
     ana.set_defaults(func=_analyze)
 
+
+def _add_download_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash download``."""
     from dahash.images.download import DATASET_NAMES
 
     download = sub.add_parser("download", help="download and unpack Office-Home, Office-31 or Office-Caltech-10",
@@ -412,6 +455,31 @@ def build_parser() -> argparse.ArgumentParser:
                           help="delete the archive from ROOT/.dahash-downloads once it is unpacked")
     download.add_argument("--quiet", action="store_true", help="no progress bars")
     download.set_defaults(func=_download)
+
+
+class _SubcommandParser(argparse.ArgumentParser):
+    """A subcommand's parser, whose --help shows every option's default."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="dahash", description="Domain Adaptive Hashing (CVPR 2017).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
+    _add_train_command(sub)
+    _add_select_command(sub)
+    _add_evaluate_command(sub)
+    _add_encode_command(sub)
+    _add_demo_command(sub)
+    _add_reproduce_command(sub)
+    _add_index_command(sub)
+    _add_search_command(sub)
+    _add_serve_command(sub)
+    _add_analyze_command(sub)
+    _add_download_command(sub)
     return parser
 
 

@@ -1,11 +1,13 @@
 """The offline demo end to end, shortened: tables, plots, resumability, and real learning."""
 
+import csv
 import json
+import os
 
 import numpy as np
 import pytest
 
-from dahash.experiments.demo import METHODS, demo_config, prepare_data, run_demo, summarize
+from dahash.experiments.demo import METHODS, demo_config, prepare_data, run_demo, summarize, summary_csv
 from dahash.runs.run import run
 
 
@@ -15,11 +17,22 @@ def test_summarize_mean_and_sample_std():
     assert header[:2] == ["method", "seeds"]
     assert rows[0][:3] == ["DAH", "3", "62.0 ± 2.0"]
     assert rows[0][4] == "0.620 ± 0.020"
+    header, rows = summary_csv(runs)
+    assert header == ["method", "seeds", "target_accuracy_mean", "target_accuracy_std", "target_accuracy_codes_mean",
+                      "target_accuracy_codes_std", "map_mean", "map_std"]
+    assert rows[0] == ["DAH", 3, 62.0, 2.0, 62.0, 2.0, 0.62, pytest.approx(0.02)]
 
 
 def test_short_demo_writes_table_plots_and_skips_finished_runs(tmp_path, capsys):
     results = run_demo(out=tmp_path, seeds=2, epochs=2, progress=False)
     assert set(results) == set(METHODS) and all(len(r) == 2 for r in results.values())
+    printed = capsys.readouterr().out.splitlines()
+    # What it does comes first, before any run has finished; the table after.
+    assert printed[0] == (f"dahash demo: NoDA and DAH, 2 seed(s) each, 2 epochs, on 1000 printed -> 1797 handwritten "
+                          f"digits, {min(2, os.cpu_count() or 1)} run(s) at a time; results go to {tmp_path}/")
+    rows = list(csv.DictReader(open(tmp_path / "demo_results.csv")))
+    assert [r["method"] for r in rows] == list(METHODS)
+    assert float(rows[1]["target_accuracy_mean"]) == pytest.approx(np.mean([r["target_accuracy"] for r in results["DAH"]]))
     table = (tmp_path / "demo_results.md").read_text()
     assert "| NoDA | 2 |" in table and "| DAH | 2 |" in table
     for png in ("pr_curve.png", "digits.png"):

@@ -267,3 +267,18 @@ def test_every_grid_holds_the_fixed_setting_within_one_budget(tmp_path: Path, mo
     assert grids["GFK"] == SELECTION_GRIDS["GFK"]
     assert main([*args, "--methods", "coral", "dan", "--select-all"]) == 0
     assert seen[-1].methods == ["CORAL", "DAN", "DAN-sel"]
+
+
+def test_a_task_typed_by_name_or_code_is_one_cell(tiny_office31: Path, tmp_path: Path) -> None:
+    """``--tasks amazon:webcam`` and then every task into the same --out: the A->W cell is reused,
+    not refused as a run with other settings."""
+    assert rep.resolve_tasks(_config(tiny_office31, tmp_path, tasks=["amazon:Webcam", "d:a", "list.txt:W"])) == [
+        ("A", "W"), ("D", "A"), ("list.txt", "W")]
+    first = rep.reproduce(_config(tiny_office31, tmp_path / "out", methods=["CORAL"], tasks=["amazon:webcam"]),
+                          progress=False)
+    results = tmp_path / "out" / "cells" / "CORAL" / "A_W" / "seed0" / "results.json"
+    written = results.stat().st_mtime_ns
+    everything = rep.reproduce(_config(tiny_office31, tmp_path / "out", methods=["CORAL"], tasks=None),
+                               progress=False)
+    assert results.stat().st_mtime_ns == written
+    assert (first["cells"], first["computed"]) == (1, 1) and (everything["cells"], everything["computed"]) == (6, 5)

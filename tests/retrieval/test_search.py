@@ -382,3 +382,16 @@ def test_milvus_gives_the_faiss_results(runs: dict[str, Path], dslr: list[str], 
             finally:
                 connections.disconnect(alias)
                 connections.remove_connection(alias)
+
+
+def test_a_search_whose_every_query_is_unreadable_fails(flat: Path, dslr: list[str], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    with pytest.warns(UserWarning, match="could not be read"):
+        line = one_line_error(capsys, main(["search", "--index", str(flat), "--image", str(broken)]))
+    assert line == f"dahash: error: no query image could be read: {broken}"
+    # One readable query among unreadable ones still answers.
+    with pytest.warns(UserWarning, match="1 of 2 images could not be read"):
+        assert main(["search", "--index", str(flat), "--image", str(broken), dslr[0], "--json"]) == 0
+    assert [q["query"] for q in json.loads(capsys.readouterr().out)] == [dslr[0]]

@@ -26,7 +26,7 @@ from dahash.cli import main
 from dahash.training.config import TrainConfig
 from dahash.errors import ConfigError, DahashError
 from dahash.runs.run import evaluate_model, run
-from dahash.training.trainer import CHECKPOINT, MODEL, build_model, train_model
+from dahash.training.trainer import CHECKPOINT, MODEL, build_model, checkpoint_epoch, train_model
 from dahash.runs.data import load_domains
 
 N_CLASSES = 4
@@ -309,13 +309,6 @@ def _train_cmd(source: Path, target: Path, out: Path, *extra: str) -> list[str]:
             "--feature-norm", "standardize", "--bank-per-class", "50", "--num-threads", "1", "--quiet", *extra]
 
 
-def _checkpoint_epoch(path: Path) -> int | None:
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
-    except (FileNotFoundError, EOFError, RuntimeError):
-        return None
-
-
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """SIGKILL a training process after its second checkpoint; --resume must finish it with
     exactly the metrics, weights, codes and loss history of a run that was never interrupted."""
@@ -331,7 +324,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path, capsys: 
         while True:
             assert victim.poll() is None, "the run ended before it could be interrupted"
             assert time.monotonic() < deadline, "no checkpoint of epoch 2 appeared"
-            epoch = _checkpoint_epoch(victim_dir / CHECKPOINT)
+            epoch = checkpoint_epoch(victim_dir / CHECKPOINT)
             if epoch is not None and epoch >= 2:
                 os.kill(victim.pid, signal.SIGKILL)
                 break
@@ -361,9 +354,11 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path, capsys: 
     assert (victim_dir / "config.yaml").read_text() == config_before
     assert torch.load(victim_dir / CHECKPOINT, weights_only=False)["epoch"] == killed["epoch"]
 
-    resumed = subprocess.run(_train_cmd(source, target, victim_dir, "--resume"), env=env,
-                             capture_output=True, text=True, timeout=300)
+    # --out and --resume are enough: the run's saved config.yaml holds its other settings.
+    resumed = subprocess.run([sys.executable, "-m", "dahash", "train", "--out", str(victim_dir), "--resume"],
+                             env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed at epoch {killed['epoch']} of {RESUME_EPOCHS} ({victim_dir / CHECKPOINT})" in resumed.stderr
     _, straight_err = straight.communicate(timeout=300)
     assert straight.returncode == 0, straight_err
 

@@ -60,6 +60,8 @@ class FeatureSet:
     ids: np.ndarray = field(default=None)  # type: ignore[assignment]
     classes: list[str] = field(default=None)  # type: ignore[assignment]
     path: str = "<memory>"
+    # Files of the domain that could not be read, with the reason; none of them is a row of X.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         """Coerce dtypes and fill default ids/classes so that sets built in memory are valid too."""

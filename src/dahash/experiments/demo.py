@@ -90,6 +90,20 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> tuple[list[str], list
     return header, rows
 
 
+def summary_csv(results: dict[str, list[dict[str, Any]]]) -> tuple[list[str], list[list[Any]]]:
+    """The numbers of :func:`summarize` as numbers: per method, the seeds and each metric's mean and
+    sample standard deviation in columns of their own."""
+    header = ["method", "seeds"] + [f"{key}_{stat}" for key, _, _ in REPORTED for stat in ("mean", "std")]
+    rows = []
+    for method, runs in results.items():
+        row: list[Any] = [method, len(runs)]
+        for key, _, _ in REPORTED:
+            values = np.array([r[key] for r in runs], dtype=float)
+            row += [float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0]
+        rows.append(row)
+    return header, rows
+
+
 def mean_pr_curve(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Precision and recall at each Hamming radius, averaged over seeds (radii no seed retrieves at are dropped)."""
     with np.errstate(invalid="ignore"):
@@ -108,11 +122,15 @@ def run_demo(out: str | os.PathLike = "dahash-demo", seeds: int = 3, epochs: int
     """
     root = Path(out)
     t0 = time.perf_counter()
-    prepare_data(root)
+    source, target = prepare_data(root)
     base = demo_config(root, epochs)
     jobs = {(method, seed): replace(base, seed=seed, out=str(root / method / f"seed{seed}"), **overrides)
             for seed in range(seeds) for method, overrides in METHODS.items()}
     workers = workers or min(2, os.cpu_count() or 1)
+    # A first run takes tens of seconds: say what is happening before it ends.
+    print(f"dahash demo: {' and '.join(METHODS)}, {seeds} seed(s) each, {base.epochs} epochs, on {len(source)} "
+          f"printed -> {len(target)} handwritten digits, {workers} run(s) at a time; results go to {root}/",
+          flush=True)
     results: dict[tuple[str, int], dict[str, Any]] = {}
     bar = tqdm(total=len(jobs), unit="run", desc="demo", disable=not progress)
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
@@ -127,7 +145,7 @@ def run_demo(out: str | os.PathLike = "dahash-demo", seeds: int = 3, epochs: int
     seconds = time.perf_counter() - t0
     write_text(root / "demo_results.md", f"# dahash demo: printed -> handwritten digits\n\n{table}\n"
                                          f"Wall time: {seconds:.0f} s for {len(jobs)} runs.\n")
-    write_csv(root / "demo_results.csv", header, rows)
+    write_csv(root / "demo_results.csv", *summary_csv(by_method))
     plot_pr_curves(root / "pr_curve.png", {m: mean_pr_curve(by_method[m]) for m in METHODS},
                    title=f"Handwritten queries vs printed database\n64 bits, mean of {seeds} seeds")
     print(table)

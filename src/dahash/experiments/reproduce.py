@@ -33,6 +33,7 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
+from dahash.cores import threads_per_worker
 from dahash.errors import ConfigError, DahashError
 from dahash.experiments.published import published_rows
 from dahash.experiments.selection import CRITERIA, Selection, expand_grid, select_config, select_setting
@@ -214,12 +215,33 @@ class Cell:
     settings: dict[str, Any]
 
 
-def resolve_tasks(config: ReproduceConfig) -> list[tuple[str, str]]:
-    """``--tasks`` as given, else every ordered pair of the dataset's (or the data root's) domains."""
+def resolve_tasks(config: TablesConfig) -> list[tuple[str, str]]:
+    """``--tasks``, each domain spelled as the default tasks spell it, else every ordered pair of the
+    dataset's (or the data root's) domains."""
+    domains = default_domains(config)
     if config.tasks:
-        return [tuple(t.split(":")) for t in config.tasks]  # type: ignore[misc]
-    domains = DATASET_DOMAINS[config.dataset] if config.dataset else domain_folders(config.data_root)
+        return [canonical_task(t, domains) for t in config.tasks]
     return list(itertools.permutations(domains, 2))
+
+
+def default_domains(config: TablesConfig) -> tuple[str, ...]:
+    """The dataset's domain codes, else the data root's domain folders."""
+    return DATASET_DOMAINS[config.dataset] if config.dataset else tuple(domain_folders(config.data_root))
+
+
+def canonical_task(task: str, domains: Sequence[str]) -> tuple[str, str]:
+    """``SOURCE:TARGET`` with each domain spelled as in ``domains`` when it names one of them by
+    name, code or case ("amazon", "A" and "Amazon" are one domain): a task is one cell however
+    it is typed. Other names (an image-list file) stay as given."""
+
+    def canonical(name: str) -> str:
+        for known in domains:
+            if name.casefold() == known.casefold() or domain_code(name) == domain_code(known):
+                return known
+        return name
+
+    source, target = task.split(":")
+    return canonical(source), canonical(target)
 
 
 def domain_folders(data_root: str) -> list[str]:
@@ -390,7 +412,7 @@ def run_selections(config: ReproduceConfig, progress: bool) -> dict[tuple[str, s
             chosen[(job.method, job.source, job.target)] = done
     if todo:
         _prefetch_features(config, resolve_tasks(config), progress)
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    threads = threads_per_worker(config.workers)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="task", desc="select",
                disable=not progress, dynamic_ncols=True)
     work = functools.partial(_selection_job, config=config)
@@ -529,7 +551,7 @@ def run_cells(config: TablesConfig, cells: list[Cell], tasks: list[tuple[str, st
             results[key(cell)] = done
     # Only now: a rerun refused for other settings must not relabel the finished runs.
     write_text(Path(config.out) / settings_file, yaml.safe_dump(asdict(config), sort_keys=False))
-    threads = max(1, (os.cpu_count() or 1) // config.workers)
+    threads = threads_per_worker(config.workers)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="run", desc=Path(settings_file).stem,
                disable=not progress, dynamic_ncols=True)
     for cell, metrics in _execute(todo, work, config.workers, threads, bar):

@@ -37,7 +37,8 @@ import numpy as np
 
 from dahash.errors import ConfigError, DahashError
 from dahash.experiments.published import MAP_METHODS, published_rows
-from dahash.experiments.reproduce import Cell, TablesConfig, domain_folders, run_cells, task_label
+from dahash.experiments.reproduce import (Cell, TablesConfig, canonical_task, default_domains, domain_folders, run_cells,
+                                         task_label)
 from dahash.experiments.tables import markdown_table
 from dahash.hashing import BDNNHasher, BinaryAutoencoderHasher, DPSHHasher, ITQHasher, KMeansHasher
 from dahash.images.datasets import domain_code
@@ -100,7 +101,7 @@ def resolve_pairing(config: RetrievalConfig) -> list[tuple[str, str]]:
     """(source, target) per table row: ``tasks``, else the dataset's pairing, else (a folder of
     domains) the first domain as the source of every other and the second as the first's."""
     if config.tasks:
-        pairs = [tuple(t.split(":")) for t in config.tasks]
+        pairs = [canonical_task(t, default_domains(config)) for t in config.tasks]
     elif config.dataset:
         pairs = [tuple(t.split(":")) for t in DEFAULT_PAIRING[config.dataset]]
     else:

@@ -43,7 +43,12 @@ from pathlib import Path
 import numpy as np
 
 from dahash.errors import DataError
-from dahash.images.loading import IMAGE_EXTENSIONS, ImageLoadError, is_image_file, open_image
+from dahash.images.loading import (
+    IMAGE_EXTENSIONS,
+    ImageLoadError,
+    is_image_file,
+    open_image,
+)
 
 __all__ = [
     "ImageDomain",
@@ -366,7 +371,9 @@ def scan_readable(domain: ImageDomain, progress: bool = False) -> tuple[ImageDom
     """Fully decode every image; return the domain without unreadable ones, and ``(path, reason)`` for each."""
     rows: Iterable[int] = range(len(domain))
     if progress:
-        from tqdm import tqdm  # only when asked: a bar is the sole output a caller gets while this runs
+        from tqdm import (
+            tqdm,  # only when asked: a bar is the sole output a caller gets while this runs
+        )
 
         rows = tqdm(rows, desc=f"checking {domain.name}", unit="img")
     keep: list[int] = []

@@ -117,11 +117,13 @@ def extract_features(
     progress: bool = True,
     device: str | torch.device = "cpu",
     write_cache: bool = True,
+    warn: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
     """Features of ``paths``: (float32 (n_ok, D), kept row indices into ``paths``, [(path, reason)] failures).
 
     ``cache_dir=None`` disables the cache; ``write_cache=False`` reads it but adds nothing (a
-    server's uploads must not grow it without bound). The model is moved to ``device`` and run in eval mode
+    server's uploads must not grow it without bound). Unreadable images are skipped with a warning,
+    or silently with ``warn=False`` for a caller that reports the failures itself. The model is moved to ``device`` and run in eval mode
     under ``torch.no_grad()``; its train/eval mode is restored afterwards.
     """
     if batch_size < 1:
@@ -205,7 +207,7 @@ def extract_features(
     kept = np.array(sorted(features), dtype=np.int64)
     feats = np.stack([features[i] for i in kept]) if len(kept) else np.zeros((0, dim), np.float32)
     failed_list = [(paths[i], failures[i]) for i in sorted(failures)]
-    if failed_list:
+    if failed_list and warn:
         first_path, first_reason = failed_list[0]
         warnings.warn(f"{len(failed_list)} of {len(paths)} images could not be read and were skipped "
                       f"(first: {first_path}: {first_reason})", stacklevel=2)

@@ -11,7 +11,13 @@ import torch
 from dahash.data.features import FeatureSet
 from dahash.errors import ConfigError, DataError
 from dahash.images.backbones import Backbone, load_backbone
-from dahash.images.datasets import ImageDomain, align_image_domains, find_images, load_domain, load_image_list
+from dahash.images.datasets import (
+    ImageDomain,
+    align_image_domains,
+    find_images,
+    load_domain,
+    load_image_list,
+)
 from dahash.images.extract import extract_features
 
 
@@ -31,12 +37,13 @@ def open_domain(root: str | None, spec: str) -> ImageDomain:
 
 def domain_features(domain: ImageDomain, backbone: Backbone, cache_dir: Path, *, batch_size: int = 16,
                     num_workers: int = 2, progress: bool = True, device: str | torch.device = "cpu") -> FeatureSet:
-    """Frozen-backbone features of every readable image of ``domain`` (unreadable ones are skipped),
-    computed on ``device``."""
-    X, kept, _ = extract_features(domain.paths, backbone, cache_dir=cache_dir, batch_size=batch_size,
-                                  num_workers=num_workers, progress=progress, device=device)
+    """Frozen-backbone features of every readable image of ``domain``, computed on ``device``;
+    unreadable ones are skipped and listed in the feature set's ``skipped``."""
+    X, kept, failed = extract_features(domain.paths, backbone, cache_dir=cache_dir, batch_size=batch_size,
+                                       num_workers=num_workers, progress=progress, device=device, warn=False)
     return FeatureSet(X, domain.labels[kept], ids=np.asarray(domain.ids, dtype=str)[kept],
-                      classes=list(domain.classes), path=str(domain.root / domain.name))
+                      classes=list(domain.classes), path=str(domain.root / domain.name),
+                      skipped=[(str(path), reason) for path, reason in failed])
 
 
 def image_feature_sets(data_root: str | None, source: str, target: str, *, backbone: str | Backbone,

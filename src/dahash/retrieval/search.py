@@ -175,4 +175,6 @@ def search_images(index_path: str | os.PathLike, images: list[str], k: int = 10,
     index = open_index(index_path)
     encoder = _run_of(index, index_path, run_dir)
     codes, paths, predicted = encoder.encode(images, cache_dir=cache_dir, progress=progress)
+    if not paths:
+        raise DataError(f"no query image could be read: {', '.join(map(str, images))}")
     return paths, predicted, index.search(codes, k)

@@ -3,7 +3,8 @@ the cached backbone) or, for fine-tuning, both image domains."""
 
 from __future__ import annotations
 
-import warnings
+import sys
+from pathlib import Path
 
 import torch
 
@@ -13,8 +14,11 @@ from dahash.errors import ConfigError
 from dahash.images.backbones import load_backbone
 from dahash.images.datasets import ImageDomain, align_image_domains, scan_readable
 from dahash.images.features import image_feature_sets, open_domain
+from dahash.io import write_csv
 from dahash.training.config import TrainConfig
 from dahash.training.trainer import Domains, resolve_device
+
+SKIPPED = "skipped_images.csv"
 
 
 def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = None,
@@ -61,13 +65,24 @@ def extraction_device(name: str) -> torch.device:
     return resolve_device(name)
 
 
-def prepare_image_domains(config: TrainConfig, progress: bool = True) -> tuple[ImageDomain, ImageDomain]:
-    """Aligned source and target image domains with unreadable files dropped (and reported)."""
+def prepare_image_domains(config: TrainConfig,
+                          progress: bool = True) -> tuple[ImageDomain, ImageDomain, list[tuple[str, str]]]:
+    """Aligned source and target image domains with unreadable files dropped, and those files
+    with the reason each could not be read."""
     src, tgt = align_image_domains(open_domain(config.data_root, config.source),
                                    open_domain(config.data_root, config.target))
     (src, bad_s), (tgt, bad_t) = scan_readable(src, progress=progress), scan_readable(tgt, progress=progress)
-    bad = bad_s + bad_t
-    if bad:
-        warnings.warn(f"{len(bad)} images could not be read and were skipped (first: {bad[0][0]}: {bad[0][1]})",
-                      stacklevel=2)
-    return src, tgt
+    return src, tgt, [(str(path), reason) for path, reason in bad_s + bad_t]
+
+
+def report_skipped(skipped: list[tuple[str, str]], out: Path | None) -> None:
+    """One line on stderr for a run's unreadable images, the whole list in ``out/skipped_images.csv``."""
+    if not skipped:
+        return
+    where = ""
+    if out is not None:
+        write_csv(out / SKIPPED, ["path", "reason"], [list(row) for row in skipped])
+        where = f"; the list is in {out / SKIPPED}"
+    path, reason = skipped[0]
+    print(f"dahash: {len(skipped)} image(s) could not be read and were skipped (first: {path}: {reason}){where}",
+          file=sys.stderr, flush=True)

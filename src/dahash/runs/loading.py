@@ -27,7 +27,7 @@ def load_run(run_dir: str | Path) -> tuple[Head, TrainConfig, Domains]:
     run_dir = Path(run_dir)
     model, config, normalizer, _ = load_model(run_dir / MODEL)
     if config.finetune:
-        source, target = prepare_image_domains(config, progress=False)
+        source, target, _ = prepare_image_domains(config, progress=False)
         backbone = load_finetuned_backbone(run_dir / MODEL, config)
         domains = network_features(backbone, source, target, batch_size=config.extract_batch_size,
                                    num_workers=config.num_workers, progress=False,

@@ -14,16 +14,33 @@ import torch
 from dahash.codes import pack_codes
 from dahash.images.backbones import load_backbone
 from dahash.io import write_csv, write_json
-from dahash.metrics import mean_average_precision, precision_at_k, precision_recall_curve, precision_within_radius
+from dahash.metrics import (
+    mean_average_precision,
+    precision_at_k,
+    precision_recall_curve,
+    precision_within_radius,
+)
 from dahash.metrics.plots import plot_pr_curves
 from dahash.models import ClassifierHead
 from dahash.models.predict import class_probabilities, encode, export_codes, select_bank
-from dahash.runs.data import load_domains, prepare_image_domains
+from dahash.runs.data import load_domains, prepare_image_domains, report_skipped
 from dahash.runs.loading import load_run
 from dahash.training.config import TrainConfig
-from dahash.training.distributed import Distributed, barrier, init_distributed, local_device, shutdown
+from dahash.training.distributed import (
+    Distributed,
+    barrier,
+    init_distributed,
+    local_device,
+    shutdown,
+)
 from dahash.training.finetune import finetune_model, network_domains, save_finetuned
-from dahash.training.trainer import CHECKPOINT, Domains, Head, resolve_device, train_model
+from dahash.training.trainer import (
+    CHECKPOINT,
+    Domains,
+    Head,
+    resolve_device,
+    train_model,
+)
 
 
 def _evaluate_classifier(model: ClassifierHead, config: TrainConfig, domains: Domains,
@@ -144,6 +161,7 @@ def _train_and_evaluate(config: TrainConfig, *, resume: bool, progress: bool,
         domains = load_domains(config, progress=progress)
         if main:
             barrier(distributed)
+            report_skipped(domains.source.skipped + domains.target.skipped, out)
         t0 = time.perf_counter()
         model = train_model(config, domains, resume=resume, progress=progress, distributed=distributed)
         if not main:
@@ -167,7 +185,9 @@ def _finetune(config: TrainConfig, *, resume: bool, progress: bool,
     """Fine-tune backbone and head on the images; the head and both domains' tuned features
     (None on ranks other than 0 of a distributed run)."""
     main = distributed is None or distributed.is_main
-    source, target = prepare_image_domains(config, progress=progress)
+    source, target, skipped = prepare_image_domains(config, progress=progress)
+    if main:
+        report_skipped(skipped, Path(config.out) if config.out else None)
     backbone = load_backbone(config.backbone, config.weights)
     net = finetune_model(config, source, target, backbone, resume=resume, progress=progress,
                          distributed=distributed)

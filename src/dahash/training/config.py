@@ -201,7 +201,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         if f.name in skip:
             continue
         hint = hints[f.name]
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        # Defaults stay out of the namespace (YAML values must win over them); help still shows them.
+        text = f.metadata.get("help", "").replace("%", "%%")
+        if default is not None:
+            text += f" (default: {str(shown).replace('%', '%%')})"
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text.lstrip()}
         if typing.get_origin(hint) is list:
             kwargs["nargs"] = "+"
         if hint is bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -173,6 +174,19 @@ def _read_checkpoint(path: Path | None, resume: bool, config: TrainConfig, devic
     if diff:
         raise ConfigError(f"{path}: cannot resume, settings differ from the checkpoint's: {', '.join(diff)}")
     return state
+
+
+def checkpoint_epoch(path: Path, config: TrainConfig | None = None) -> int | None:
+    """The number of epochs the checkpoint at ``path`` has finished: None without a readable one,
+    or when ``config`` is given and the checkpoint cannot resume it (its settings differ)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        epoch = int(state["epoch"])
+        if config is not None and settings_differ(state["config"], config.to_dict()):
+            return None
+        return epoch
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError, pickle.UnpicklingError):
+        return None
 
 
 def _shared_checkpoint(path: Path | None, resume: bool, config: TrainConfig, device: torch.device,

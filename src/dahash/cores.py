@@ -1,0 +1,33 @@
+"""How many CPU threads a job should use: the cores this process may run on, less those other
+processes keep busy, shared among the job's parallel workers."""
+
+from __future__ import annotations
+
+import os
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
+def free_cores(load: float | None = None) -> int:
+    """Usable cores minus the 1-minute load average (``load``, else the system's), at least 1.
+
+    On a 2-core machine with one busy job, 2 torch threads per run ran at a third of 1 thread's
+    speed (benchmarks/README.md): threads must fit the cores that are actually free.
+    """
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average on Windows
+            load = 0.0
+    return max(1, usable_cores() - int(round(load)))
+
+
+def threads_per_worker(workers: int, load: float | None = None) -> int:
+    """Threads for each of ``workers`` parallel runs: the free cores shared evenly, at least 1."""
+    return max(1, free_cores(load) // max(1, workers))
