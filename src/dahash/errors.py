@@ -11,3 +11,12 @@ class DataError(DahashError, ValueError):
 
 class ConfigError(DahashError, ValueError):
     """A configuration value is out of range or of the wrong type."""
+
+
+class DownloadError(DahashError):
+    """A download, checksum or unpack step failed; the message names the URL or file at fault."""
+
+
+def one_line(text: object) -> str:
+    """``text`` with all whitespace runs collapsed, so that a message stays on one line."""
+    return " ".join(str(text).split())

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 import dahash.images.download as dl
+import dahash.images.transfer as transfer
 from dahash.cli import main
 from dahash.images.download import DOWNLOAD_DIR, DownloadError, download_dataset, safe_extract
 from dahash.images.datasets import load_domain
@@ -305,7 +306,7 @@ def test_a_broken_connection_is_resumed_then_and_on_rerun(tmp_path: Path, server
     url = server.url("/o31.tar.gz")
     root = tmp_path / "data"
     # No automatic resume: the run fails, naming the URL and how to continue, and keeps the .part.
-    monkeypatch.setattr(dl, "MAX_RESUMES", 0)
+    monkeypatch.setattr(transfer, "MAX_RESUMES", 0)
     server.drop_after = 700
     with pytest.raises(DownloadError) as info:
         download_dataset("office31", root, url=url, progress=False)
@@ -316,7 +317,7 @@ def test_a_broken_connection_is_resumed_then_and_on_rerun(tmp_path: Path, server
     assert server.requests[-1] == ("/o31.tar.gz", "bytes=700-", len(data) - 700)
     _assert_layout(root, "office31")
     # Within one run, a dropped connection is resumed automatically.
-    monkeypatch.setattr(dl, "MAX_RESUMES", 5)
+    monkeypatch.setattr(transfer, "MAX_RESUMES", 5)
     server.requests.clear()
     server.drop_after = 300
     download_dataset("office31", tmp_path / "data2", url=url, progress=False)

@@ -1,5 +1,8 @@
 """Download Office-Home, Office-31 and Office-Caltech-10, verify them, and unpack them into datasets.py layouts.
 
+This module holds the registry and the steps in ROOT; the resumable transfer is :mod:`.transfer`
+and the safe unpacking :mod:`.archives`.
+
 Conventions
 -----------
 * :data:`DATASETS` is the registry: one public archive per dataset, its file name and the digests
@@ -28,25 +31,27 @@ Conventions
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import re
 import shutil
-import sys
-import tarfile
 import tempfile
 import urllib.parse
 import urllib.request
-import zipfile
 from dataclasses import dataclass
-from html.parser import HTMLParser
-from http.cookiejar import CookieJar
 from pathlib import Path
-from typing import IO, Any
 
-from dahash.errors import ConfigError, DahashError
+from dahash.errors import ConfigError, DownloadError
+from dahash.images.archives import JUNK_PARTS, safe_extract
 from dahash.images.datasets import load_domain, resolve_domain_dir
+from dahash.images.transfer import (
+    CHUNK,
+    copy_local,
+    http_download,
+    local_path,
+    say,
+    warn,
+)
 from dahash.io import write_json
 
 __all__ = [
@@ -61,10 +66,6 @@ __all__ = [
     "get_spec",
     "safe_extract",
 ]
-
-
-class DownloadError(DahashError):
-    """A download, checksum or unpack step failed; the message names the URL or file at fault."""
 
 
 @dataclass(frozen=True)
@@ -161,40 +162,14 @@ DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 
 DOWNLOAD_DIR = ".dahash-downloads"
 _UNPACK_PREFIX = ".dahash-unpack-"
-# Generous: Drive and Seafile can take tens of seconds to start streaming a multi-GB file.
-TIMEOUT_S = 60.0
-# Automatic Range resumes within one run, only after an attempt that made progress (a dead host fails at once).
-MAX_RESUMES = 5
-_CHUNK = 1 << 20
-_MAX_PAGE_BYTES = 2 << 20
-_MAX_CONFIRM_HOPS = 3
-_USER_AGENT = "dahash-download/0.1 (Python urllib)"
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _ALGO_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
-# Archive junk that must not become a class folder or an image.
-_JUNK_PARTS = frozenset({"__macosx", "@eadir"})
-_JUNK_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
 _ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
-
-
-def _one_line(text: object) -> str:
-    """``text`` with all whitespace runs collapsed, so that a message stays on one line."""
-    return " ".join(str(text).split())
 
 
 def _fold(name: str) -> str:
     """Fold case and drop spaces, ``_`` and ``-``, the way datasets.py compares domain names."""
     return re.sub(r"[\s_\-]+", "", name).casefold()
-
-
-def _say(message: str) -> None:
-    """Progress and summary lines go to stdout."""
-    print(message, flush=True)
-
-
-def _warn(message: str) -> None:
-    """Warnings go to stderr, prefixed like the CLI's errors."""
-    print(f"dahash: warning: {_one_line(message)}", file=sys.stderr, flush=True)
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -204,264 +179,6 @@ def get_spec(name: str) -> DatasetSpec:
         if wanted in {_fold(spec.key), *(_fold(n) for n in spec.names)}:
             return spec
     raise ConfigError(f"unknown dataset '{name}'; choose one of {', '.join(DATASET_NAMES)}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Downloading
-# ----------------------------------------------------------------------------------------------
-
-
-class _Interrupted(Exception):
-    """The transfer stopped early; ``progressed`` says whether this attempt wrote anything."""
-
-    def __init__(self, progressed: bool, reason: str) -> None:
-        """Keep what the retry loop needs to decide whether another attempt is worth it."""
-        super().__init__(reason)
-        self.progressed = progressed
-        self.reason = reason
-
-
-class _RangeNotSatisfiable(Exception):
-    """HTTP 416 on a resume: the ``.part`` file is as long as, or longer than, the file."""
-
-    def __init__(self, total: int | None) -> None:
-        """``total`` is the size the server reported in ``Content-Range: bytes */N``, if any."""
-        super().__init__(total)
-        self.total = total
-
-
-def _bar(total: int | None, initial: int, desc: str, enabled: bool) -> Any:
-    """A byte progress bar (size, rate, ETA) that starts at ``initial`` so a resume shows the true position."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                disable=not enabled, dynamic_ncols=True)
-
-
-def _copy_stream(src: IO[bytes], out: IO[bytes], bar: Any) -> int:
-    """Copy ``src`` to ``out`` in chunks; a read error becomes :class:`_Interrupted` with the progress made."""
-    written = 0
-    while True:
-        try:
-            chunk = src.read(_CHUNK)
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Interrupted(written > 0, _one_line(exc) or type(exc).__name__) from None
-        if not chunk:
-            return written
-        out.write(chunk)
-        written += len(chunk)
-        bar.update(len(chunk))
-
-
-def _local_path(url: str) -> Path | None:
-    """The file a ``file://`` URL or plain path names, or ``None`` for a network URL."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme == "file":
-        return Path(urllib.request.url2pathname(parsed.path))
-    # A bare path (or a Windows drive letter, which urlsplit reads as a one-letter scheme).
-    if parsed.scheme == "" or len(parsed.scheme) == 1:
-        return Path(url).expanduser()
-    return None
-
-
-def _copy_local(src_path: Path, url: str, part: Path, progress: bool, desc: str) -> None:
-    """Copy a local archive into ``part``, continuing from its current length (resume by offset)."""
-    if not src_path.is_file():
-        what = "not a file" if src_path.exists() else "no such file"
-        raise DownloadError(f"{src_path}: {what} (from --url {url})")
-    total = src_path.stat().st_size
-    offset = part.stat().st_size if part.exists() else 0
-    if offset > total:
-        offset = 0
-    with open(src_path, "rb") as src, open(part, "ab" if offset else "wb") as out, \
-            _bar(total, offset, desc, progress) as bar:
-        src.seek(offset)
-        try:
-            _copy_stream(src, out, bar)
-        except _Interrupted as exc:
-            raise DownloadError(f"{src_path}: read failed after {part.stat().st_size} bytes ({exc.reason}); "
-                                f"rerun to resume") from None
-
-
-def _http_error_message(url: str, exc: urllib.error.HTTPError) -> str:
-    """One line for an HTTP error status, with what the user can do about it."""
-    hint = ""
-    if exc.code in (404, 410):
-        hint = "; the file is no longer there, download it elsewhere and pass --url with a local copy"
-    elif exc.code in (401, 403, 429):
-        hint = "; access refused or rate-limited, try later or pass --url with a local copy"
-    elif exc.code >= 500:
-        hint = "; server error, try again later"
-    return f"{url}: HTTP {exc.code} {_one_line(exc.reason)}{hint}"
-
-
-def _unreachable_message(url: str, reason: object) -> str:
-    """One line for a connection that never got an HTTP answer (DNS, refused, timeout, TLS)."""
-    host = urllib.parse.urlsplit(url).hostname or url
-    return (f"{url}: cannot reach {host} ({_one_line(reason) or type(reason).__name__}); "
-            f"no network? use --url with a local copy (file:///path/to/archive)")
-
-
-class _ConfirmPageParser(HTMLParser):
-    """Collect the forms (action and fields) and links of a Google Drive warning page."""
-
-    def __init__(self) -> None:
-        """Start with no forms and no links."""
-        super().__init__(convert_charrefs=True)
-        self.forms: list[tuple[str, str, dict[str, str]]] = []
-        self.links: list[str] = []
-        self._form: tuple[str, str, dict[str, str]] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        """Record form starts, their named inputs, and hrefs."""
-        a = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self._form = (a.get("id", ""), a.get("action", ""), {})
-            self.forms.append(self._form)
-        elif tag == "input" and self._form is not None and a.get("name"):
-            self._form[2][a["name"]] = a.get("value", "")
-        elif tag == "a" and a.get("href"):
-            self.links.append(a["href"])
-
-    def handle_endtag(self, tag: str) -> None:
-        """Inputs after ``</form>`` belong to no form."""
-        if tag == "form":
-            self._form = None
-
-
-def _with_query(url: str, **params: str) -> str:
-    """``url`` with ``params`` added to (or replacing keys in) its query string."""
-    parts = urllib.parse.urlsplit(url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    query += list(params.items())
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
-def _confirm_url(page: str, base_url: str, jar: CookieJar, request_url: str) -> str | None:
-    """The URL that confirms a Google Drive "can't scan this file" page, or ``None`` if the page has none."""
-    parser = _ConfirmPageParser()
-    parser.feed(page)
-    # Current Drive: a GET form (id, export, confirm, uuid...) posted to drive.usercontent.google.com.
-    for form_id, action, fields in parser.forms:
-        if "confirm" in fields or form_id == "download-form":
-            target = urllib.parse.urljoin(base_url, action or base_url)
-            return _with_query(target, **fields)
-    # Older Drive: a "Download anyway" link carrying the token.
-    for href in parser.links:
-        if "confirm=" in href:
-            return urllib.parse.urljoin(base_url, href)
-    # Oldest Drive: the token only in a download_warning_* cookie.
-    for cookie in jar:
-        if cookie.name.startswith("download_warning") and cookie.value:
-            return _with_query(request_url, confirm=cookie.value)
-    return None
-
-
-def _html_message(url: str, page: str) -> str:
-    """Why a web page came back where an archive was expected, as one line."""
-    text = page.casefold()
-    if "too many users have viewed or downloaded" in text or ("quota" in text and "exceeded" in text):
-        return (f"{url}: Google Drive's download quota for this file is used up; try again in a day, or "
-                f"download it in a browser and pass --url file:///path/to/archive")
-    if "accounts.google.com" in text and ("sign in" in text or "servicelogin" in text):
-        return f"{url}: the file is not public (a sign-in page came back); pass --url with a local copy"
-    return (f"{url}: got a web page instead of the archive, with no download link in it; open the URL in a "
-            f"browser, download the file and pass --url file:///path/to/archive")
-
-
-def _open(opener: urllib.request.OpenerDirector, jar: CookieJar, url: str, offset: int) -> Any:
-    """Open ``url`` from byte ``offset``, following Google Drive confirmation pages; return the response."""
-    current = url
-    for _ in range(_MAX_CONFIRM_HOPS + 1):
-        headers = {"User-Agent": _USER_AGENT}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        try:
-            response = opener.open(urllib.request.Request(current, headers=headers), timeout=TIMEOUT_S)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416 and offset:
-                match = re.search(r"/(\d+)\s*$", exc.headers.get("Content-Range", "") or "")
-                exc.close()
-                raise _RangeNotSatisfiable(int(match.group(1)) if match else None) from None
-            raise DownloadError(_http_error_message(current, exc)) from None
-        except urllib.error.URLError as exc:
-            raise DownloadError(_unreachable_message(current, exc.reason)) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise DownloadError(_unreachable_message(current, exc)) from None
-        if response.headers.get_content_type() != "text/html":
-            return response
-        with response:
-            try:
-                page = response.read(_MAX_PAGE_BYTES).decode("utf-8", "replace")
-            except (OSError, http.client.HTTPException) as exc:
-                raise DownloadError(_unreachable_message(current, exc)) from None
-            base = response.geturl()
-        lowered = page.casefold()
-        if "too many users have viewed or downloaded" in lowered:
-            raise DownloadError(_html_message(current, page))
-        following = _confirm_url(page, base, jar, current)
-        if following is None or following == current:
-            raise DownloadError(_html_message(current, page))
-        current = following
-    raise DownloadError(f"{url}: still a web page after {_MAX_CONFIRM_HOPS} download confirmations; download it "
-                        f"in a browser and pass --url file:///path/to/archive")
-
-
-def _http_attempt(opener: urllib.request.OpenerDirector, jar: CookieJar, url: str, part: Path,
-                  expected_size: int | None, progress: bool, desc: str) -> None:
-    """One request: append to ``part`` from its length on a 206, start over on a 200; raise when cut short."""
-    offset = part.stat().st_size if part.exists() else 0
-    response = _open(opener, jar, url, offset)
-    with response:
-        total: int | None = None
-        if offset and response.status == 206:
-            match = re.match(r"\s*bytes\s+(\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", "") or "")
-            if match and int(match.group(1)) != offset:
-                raise DownloadError(f"{url}: asked to resume at byte {offset} but the server sent bytes from "
-                                    f"{match.group(1)}; delete {part} and rerun")
-            if match and match.group(2) != "*":
-                total = int(match.group(2))
-            mode = "ab"
-        else:
-            if offset:
-                _say(f"{url}: the server does not resume downloads; starting over")
-            offset, mode = 0, "wb"
-        length = response.headers.get("Content-Length")
-        if total is None and length and length.isdigit():
-            total = offset + int(length)
-        if total is None:
-            total = expected_size
-        with open(part, mode) as out, _bar(total, offset, desc, progress) as bar:
-            written = _copy_stream(response, out, bar)
-    if total is not None and offset + written < total:
-        raise _Interrupted(written > 0, f"got {offset + written} of {total} bytes")
-
-
-def _http_download(url: str, part: Path, expected_size: int | None, progress: bool, desc: str) -> None:
-    """Download ``url`` into ``part``, resuming with Range requests after a dropped connection."""
-    jar = CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    resumes = 0
-    while True:
-        try:
-            _http_attempt(opener, jar, url, part, expected_size, progress, desc)
-            return
-        except _RangeNotSatisfiable as exc:
-            size = part.stat().st_size
-            if exc.total == size:
-                return
-            # Longer than the file, or the server will not say: the partial file cannot be trusted. The next
-            # attempt starts at 0 and sends no Range, so this cannot loop.
-            _say(f"{part}: partial file does not fit the server's file ({size} bytes vs {exc.total}); starting over")
-            part.unlink()
-        except _Interrupted as exc:
-            size = part.stat().st_size if part.exists() else 0
-            if exc.progressed and resumes < MAX_RESUMES:
-                resumes += 1
-                _say(f"{url}: connection lost at {size} bytes ({exc.reason}); resuming")
-                continue
-            raise DownloadError(f"{url}: download interrupted at {size} bytes ({exc.reason}); rerun the same "
-                                f"command to resume from {part}") from None
 
 
 def _filename_for(url: str | None, archive: Archive) -> str:
@@ -476,7 +193,7 @@ def _digests(path: Path) -> dict[str, str]:
     """SHA-256 and MD5 of ``path`` in one read (MD5 is what the dataset mirrors publish)."""
     sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
+        for block in iter(lambda: f.read(CHUNK), b""):
             sha256.update(block)
             md5.update(block)
     return {"sha256": sha256.hexdigest(), "md5": md5.hexdigest()}
@@ -503,11 +220,11 @@ def _verify(path: Path, shown: Path, url: str, archive: Archive, pinned_sha256: 
     published = [algo for algo, value in (("sha256", archive.sha256), ("md5", archive.md5))
                  if value and got[algo] == value.lower()]
     if published:
-        _say(f"{shown.name}: matches the published {_ALGO_NAMES[published[0]]} of the official archive")
+        say(f"{shown.name}: matches the published {_ALGO_NAMES[published[0]]} of the official archive")
         return got["sha256"]
     why = ("it is not byte-identical to the official archive, whose checksum is published"
            if archive.sha256 or archive.md5 else "no checksum is published for it")
-    _warn(f"{shown.name}: could not verify the download ({why}); its SHA-256 is {got['sha256']}; "
+    warn(f"{shown.name}: could not verify the download ({why}); its SHA-256 is {got['sha256']}; "
           f"pass --sha256 {got['sha256']} to pin it")
     return got["sha256"]
 
@@ -526,23 +243,23 @@ def fetch_archive(spec: DatasetSpec, work: Path, *, url: str | None = None, sha2
         # An archive put there by hand (no record) or one a digest can vouch for is reused; an unverifiable
         # one from another URL may be another file.
         if recorded in (None, source) or checkable:
-            _say(f"{final}: already downloaded")
+            say(f"{final}: already downloaded")
             return final, _verify(final, final, source, archive, sha256, url is not None)
-        _say(f"{final}: came from {recorded}, not {source}; downloading again")
+        say(f"{final}: came from {recorded}, not {source}; downloading again")
         final.unlink()
     if part.exists() and recorded != source:
         # Never splice bytes from two URLs into one file.
         part.unlink()
     work.mkdir(parents=True, exist_ok=True)
     origin.write_text(source + "\n", encoding="utf-8")
-    _say(f"downloading {spec.title} from {source}")
+    say(f"downloading {spec.title} from {source}")
     if part.exists():
-        _say(f"{final.name}: resuming at {part.stat().st_size} bytes")
-    local = _local_path(source)
+        say(f"{final.name}: resuming at {part.stat().st_size} bytes")
+    local = local_path(source)
     if local is not None:
-        _copy_local(local, source, part, progress, final.name)
+        copy_local(local, source, part, progress, final.name)
     elif urllib.parse.urlsplit(source).scheme in ("http", "https"):
-        _http_download(source, part, archive.size if url is None else None, progress, final.name)
+        http_download(source, part, archive.size if url is None else None, progress, final.name)
     else:
         raise ConfigError(f"{source}: unsupported URL scheme (use http://, https:// or file://)")
     digest = _verify(part, final, source, archive, sha256, url is not None)
@@ -550,116 +267,10 @@ def fetch_archive(spec: DatasetSpec, work: Path, *, url: str | None = None, sha2
     return final, digest
 
 
-# ----------------------------------------------------------------------------------------------
-# Unpacking
-# ----------------------------------------------------------------------------------------------
-
-
-def _member_parts(name: str, archive: Path) -> list[str] | None:
-    """A member's path components, ``None`` for archiver junk; absolute paths and ``..`` are refused."""
-    posix = name.replace("\\", "/")
-    if posix.startswith("/") or re.match(r"[A-Za-z]:", posix):
-        raise DownloadError(f"{archive}: refusing to unpack member '{_one_line(name)}' (absolute path)")
-    parts = [p for p in posix.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise DownloadError(f"{archive}: refusing to unpack member '{_one_line(name)}' ('..' in its path)")
-    if not parts or any(p.casefold() in _JUNK_PARTS for p in parts):
-        return None
-    if parts[-1].startswith("._") or parts[-1].casefold() in _JUNK_FILES:
-        return None
-    return parts
-
-
-def _target(dest: Path, parts: list[str]) -> Path:
-    """Where a member goes under ``dest``, double-checked to stay inside it."""
-    path = dest.joinpath(*parts)
-    if os.path.commonpath([os.path.realpath(path.parent), os.path.realpath(dest)]) != os.path.realpath(dest):
-        raise DownloadError(f"{dest}: refusing to write outside the unpack folder: {'/'.join(parts)}")
-    return path
-
-
-def _write_member(src: IO[bytes], path: Path) -> None:
-    """Write one member's bytes, creating its folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as out:
-        shutil.copyfileobj(src, out, _CHUNK)
-
-
-def _members_bar(total: int | None, desc: str, enabled: bool) -> Any:
-    """A per-file progress bar for unpacking."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="file", desc=desc, disable=not enabled, dynamic_ncols=True)
-
-
-def _unzip(archive: Path, dest: Path, progress: bool) -> int:
-    """Extract a zip member by member after checking each path; return the number of files written."""
-    written = 0
-    with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        with _members_bar(len(infos), f"unpacking {archive.name}", progress) as bar:
-            for info in infos:
-                bar.update(1)
-                parts = _member_parts(info.filename, archive)
-                if parts is None:
-                    continue
-                if (info.external_attr >> 16) & 0o170000 == 0o120000:
-                    raise DownloadError(f"{archive}: refusing to unpack member '{info.filename}' (symbolic link)")
-                path = _target(dest, parts)
-                if info.is_dir():
-                    path.mkdir(parents=True, exist_ok=True)
-                    continue
-                with zf.open(info) as src:
-                    _write_member(src, path)
-                written += 1
-    return written
-
-
-def _untar(archive: Path, dest: Path, progress: bool) -> int:
-    """Extract a (compressed) tar member by member after checking each path; return the number of files written."""
-    written = 0
-    with tarfile.open(archive, "r:*") as tar, _members_bar(None, f"unpacking {archive.name}", progress) as bar:
-        for member in tar:
-            bar.update(1)
-            parts = _member_parts(member.name, archive)
-            if parts is None:
-                continue
-            if member.issym() or member.islnk():
-                raise DownloadError(f"{archive}: refusing to unpack member '{member.name}' (link to "
-                                    f"'{member.linkname}')")
-            if not (member.isdir() or member.isreg()):
-                raise DownloadError(f"{archive}: refusing to unpack member '{member.name}' (device or fifo)")
-            path = _target(dest, parts)
-            if member.isdir():
-                path.mkdir(parents=True, exist_ok=True)
-                continue
-            src = tar.extractfile(member)
-            if src is None:
-                continue
-            with src:
-                _write_member(src, path)
-            written += 1
-    return written
-
-
-def safe_extract(archive: Path, dest: Path, progress: bool = False) -> int:
-    """Unpack a zip or tar(.gz/.bz2/.xz) archive into ``dest``, refusing unsafe members; return files written."""
-    try:
-        if zipfile.is_zipfile(archive):
-            return _unzip(archive, dest, progress)
-        if tarfile.is_tarfile(archive):
-            return _untar(archive, dest, progress)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
-        raise DownloadError(f"{archive}: cannot unpack ({_one_line(exc)}); delete it and rerun") from None
-    with open(archive, "rb") as f:
-        head = f.read(16)
-    raise DownloadError(f"{archive}: not a zip or tar archive (starts with {head!r}); delete it and rerun")
-
-
 def _visible_dirs(folder: Path) -> list[Path]:
     """Subfolders that are data, not hidden or archiver junk, sorted by name."""
     return sorted((p for p in folder.iterdir()
-                   if p.is_dir() and not p.name.startswith(".") and p.name.casefold() not in _JUNK_PARTS),
+                   if p.is_dir() and not p.name.startswith(".") and p.name.casefold() not in JUNK_PARTS),
                   key=lambda p: p.name)
 
 
@@ -758,7 +369,7 @@ def _recover(spec: DatasetSpec, root: Path, work: Path) -> None:
             if path.is_dir():
                 shutil.rmtree(path)
         journal.unlink()
-        _say(f"{root}: removed the domain folders of an interrupted unpack")
+        say(f"{root}: removed the domain folders of an interrupted unpack")
     for stale in root.glob(f"{_UNPACK_PREFIX}{spec.key}-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -773,7 +384,7 @@ def _summary(spec: DatasetSpec, counts: dict[str, tuple[int, int]]) -> None:
         if classes != spec.n_classes:
             notes.append(f"{spec.n_classes} classes")
         note = f"  (published: {', '.join(notes)})" if notes else ""
-        _say(f"  {domain.folder:<10} {images:>6} images  {classes:>3} classes{note}")
+        say(f"  {domain.folder:<10} {images:>6} images  {classes:>3} classes{note}")
 
 
 def _install(spec: DatasetSpec, archive: Path, root: Path, work: Path, progress: bool) -> None:
@@ -784,7 +395,7 @@ def _install(spec: DatasetSpec, archive: Path, root: Path, work: Path, progress:
         extracted.mkdir()
         staged.mkdir()
         n = safe_extract(archive, extracted, progress)
-        _say(f"unpacked {n} files from {archive.name}")
+        say(f"unpacked {n} files from {archive.name}")
         _arrange(spec, extracted, staged, archive)
         journal = _journal(work, spec)
         write_json(journal, {"domains": [d.folder for d in spec.domains]})
@@ -821,7 +432,7 @@ def download_dataset(name: str, root: str | Path, *, url: str | None = None, sha
         if not complete:
             raise DownloadError(f"{root}: the {spec.title} folders exist but look incomplete ({why}); move them "
                                 f"away or pick another --to")
-        _say(f"{spec.title}: already present in {root}")
+        say(f"{spec.title}: already present in {root}")
         _summary(spec, counts)
         return root
 
@@ -838,11 +449,11 @@ def download_dataset(name: str, root: str | Path, *, url: str | None = None, sha
         "dataset": spec.key, "archive": archive.name, "url": url or spec.archive.url, "sha256": digest,
         "domains": {folder: {"images": images, "classes": classes} for folder, (images, classes) in counts.items()},
     })
-    _say(f"{spec.title} is in {root}:")
+    say(f"{spec.title} is in {root}:")
     _summary(spec, counts)
     odd = [folder for folder, (_, classes) in counts.items() if classes != spec.n_classes]
     if odd:
-        _warn(f"{root}: {', '.join(odd)} do not have the {spec.n_classes} classes of {spec.title}; is this the right "
+        warn(f"{root}: {', '.join(odd)} do not have the {spec.n_classes} classes of {spec.title}; is this the right "
               f"archive?")
     if not keep_archive:
         archive.unlink()
