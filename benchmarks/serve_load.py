@@ -1,22 +1,34 @@
-"""Load test of `dahash serve` on loopback: requests/s and p50/p90/p99 latency under concurrent searches.
+"""Load test of `dahash serve` on loopback: uploads/s and p50/p90/p99 latency with dynamic batching
+off and on, against the model-only rate measured in the same run.
 
 Usage: python benchmarks/serve_load.py [--run runs/oc_k5/DAH/A_W/seed0] [--data-root DIR]
-       [--requests 300] [--concurrency 1 4 16 64] [--threads 1 2] [--max-concurrent 4]
-       [--cache-dir /tmp/dahash_cache] [--seed 0] [--out benchmarks/results] [--quick]
+       [--requests-per-client 4] [--min-requests 40] [--concurrency 1 4 16 64]
+       [--kinds new] [--max-batch 16] [--max-wait-ms 10] [--threads T ...]
+       [--cache-dir DIR] [--seed 0] [--out benchmarks/results] [--quick]
 
 Indexes every image under ``--data-root`` (Office-Caltech-10: 2,533 images, FAISS flat) with the
-run's model, starts ``python -m dahash serve`` as its own process on a free 127.0.0.1 port, and
-sends ``--requests`` searches per cell from as many client threads as the concurrency, each thread
-sending its next request when the last one is answered (closed loop). Three kinds of query:
+run's model, then:
 
-* upload, new image: a mirrored JPEG of a dataset image, in no cache: decode, backbone forward,
-  head, search;
-* upload, indexed image: the file's features come from the feature cache (no forward pass);
-* code: a JSON hex code (an indexed code with 3 bits flipped): eq. 6 prediction and search only.
+1. measures the model-only rate: the backbone alone (``model_only_throughput``, random input of
+   its crop size) at batch ``--max-batch`` and at batch 1, with each server's thread count, in
+   this process while no server runs, once before the servers and once after (the mean is the
+   reference; both are printed: on a shared machine they differ);
+2. starts ``python -m dahash serve`` as its own process on a free 127.0.0.1 port, once per mode:
+   batching off (``--max-batch 1 --max-concurrent 4``, the server before batching: each upload
+   encoded on its own, four at a time, with that server's default threads) and batching on
+   (``--max-batch``/``--max-wait-ms``, ``--max-concurrent`` = ``--max-batch``, once per
+   ``--threads`` value; by default the server's default);
+3. sends, per cell, max(``--min-requests``, ``--requests-per-client`` x clients) searches from as
+   many client threads as clients, each sending its next request when the last one is answered
+   (closed loop), after 3 warm-up requests.
 
-Each ``--threads`` value is one server (``dahash serve --threads``); the default of the server on
-this machine is printed. Any non-200 answer counts as an error. The client runs on the same
-cores as the server, so the figures include its cost.
+Query kinds (``--kinds``): ``new``, an upload of a mirrored JPEG of a dataset image that no cache
+holds (decode, backbone, head, search: what batching is for); ``indexed``, an upload of an indexed
+image (its features come from the feature cache); ``code``, a JSON hex code (an indexed code with
+3 bits flipped). Each row reports req/s, its ratio to the model-only rate (same threads, batch
+``--max-batch``), its speed-up over batching off with as many clients, the latency percentiles and
+the mean batch the server ran (from its /stats). Any non-200 answer counts as an error. The client
+runs on the same cores as the server, so the figures include its cost.
 """
 
 from __future__ import annotations
@@ -37,18 +49,18 @@ import numpy as np
 from benchlib import free_port, machine, write_results
 
 REPO = Path(__file__).resolve().parents[1]
-KINDS = ("upload, new image", "upload, indexed image", "code")
+KINDS = {"new": "upload, new image", "indexed": "upload, indexed image", "code": "code"}
 
 
-
-def ensure_run(run: str | None, data_root: str, cache_dir: str, work: Path, seed: int) -> tuple[Path, str]:
+def ensure_run(run: str | None, data_root: str, cache_dir: str | None, work: Path, seed: int) -> tuple[Path, str]:
     """The run to serve: ``run`` when it holds a model, else a DAH run trained here (A->W, 20 epochs)."""
     if run and (Path(run) / "model.pt").is_file():
         return Path(run), f"run {run}"
     out = work / "run"
+    extra = ["--cache-dir", cache_dir] if cache_dir else []
     subprocess.run([sys.executable, "-m", "dahash", "train", "--data-root", data_root, "--source", "A",
-                    "--target", "W", "--bits", "64", "--epochs", "20", "--cache-dir", cache_dir, "--seed", str(seed),
-                    "--out", str(out), "--quiet"], check=True)
+                    "--target", "W", "--bits", "64", "--epochs", "20", "--seed", str(seed),
+                    "--out", str(out), "--quiet", *extra], check=True)
     return out, "DAH run trained here (A→W, 64 bits, 20 epochs)"
 
 
@@ -70,19 +82,20 @@ def queries(paths: list[str], index_dir: Path, n: int, rng: np.random.Generator)
     for row in bits:
         row[rng.choice(bits.shape[1], 3, replace=False)] ^= 1
     hexes = [c.tobytes().hex() for c in np.packbits(bits, axis=1)]
-    return {KINDS[0]: new, KINDS[1]: indexed, KINDS[2]: hexes}
+    return {"new": new, "indexed": indexed, "code": hexes}
 
 
 class Server:
     """``python -m dahash serve`` in its own process, stopped on exit."""
 
-    def __init__(self, index: Path, run: Path, threads: int | None, max_concurrent: int, cache_dir: str,
-                 log: Path) -> None:
+    def __init__(self, index: Path, run: Path, *, threads: int, max_concurrent: int, max_batch: int,
+                 max_wait_ms: float, cache_dir: str | None, log: Path) -> None:
         self.port = free_port()
         args = [sys.executable, "-m", "dahash", "serve", "--index", str(index), "--run", str(run),
-                "--port", str(self.port), "--max-concurrent", str(max_concurrent), "--cache-dir", cache_dir]
-        if threads is not None:
-            args += ["--threads", str(threads)]
+                "--port", str(self.port), "--max-concurrent", str(max_concurrent), "--max-batch", str(max_batch),
+                "--max-wait-ms", str(max_wait_ms), "--threads", str(threads)]
+        if cache_dir:
+            args += ["--cache-dir", cache_dir]
         self.log = open(log, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -113,7 +126,8 @@ class Server:
 
 
 def load(url: str, kind: str, payloads: list, concurrency: int) -> dict:
-    """Send every payload once, ``concurrency`` at a time; latencies in ms and the error count."""
+    """Send every payload once, ``concurrency`` at a time (after 3 warm-up requests); latencies in
+    ms, the error count and the server's mean batch over the timed requests."""
     import httpx
 
     def one(item) -> tuple[float, int]:
@@ -128,80 +142,145 @@ def load(url: str, kind: str, payloads: list, concurrency: int) -> dict:
             ok = False
         return (time.perf_counter() - start) * 1000, int(not ok)
 
+    def batching() -> dict:
+        return client.get("/stats").json()["batching"]
+
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     with httpx.Client(base_url=url, timeout=120, limits=limits) as client:
         for item in payloads[:3]:  # warm-up: first-call allocations, thread pool start
             one(item)
+        before = batching()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
-            results = list(pool.map(one, payloads))
+            results = list(pool.map(one, payloads[3:]))
         wall = time.perf_counter() - t0
+        after = batching()
     ms = np.array([r[0] for r in results])
+    batches = after.get("batches", 0) - before.get("batches", 0)
+    images = after.get("images", 0) - before.get("images", 0)
     return {"requests": len(results), "errors": sum(r[1] for r in results), "req_per_s": len(results) / wall,
             "p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
-            "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
+            "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()),
+            "mean_batch": images / batches if batches else 1.0,
+            "encoded_singly": after["encoded_singly"] - before["encoded_singly"]}
+
+
+def model_only(backbone, threads: list[int], max_batch: int) -> dict[tuple[int, int], float]:
+    """img/s of the backbone alone, {(threads, batch): rate}, at batch max_batch and 1."""
+    import torch
+
+    from dahash.images.extract import model_only_throughput
+
+    saved = torch.get_num_threads()
+    rates = {}
+    try:
+        for t in threads:
+            torch.set_num_threads(t)
+            for batch in sorted({1, max_batch}):
+                rates[(t, batch)] = model_only_throughput(backbone, batch_size=batch, n_batches=max(2, 32 // batch))
+    finally:
+        torch.set_num_threads(saved)
+    return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default=str(REPO / "runs" / "oc_k5" / "DAH" / "A_W" / "seed0"))
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data" / "office_caltech_10"))
-    parser.add_argument("--requests", type=int, default=300, help="requests per cell")
+    parser.add_argument("--requests-per-client", type=int, default=4)
+    parser.add_argument("--min-requests", type=int, default=40, help="requests per cell at least")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="dahash serve --threads values")
-    parser.add_argument("--max-concurrent", type=int, default=4)
-    parser.add_argument("--cache-dir", default=os.environ.get("DAHASH_CACHE", "/tmp/dahash_cache"))
+    parser.add_argument("--kinds", nargs="+", choices=sorted(KINDS), default=["new"])
+    parser.add_argument("--max-batch", type=int, default=16, help="dahash serve --max-batch with batching on")
+    parser.add_argument("--max-wait-ms", type=float, default=10.0)
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="dahash serve --threads values with batching on (default: the server's default)")
+    parser.add_argument("--cache-dir", default=os.environ.get("DAHASH_CACHE"),
+                        help="feature cache (default: the run's, else $DAHASH_CACHE, else ~/.cache/dahash)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
-    parser.add_argument("--quick", action="store_true", help="30 requests, concurrency 1 and 16, threads 1")
+    parser.add_argument("--quick", action="store_true", help="1 and 16 clients, 20 requests at least")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.concurrency, args.threads = 30, [1, 16], [1]
+        args.concurrency, args.min_requests = [1, 16], 20
 
     import faiss
     import torch
 
-    from dahash.experiments.demo import markdown_table
+    from dahash.experiments.tables import markdown_table
     from dahash.images.features import collect_images
     from dahash.retrieval.search import build_index
+    from dahash.retrieval.serve import default_threads
+    from dahash.runs.loading import load_image_run
 
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)
     line = machine(torch=torch.__version__, faiss=faiss.__version__)
     print(line, flush=True)
+    off_threads = default_threads(4, 1)
+    on_threads = args.threads or [default_threads(args.max_batch, args.max_batch)]
+    modes = [("off", 1, 4, off_threads)] + [("on", args.max_batch, args.max_batch, t) for t in on_threads]
+    all_threads = sorted({m[3] for m in modes})
+    cells = {c: max(args.min_requests, args.requests_per_client * c) for c in args.concurrency}
     with tempfile.TemporaryDirectory(prefix="dahash-serve-load-") as tmp:
         work = Path(tmp)
         run, run_note = ensure_run(args.run, args.data_root, args.cache_dir, work, args.seed)
         index = work / "index"
         t0 = time.perf_counter()
-        n = build_index(run, [args.data_root], index, cache_dir=args.cache_dir, progress=True)
+        n = build_index(run, [args.data_root], index, cache_dir=args.cache_dir, progress=False)
         print(f"indexed {n:,} images in {time.perf_counter() - t0:.1f} s ({run_note})", flush=True)
         paths = [str(p) for p in collect_images([args.data_root])]
-        payloads = queries(paths, index, args.requests, rng)
+        payloads = queries(paths, index, max(cells.values()) + 3, rng)
+        backbone = load_image_run(run).backbone
+        first = model_only(backbone, all_threads, args.max_batch)
+        print("model only (img/s): " + ", ".join(f"{t} threads batch {b}: {r:.1f}" for (t, b), r in first.items()),
+              flush=True)
         rows = []
-        for threads in args.threads:
-            with Server(index, run, threads, args.max_concurrent, args.cache_dir, work / "serve.log") as server:
-                for kind in KINDS:
-                    for concurrency in args.concurrency:
-                        cell = load(server.url, kind, payloads[kind], concurrency)
-                        rows.append({"server_threads": threads, "query": kind, "concurrency": concurrency, **cell})
-                        print(f"threads {threads}, {kind}, concurrency {concurrency}: {cell['req_per_s']:.1f} req/s, "
-                              f"p50 {cell['p50_ms']:.0f} ms, p99 {cell['p99_ms']:.0f} ms, "
-                              f"{cell['errors']} errors", flush=True)
+        for mode, max_batch, max_concurrent, threads in modes:
+            with Server(index, run, threads=threads, max_concurrent=max_concurrent, max_batch=max_batch,
+                        max_wait_ms=args.max_wait_ms, cache_dir=args.cache_dir, log=work / "serve.log") as server:
+                for kind in args.kinds:
+                    for concurrency, count in cells.items():
+                        cell = load(server.url, kind, payloads[kind][:count + 3], concurrency)
+                        rows.append({"batching": mode, "max_batch": max_batch, "max_concurrent": max_concurrent,
+                                     "server_threads": threads, "query": KINDS[kind], "concurrency": concurrency,
+                                     **cell})
+                        print(f"batching {mode}, threads {threads}, {KINDS[kind]}, {concurrency} clients: "
+                              f"{cell['req_per_s']:.1f} req/s, p50 {cell['p50_ms']:.0f} ms, p99 {cell['p99_ms']:.0f} ms, "
+                              f"mean batch {cell['mean_batch']:.1f}, {cell['errors']} errors", flush=True)
+        last = model_only(backbone, all_threads, args.max_batch)
+        print("model only again (img/s): " + ", ".join(f"{t} threads batch {b}: {r:.1f}"
+                                                       for (t, b), r in last.items()), flush=True)
+    reference = {key: (first[key] + last[key]) / 2 for key in first}
+    off = {(r["query"], r["concurrency"]): r for r in rows if r["batching"] == "off"}
+    for r in rows:
+        r["model_only_img_per_s"] = reference[(r["server_threads"], args.max_batch)]
+        r["ratio_to_model_only"] = r["req_per_s"] / r["model_only_img_per_s"]
+        base = off[(r["query"], r["concurrency"])]
+        r["speedup_vs_off"] = r["req_per_s"] / base["req_per_s"]
+        r["p99_vs_off"] = r["p99_ms"] / base["p99_ms"]
     wall = time.perf_counter() - started
-    default_threads = max(1, (os.cpu_count() or 1) // args.max_concurrent)
     table = markdown_table(
-        ["server threads", "query", "concurrent clients", "requests", "errors", "req/s", "p50 ms", "p90 ms",
-         "p99 ms", "max ms"],
-        [[str(r["server_threads"]) + (" (default)" if r["server_threads"] == default_threads else ""), r["query"],
-          str(r["concurrency"]), str(r["requests"]), str(r["errors"]), f"{r['req_per_s']:.1f}",
-          f"{r['p50_ms']:.0f}", f"{r['p90_ms']:.0f}", f"{r['p99_ms']:.0f}", f"{r['max_ms']:.0f}"] for r in rows])
-    config = {k: v for k, v in vars(args).items()}
-    text = (f"# dahash serve under load\n\n{line}\n\nIndex: {n:,} images of {args.data_root} (FAISS flat, "
-            f"{run_note}); `dahash serve --max-concurrent {args.max_concurrent}`; k = 10; closed-loop clients "
-            f"on the same machine.\n\n{table}\n\nWall time {wall:.0f} s. Config: `{json.dumps(config)}`\n")
+        ["batching", "server threads", "query", "clients", "requests", "errors", "req/s", "÷ model only",
+         "× batching off", "p50 ms", "p90 ms", "p99 ms", "p99 ÷ off", "mean batch", "re-encoded alone"],
+        [[r["batching"] + (f" (max {r['max_batch']})" if r["batching"] == "on" else ""), str(r["server_threads"]),
+          r["query"], str(r["concurrency"]), str(r["requests"]), str(r["errors"]), f"{r['req_per_s']:.1f}",
+          f"{r['ratio_to_model_only']:.2f}", f"{r['speedup_vs_off']:.2f}", f"{r['p50_ms']:.0f}",
+          f"{r['p90_ms']:.0f}", f"{r['p99_ms']:.0f}", f"{r['p99_vs_off']:.2f}", f"{r['mean_batch']:.1f}",
+          str(r["encoded_singly"])] for r in rows])
+    ref_table = markdown_table(
+        ["threads", "batch", "model only img/s, before", "after", "mean (reference)"],
+        [[str(t), str(b), f"{first[(t, b)]:.1f}", f"{last[(t, b)]:.1f}", f"{reference[(t, b)]:.1f}"]
+         for (t, b) in first])
+    config = dict(vars(args))
+    text = (f"# dahash serve under load: dynamic batching off and on\n\n{line}\n\nIndex: {n:,} images of "
+            f"{args.data_root} (FAISS flat, {run_note}); k = 10; closed-loop clients on the same machine. "
+            f"Batching off: `--max-batch 1 --max-concurrent 4 --threads {off_threads}`; on: `--max-batch "
+            f"{args.max_batch} --max-concurrent {args.max_batch} --max-wait-ms {args.max_wait_ms:g}`.\n\n"
+            f"Model only (backbone alone, random input):\n\n{ref_table}\n{table}\n"
+            f"Wall time {wall:.0f} s. Config: `{json.dumps(config)}`\n")
     write_results(args.out, "serve_load", text, rows)
-    print("\n" + table)
+    print("\n" + ref_table + "\n" + table)
     print(f"\nwall time {wall:.0f} s; written to {Path(args.out) / 'serve_load.md'}")
 
 

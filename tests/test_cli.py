@@ -153,7 +153,7 @@ def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
                                         "(default: fc6 fc7 fc8)")),
                            (["search"], ("--top-k TOP_K hits per query (default 10)",)),
                            (["serve"], ("--max-concurrent MAX_CONCURRENT searches encoded at once; more wait for "
-                                        "a slot (default 4)",)),
+                                        "a slot (default 16)",)),
                            (["select"], ("--criterion CRITERION paper (default), dev, iw, snd or entropy",))):
         with pytest.raises(SystemExit):
             main([*argv, "--help"])

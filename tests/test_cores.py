@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
+import numba
 import pytest
+import torch
 
 from dahash import cores
 
@@ -30,3 +32,14 @@ def test_threads_share_the_free_cores(four_cores: None) -> None:
 def test_the_system_load_is_read_when_none_is_given(four_cores: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "getloadavg", lambda: (2.2, 0.0, 0.0))
     assert cores.free_cores() == 2
+
+
+def test_use_threads_sets_torch_and_the_metric_kernels() -> None:
+    before = numba.get_num_threads()
+    try:
+        cores.use_threads(1)
+        assert torch.get_num_threads() == 1 and numba.get_num_threads() == 1
+        cores.use_threads(10**6)  # more than numba started with: as many as it has
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    finally:
+        numba.set_num_threads(before)

@@ -156,3 +156,14 @@ def test_the_checks_catch_an_upward_import_and_a_circle(tmp_path: Path) -> None:
     assert circles(graph) == [["dahash.errors", "dahash.io"], ["dahash.runs.run", "dahash.training.trainer"]]
     with pytest.raises(AssertionError, match="dahash.nowhere is in no layer"):
         layer_of("dahash.nowhere")
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """``from dahash.a import _helper`` couples a module to another's internals: make it public."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("dahash")):
+                found += [f"{module_name(path)}: {node.module}.{a.name}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]
+    assert found == []

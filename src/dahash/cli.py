@@ -213,9 +213,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not 0 < args.max_upload_mb < 2 ** 20:  # also refuses nan and inf
         raise DahashError(f"--max-upload-mb must be a positive number of MiB, got {args.max_upload_mb:g}")
+    if args.max_batch < 1:
+        raise DahashError(f"--max-batch must be a positive integer, got {args.max_batch}")
+    if not 0 <= args.max_wait_ms < 60_000:  # also refuses nan and inf
+        raise DahashError(f"--max-wait-ms must be from 0 to 60000 milliseconds, got {args.max_wait_ms:g}")
     serve(args.index, args.run, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
           max_concurrent=args.max_concurrent, queue_timeout=args.queue_timeout, cache_dir=args.cache_dir,
-          threads=args.threads)
+          threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     return 0
 
 
@@ -413,12 +417,19 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     srv.add_argument("--max-upload-mb", type=float, default=10,
                      help="largest accepted image upload in MiB (default 10)")
-    srv.add_argument("--max-concurrent", type=int, default=4,
-                     help="searches encoded at once; more wait for a slot (default 4)")
+    srv.add_argument("--max-concurrent", type=int, default=16,
+                     help="searches encoded at once; more wait for a slot (default 16)")
     srv.add_argument("--queue-timeout", type=float, default=30.0,
                      help="seconds a search waits for a free slot before a 503 (default 30)")
+    srv.add_argument("--max-batch", type=int, default=16,
+                     help="concurrent uploads run through the model together, at most this many (and at most "
+                          "--max-concurrent) at once; 1 encodes each upload on its own (default 16)")
+    srv.add_argument("--max-wait-ms", type=float, default=10.0,
+                     help="milliseconds a batch waits after its first upload for uploads still being decoded "
+                          "(default 10)")
     srv.add_argument("--threads", type=int, default=None,
-                     help="torch and FAISS threads of the server (default: cores // --max-concurrent, at least 1)")
+                     help="torch and FAISS threads of the server (default: every core with batching; with "
+                          "--max-batch 1, cores // --max-concurrent, at least 1)")
     srv.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
     srv.set_defaults(func=_serve)
 
@@ -489,7 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except DahashError as exc:
-        print(f"dahash: error: {exc}", file=sys.stderr)
+        # One line whatever a value in the message held (a newline in a YAML key, a path).
+        print(f"dahash: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = ("rerun the same command to continue; finished runs are kept" if args.command == "reproduce"

@@ -20,7 +20,16 @@ import numpy as np
 
 from dahash.errors import DataError
 
-__all__ = ["binarize", "pack_codes", "unpack_codes", "hamming_distance"]
+__all__ = [
+    "binarize",
+    "pack_codes",
+    "unpack_codes",
+    "hamming_distance",
+    "as_packed",
+    "check_n_bits",
+    "distance_dtype",
+    "to_words",
+]
 
 # Bound on the uint64 XOR scratch buffer of one block of query rows (32 MiB),
 # so hamming_distance's temporaries stay small next to its output.
@@ -80,7 +89,7 @@ def pack_codes(u: Any) -> np.ndarray:
     return np.packbits(arr >= 0, axis=1)
 
 
-def _as_packed(packed: Any, name: str) -> np.ndarray:
+def as_packed(packed: Any, name: str) -> np.ndarray:
     """Validate packed codes: a 2-D uint8 array with at least one byte per code."""
     arr = np.asarray(packed)
     if arr.dtype != np.uint8 or arr.ndim != 2:
@@ -93,7 +102,7 @@ def _as_packed(packed: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _check_n_bits(n_bits: Any, n_bytes: int, name: str = "n_bits") -> int:
+def check_n_bits(n_bits: Any, n_bytes: int, name: str = "n_bits") -> int:
     """Check that ``n_bits`` packs into exactly ``n_bytes`` bytes and return it as int."""
     if isinstance(n_bits, (bool, np.bool_)) or not isinstance(n_bits, (int, np.integer)):
         raise DataError(f"{name} must be an integer, got {n_bits!r}")
@@ -108,8 +117,8 @@ def _check_n_bits(n_bits: Any, n_bytes: int, name: str = "n_bits") -> int:
 
 def unpack_codes(packed: Any, n_bits: int) -> np.ndarray:
     """Unpack uint8 codes of shape (n, ceil(n_bits/8)) into an int8 array of +-1, shape (n, n_bits)."""
-    arr = _as_packed(packed, "packed")
-    n_bits = _check_n_bits(n_bits, arr.shape[1])
+    arr = as_packed(packed, "packed")
+    n_bits = check_n_bits(n_bits, arr.shape[1])
     n_pad = 8 * arr.shape[1] - n_bits
     if n_pad and (arr[:, -1] & np.uint8((1 << n_pad) - 1)).any():
         raise DataError(
@@ -120,13 +129,13 @@ def unpack_codes(packed: Any, n_bits: int) -> np.ndarray:
     return (bits.view(np.int8) * np.int8(2) - np.int8(1)).astype(np.int8, copy=False)
 
 
-def _distance_dtype(n_bytes: int) -> np.dtype:
+def distance_dtype(n_bytes: int) -> np.dtype:
     """Smallest unsigned dtype holding every distance between codes of ``n_bytes`` bytes."""
     # One spare value so callers can mark excluded pairs with 8 * n_bytes + 1.
     return np.dtype(np.uint16) if 8 * n_bytes + 1 <= np.iinfo(np.uint16).max else np.dtype(np.uint32)
 
 
-def _to_words(packed: np.ndarray) -> np.ndarray:
+def to_words(packed: np.ndarray) -> np.ndarray:
     """View validated packed codes as uint64 words, zero-padding each row to a multiple of 8 bytes."""
     n, n_bytes = packed.shape
     if n_bytes % 8:
@@ -166,10 +175,10 @@ def hamming_distance(query_packed: np.ndarray, db_packed: np.ndarray) -> np.ndar
     Computed as XOR + popcount on 64-bit words, so besides the output only a
     bounded scratch buffer (about 36 MiB) is allocated.
     """
-    query = _as_packed(query_packed, "query_packed")
-    db = _as_packed(db_packed, "db_packed")
+    query = as_packed(query_packed, "query_packed")
+    db = as_packed(db_packed, "db_packed")
     if query.shape[1] != db.shape[1]:
         raise DataError(
             f"query_packed has {query.shape[1]} bytes per code but db_packed has {db.shape[1]}"
         )
-    return _hamming_words(_to_words(query), _to_words(db), _distance_dtype(query.shape[1]))
+    return _hamming_words(to_words(query), to_words(db), distance_dtype(query.shape[1]))

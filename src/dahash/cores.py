@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import os
 
+import numba
+import torch
+
 
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity where the OS has one)."""
@@ -31,3 +34,9 @@ def free_cores(load: float | None = None) -> int:
 def threads_per_worker(workers: int, load: float | None = None) -> int:
     """Threads for each of ``workers`` parallel runs: the free cores shared evenly, at least 1."""
     return max(1, free_cores(load) // max(1, workers))
+
+
+def use_threads(n: int) -> None:
+    """Run this process's torch ops and compiled metric kernels (numba) on ``n`` threads."""
+    torch.set_num_threads(n)
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))

@@ -31,6 +31,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries :func:`atomic_path` left in ``folder`` when its process was killed
+    mid-write (``.<name>.<random>.tmp``) and return them. Only a folder's single writer may call
+    this, before it writes."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _write_text(path: str | os.PathLike, writer: Callable[[IO[str]], None]) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer(f)

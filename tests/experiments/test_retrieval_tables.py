@@ -381,7 +381,9 @@ def test_pairing_and_validation(tiny_office31: Path, tmp_path: Path) -> None:
     assert pairing(dataset="office31") == [("W", "A"), ("A", "W")]
     # A folder of domains: the second is the first's source, the first the source of every other.
     assert pairing() == [("dslr", "amazon"), ("amazon", "dslr"), ("amazon", "webcam")]
-    assert pairing(tasks=["D:W", "W:A"]) == [("D", "W"), ("W", "A")]
+    # Tasks are spelled as the default pairing spells domains (here the folders), however typed.
+    assert pairing(tasks=["D:W", "W:A"]) == [("dslr", "webcam"), ("webcam", "amazon")]
+    assert pairing(dataset="office31", tasks=["dslr:webcam", "w:Amazon"]) == [("D", "W"), ("W", "A")]
     for tasks in (["A:W", "D:W"], ["amazon:webcam", "D:W"]):
         with pytest.raises(ConfigError, match="more than one task"):
             pairing(tasks=tasks)

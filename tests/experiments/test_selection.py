@@ -256,7 +256,7 @@ def test_files_written_with_failures_as_null(tmp_path: Path) -> None:
 
 def test_every_fit_failing_is_an_error() -> None:
     Xs, ys, Xt, _ = shifted_task()
-    with pytest.raises(DahashError, match="every candidate failed to fit; the first: ConfigError: bits must"):
+    with pytest.raises(DahashError, match="every candidate failed to fit; the first: ConfigError: DAH parameters: bits must"):
         select_setting(lambda p: DAH(**{**TINY, **p}), {"bits": [0, -1]}, Xs, ys, Xt, progress=False)
 
 

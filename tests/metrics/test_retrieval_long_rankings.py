@@ -1,4 +1,4 @@
-"""Rankings long enough (>= 4096 items) for the row-by-row gather of dahash.metrics.retrieval."""
+"""Long rankings (5,000 items: several of the counting kernels' 1,024-item tiles) against the definition."""
 
 from __future__ import annotations
 

@@ -79,7 +79,8 @@ def test_health_and_stats(client: Any, setup: dict[str, Any]) -> None:
     assert stats["backend"] == "faiss" and stats["kind"] == "flat"
     assert stats["model"] == model_id(setup["run"])
     assert stats["run"] == str(setup["run"].resolve()) and stats["index"] == str(setup["index"].resolve())
-    assert stats["max_concurrent"] == 4 and stats["max_upload_bytes"] == 10 * 2 ** 20
+    assert stats["max_concurrent"] == 16 and stats["max_upload_bytes"] == 10 * 2 ** 20
+    assert stats["batching"]["max_batch"] == 16 and stats["batching"]["max_wait_ms"] == 10
     assert sorted(stats["classes"]) == ["bike", "mug", "pen"]
     # Everything the index itself reports is there, unchanged.
     for key, value in open_index(setup["index"]).stats().items():

@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,7 @@ def _load_npz(path: str, keys: _Keys) -> FeatureSet:
 
         def read(name: str) -> Any:
             try:
+                _check_npz_member_size(archive.zip, name + ".npy")
                 return archive[name]
             except ValueError as exc:
                 if "allow_pickle" in str(exc):
@@ -180,6 +182,28 @@ def _load_npz(path: str, keys: _Keys) -> FeatureSet:
         return _select(path, names, read, keys)
     finally:
         archive.close()
+
+
+def _check_npz_member_size(archive: zipfile.ZipFile, member: str) -> None:
+    """A ValueError when a member's .npy header claims more bytes than the member holds, before
+    numpy allocates what the header claims."""
+    if member not in archive.namelist():
+        return  # a member stored without the .npy suffix: numpy reads it as raw bytes
+    info = archive.getinfo(member)
+    with archive.open(info) as stream:
+        if stream.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+            return  # numpy's own error says what it is
+        stream.seek(0)
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            return  # version 3.0 headers: numpy's own checks
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if not dtype.hasobject and claimed > info.file_size:
+        raise ValueError(f"its header claims {claimed} bytes of data but it holds {info.file_size}")
 
 
 def _load_npy_pair(spec: str, keys: _Keys) -> FeatureSet:
@@ -227,9 +251,15 @@ def _read_npy(path: str) -> np.ndarray:
     if not _head(path).startswith(_NPY_MAGIC):
         raise _error(path, "not a valid .npy file (no NumPy header)")
     try:
-        return np.load(path, allow_pickle=False)
+        # Mapped first: a header that claims more data than the file holds fails here instead of
+        # allocating what it claims (terabytes, for a damaged or hostile file).
+        with np.errstate(over="ignore"):  # numpy's own size arithmetic on an absurd header
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        array = np.array(mapped)
+        del mapped
+        return array
     except ValueError as exc:
-        if "allow_pickle" in str(exc):
+        if "allow_pickle" in str(exc) or "Python objects" in str(exc):
             raise _error(
                 path,
                 "holds a pickled object array, which dahash does not load (re-save it as a numeric array)",
@@ -271,7 +301,11 @@ def _load_mat73(path: str, keys: _Keys) -> FeatureSet:
         _reraise_memory(exc)
         raise _error(path, f"not a valid MATLAB v7.3 (HDF5) file ({_reason(exc)})") from exc
     with handle:
-        names = [k for k in handle.keys() if not k.startswith("#")]
+        try:
+            names = [k for k in handle.keys() if not k.startswith("#")]
+        except Exception as exc:  # noqa: BLE001 - a damaged group table fails only when it is walked
+            _reraise_memory(exc)
+            raise _error(path, f"not a valid MATLAB v7.3 (HDF5) file ({_reason(exc)})") from exc
 
         def read(name: str) -> Any:
             try:

@@ -14,7 +14,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from dahash.data.digits import load_handwritten_digits, render_font_digits, save_digit_grid
+from dahash.cores import use_threads
+from dahash.data.digits import (
+    load_handwritten_digits,
+    render_font_digits,
+    save_digit_grid,
+)
 from dahash.data.features import FeatureSet, save_features
 from dahash.experiments.tables import markdown_table
 from dahash.io import write_csv, write_text
@@ -48,11 +53,10 @@ def demo_config(root: Path, epochs: int | None = None) -> TrainConfig:
 
 
 def _run_one(config: TrainConfig) -> dict[str, Any]:
-    import torch
 
 
     # Two runs share the two cores; one thread each avoids oversubscription.
-    torch.set_num_threads(1)
+    use_threads(1)
     results = Path(config.out) / "results.json"
     if results.exists():
         return json.loads(results.read_text())["metrics"]

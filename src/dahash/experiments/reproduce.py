@@ -33,15 +33,26 @@ import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
-from dahash.cores import threads_per_worker
+from dahash.cores import threads_per_worker, use_threads
 from dahash.errors import ConfigError, DahashError
 from dahash.experiments.published import published_rows
-from dahash.experiments.selection import CRITERIA, Selection, expand_grid, select_config, select_setting
+from dahash.experiments.selection import (
+    CRITERIA,
+    Selection,
+    expand_grid,
+    select_config,
+    select_setting,
+)
 from dahash.experiments.tables import markdown_table
 from dahash.images.backbones import load_backbone
 from dahash.images.datasets import domain_code
-from dahash.images.features import default_cache_dir, domain_features, image_feature_sets, open_domain
-from dahash.io import write_csv, write_json, write_text
+from dahash.images.features import (
+    default_cache_dir,
+    domain_features,
+    image_feature_sets,
+    open_domain,
+)
+from dahash.io import remove_stale_temporaries, write_csv, write_json, write_text
 from dahash.metrics.plots import plot_task_bars
 from dahash.runs.estimator import INPUT_SETTINGS
 from dahash.runs.run import run
@@ -381,9 +392,8 @@ def _select_shallow(job: Cell, grid: list[dict[str, Any]], criterion: str) -> Se
 
 def _selection_job(job: Cell, threads: int = 1, *, config: ReproduceConfig) -> dict[str, Any]:
     """Run one task's selection (no target label is read) and return the chosen setting."""
-    import torch
 
-    torch.set_num_threads(threads)
+    use_threads(threads)
     method = base_method(job.method)
     grid = config.selection_grids[method]
     if is_shallow(job.method):
@@ -523,9 +533,8 @@ def _shallow_cell(cell: Cell) -> dict[str, Any]:
 
 def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     """Compute one unfinished cell (:func:`reproduce` skips the finished ones) and return its metrics."""
-    import torch
 
-    torch.set_num_threads(threads)
+    use_threads(threads)
     if is_shallow(cell.method):
         return _shallow_cell(cell)
 
@@ -647,6 +656,7 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
     config.validate()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)  # what a killed earlier invocation was writing
     tasks = resolve_tasks(config)
     for cell in plan_cells(config) + plan_selections(config):
         if not is_shallow(cell.method):

@@ -35,16 +35,35 @@ from typing import Any
 
 import numpy as np
 
+from dahash.cores import use_threads
 from dahash.errors import ConfigError, DahashError
 from dahash.experiments.published import MAP_METHODS, published_rows
-from dahash.experiments.reproduce import (Cell, TablesConfig, canonical_task, default_domains, domain_folders, run_cells,
-                                         task_label)
+from dahash.experiments.reproduce import (
+    Cell,
+    TablesConfig,
+    canonical_task,
+    default_domains,
+    domain_folders,
+    run_cells,
+    task_label,
+)
 from dahash.experiments.tables import markdown_table
-from dahash.hashing import BDNNHasher, BinaryAutoencoderHasher, DPSHHasher, ITQHasher, KMeansHasher
+from dahash.hashing import (
+    BDNNHasher,
+    BinaryAutoencoderHasher,
+    DPSHHasher,
+    ITQHasher,
+    KMeansHasher,
+)
 from dahash.images.datasets import domain_code
 from dahash.images.features import image_feature_sets
 from dahash.io import atomic_path, write_csv, write_json, write_text
-from dahash.metrics import mean_average_precision, precision_at_k, precision_recall_curve, precision_within_radius
+from dahash.metrics import (
+    mean_average_precision,
+    precision_at_k,
+    precision_recall_curve,
+    precision_within_radius,
+)
 from dahash.metrics.plots import plot_pr_curves
 from dahash.runs.run import run
 from dahash.training.methods import method_config
@@ -208,10 +227,9 @@ def score_codes(query_codes: np.ndarray, query_labels: np.ndarray, db_codes: np.
 
 def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     """Fit the cell's method, save both domains' codes and score them; returns the metrics."""
-    import torch
 
 
-    torch.set_num_threads(threads)
+    use_threads(threads)
     s = cell.settings
     source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
                                         weights=s["weights"], cache_dir=s["cache_dir"], progress=False)

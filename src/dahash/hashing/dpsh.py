@@ -37,7 +37,7 @@ from sklearn.utils.validation import check_X_y
 from dahash.errors import ConfigError, DataError
 from dahash.hashing._base import BaseHasher
 from dahash.losses import PairwiseHashLoss, QuantizationLoss
-from dahash.models.head import _FCTrunk
+from dahash.models.head import FCTrunk
 from dahash.validation import check_int, check_positive, check_seed
 
 __all__ = ["DPSHHasher", "dpsh_loss"]
@@ -128,7 +128,7 @@ class DPSHHasher(BaseHasher):
                 torch.set_num_threads(threads)
 
     def _fit(self, X: torch.Tensor, labels: torch.Tensor) -> "DPSHHasher":
-        model = _FCTrunk(X.shape[1], int(self.n_bits), [int(h) for h in self.hidden])
+        model = FCTrunk(X.shape[1], int(self.n_bits), [int(h) for h in self.hidden])
         decay = [p for name, p in model.named_parameters() if name.endswith("weight")]
         rest = [p for name, p in model.named_parameters() if not name.endswith("weight")]
         optimizer = torch.optim.SGD([{"params": decay, "weight_decay": float(self.weight_decay)},

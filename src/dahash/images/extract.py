@@ -41,7 +41,8 @@ from dahash.images.loading import ImageLoadError, open_image
 from dahash.images.preprocess import EvalTransform
 from dahash.io import atomic_path, write_json
 
-__all__ = ["extract_features", "model_only_throughput", "file_sha1", "cache_path"]
+__all__ = ["batch_features", "cache_path", "cached_features", "extract_features", "file_sha1", "image_tensor",
+           "model_only_throughput"]
 
 # oneDNN's depthwise and 1x1 convolutions run 1.5-1.8x faster on NHWC input on CPU (EfficientNet-Lite,
 # 2 cores); only the input is converted, so the caller's model is left as it is.
@@ -84,12 +85,27 @@ class _ImageDataset(Dataset):
             return None, i, exc.reason
 
 
+def _stack(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """One input batch of preprocessed images, NHWC (see _MEMORY_FORMAT)."""
+    return torch.stack(list(tensors)).contiguous(memory_format=_MEMORY_FORMAT)
+
+
 def _collate(items: list[_Item]) -> tuple[torch.Tensor | None, list[int], list[tuple[int, str]]]:
     """Stack the readable images of a batch; pass the failures through."""
     ok = [(t, i) for t, i, _ in items if t is not None]
-    # NHWC in the worker, where the copy is free for the model's process (see _MEMORY_FORMAT).
-    batch = torch.stack([t for t, _ in ok]).contiguous(memory_format=_MEMORY_FORMAT) if ok else None
+    # NHWC in the worker, where the copy is free for the model's process.
+    batch = _stack([t for t, _ in ok]) if ok else None
     return batch, [i for _, i in ok], [(i, r) for t, i, r in items if t is None]
+
+
+def _forward(net: torch.nn.Module, batch: torch.Tensor, backbone: Backbone,
+             device: str | torch.device) -> np.ndarray:
+    """float32 (B, D) features of one stacked batch (call under ``torch.no_grad()``)."""
+    out = net(batch.to(device, non_blocking=True)).float().cpu().numpy()
+    if out.shape != (len(batch), backbone.feature_dim):
+        raise ConfigError(f"backbone {backbone.name!r} returned features of shape "
+                          f"{tuple(out.shape)}, expected ({len(batch)}, {backbone.feature_dim})")
+    return out
 
 
 def _read_cached(path: Path, dim: int) -> np.ndarray | None:
@@ -182,10 +198,7 @@ def extract_features(
                                        disable=not progress) as bar:
                 for batch, done, failed in loader:
                     if batch is not None:
-                        out = net(batch.to(device, non_blocking=True)).float().cpu().numpy()
-                        if out.shape != (len(done), dim):
-                            raise ConfigError(f"backbone {backbone.name!r} returned features of shape "
-                                              f"{tuple(out.shape)}, expected ({len(done)}, {dim})")
+                        out = _forward(net, batch, backbone, device)
                         for row, j in zip(out, done):
                             h, idx = todo[j]
                             row = np.ascontiguousarray(row, dtype=np.float32)
@@ -212,6 +225,37 @@ def extract_features(
         warnings.warn(f"{len(failed_list)} of {len(paths)} images could not be read and were skipped "
                       f"(first: {first_path}: {first_reason})", stacklevel=2)
     return feats.astype(np.float32, copy=False), kept, failed_list
+
+
+def image_tensor(path: str | Path, backbone: Backbone) -> torch.Tensor:
+    """The backbone input (3, crop, crop) of one image file, as :func:`extract_features`' decoding
+    workers make it; :class:`ImageLoadError` when the file cannot be decoded."""
+    return EvalTransform(backbone.preprocessing)(open_image(path))
+
+
+def cached_features(path: str | Path, backbone: Backbone, cache_dir: Path | None) -> np.ndarray | None:
+    """The (D,) features the cache holds for this file's content, as :func:`extract_features` reads
+    them; None without a cache, for an uncached backbone (random or fine-tuned weights), or when
+    the cache has no usable entry. OSError when the file cannot be read."""
+    if cache_dir is None or backbone.weights_id in (RANDOM_WEIGHTS, FINETUNED_WEIGHTS):
+        return None
+    return _read_cached(cache_path(cache_dir, backbone, file_sha1(path)), backbone.feature_dim)
+
+
+def batch_features(backbone: Backbone, tensors: Sequence[torch.Tensor],
+                   device: str | torch.device = "cpu") -> np.ndarray:
+    """float32 (len(tensors), D) features of preprocessed images (:func:`image_tensor`) in one
+    forward pass, computed as :func:`extract_features` computes a batch.
+
+    The model must be in eval mode already (as :func:`~dahash.images.backbones.load_backbone`
+    leaves it): this function changes no module state, so threads may call it side by side.
+    """
+    if not tensors:
+        return np.zeros((0, backbone.feature_dim), np.float32)
+    if backbone.model.training:
+        raise ConfigError(f"backbone {backbone.name!r} is in training mode; put it in eval mode first")
+    with torch.no_grad():
+        return _forward(backbone.inference(), _stack(tensors), backbone, device)
 
 
 def model_only_throughput(backbone: Backbone, batch_size: int = 64, n_batches: int = 5,

@@ -8,9 +8,16 @@ stable sort).  For the within-domain protocol (query set == database set) pass
 ``exclude_self=True``: query ``i`` is then removed from its own ranking.
 
 All functions take packed codes (see :mod:`dahash.codes`) and 1-D integer label
-arrays, and process the queries in chunks of ``chunk_size`` rows so that the
-working memory is O(chunk_size * n_db), never O(n_q * n_db) (except for the
-output of :func:`hamming_ranking`, which is that size by nature).
+arrays.  The work is done by the compiled kernels of
+:mod:`dahash.metrics.hamming_kernels`, spread over numba's threads (one per core unless
+``NUMBA_NUM_THREADS`` or ``numba.set_num_threads`` say otherwise): a Hamming distance takes
+only ``8 * bytes + 1`` values, so each query's ranking is a counting sort over those values
+(counts per distance, then ranks from their prefix sums), never a sort of the database.  The
+working memory is O(threads * (bits + largest class)), never O(n_q * n_db), except for the
+output of :func:`hamming_ranking`, which is that size by nature.  ``chunk_size`` groups the
+queries whose results are summed together (as the numpy implementation before the kernels did,
+so that the results are the same to the last bit for the same ``chunk_size``); it no longer
+sets the working memory.
 """
 
 from __future__ import annotations
@@ -19,8 +26,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from dahash.codes import _as_packed, _check_n_bits, _distance_dtype, _hamming_words, _to_words
+from dahash.codes import as_packed, check_n_bits, distance_dtype, to_words
 from dahash.errors import DataError
+from dahash.metrics.hamming_kernels import counting_ranking, distance_histograms, ranked_relevant
 
 __all__ = [
     "hamming_ranking",
@@ -32,18 +40,23 @@ __all__ = [
     "default_chunk_size",
 ]
 
-# Target working memory of one chunk of queries.
+# Target working memory of one chunk of queries in the numpy implementation that preceded the
+# kernels; default_chunk_size still derives the default chunk from it, so that results keep
+# their summation order.  The kernels' working memory is far below it.
 CHUNK_MEMORY_BYTES = 256 * 2**20
 
-# Upper bound on the bytes held per (query, database item) pair inside a chunk:
-# distances (<= 4) + stable-argsort indices (8) + relevance masks in database and
-# ranked order (2) + int32 cumulative hits (4) + float64 precisions (8) + the
-# argsort's own scratch (8) + popcount scratch (<= 9), rounded up.
+# Upper bound on the bytes per (query, database item) pair of a chunk in that implementation
+# (distances, argsort indices and scratch, relevance masks, hits, precisions), rounded up.
 BYTES_PER_PAIR = 48
+
+# Queries per kernel call (whole chunks): enough to keep every thread busy, few enough that a
+# call takes about a second at most.  Per-query outputs of a call stay within _BLOCK_BYTES.
+_BLOCK_QUERIES = 2048
+_BLOCK_BYTES = 64 * 2**20
 
 
 def default_chunk_size(n_db: int) -> int:
-    """Queries per chunk so that one chunk's working set stays within CHUNK_MEMORY_BYTES."""
+    """Queries per chunk: those whose working set would fill CHUNK_MEMORY_BYTES at BYTES_PER_PAIR."""
     return max(1, CHUNK_MEMORY_BYTES // (BYTES_PER_PAIR * max(1, int(n_db))))
 
 
@@ -68,8 +81,29 @@ def _check_positive_int(value: Any, name: str, allow_zero: bool = False) -> int:
     return int(value)
 
 
+def _class_ids(query_labels: np.ndarray, db_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query ids, database ids, class sizes): int32 ids equal exactly where the labels are equal,
+    -1 for a query label absent from the database; the size of each database class (int64).
+
+    One id dtype whatever the labels' dtypes keeps the kernels to one compiled version each.
+    """
+    common = np.result_type(query_labels.dtype, db_labels.dtype)
+    if not np.issubdtype(common, np.integer):
+        # int64 with uint64 promotes to float64, which would merge labels above 2**53: compare
+        # them as Python integers instead (exactly as numpy's == does).
+        common = np.dtype(object)
+    query = query_labels.astype(common, copy=False)
+    classes, db_ids = np.unique(db_labels.astype(common, copy=False), return_inverse=True)
+    db_ids = db_ids.reshape(-1)
+    pos = np.minimum(np.searchsorted(classes, query), len(classes) - 1)
+    found = np.asarray(classes[pos] == query, dtype=bool)
+    query_ids = np.where(found, pos, -1).astype(np.int32)
+    sizes = np.bincount(db_ids, minlength=len(classes)).astype(np.int64)
+    return query_ids, db_ids.astype(np.int32), sizes
+
+
 class _Problem:
-    """Validated inputs shared by every metric: codes as words, labels, chunking."""
+    """Validated inputs shared by every metric: codes as kernel-ready words, class ids, chunking."""
 
     def __init__(
         self,
@@ -80,8 +114,8 @@ class _Problem:
         query_labels: Any = None,
         db_labels: Any = None,
     ) -> None:
-        query = _as_packed(query_packed, "query_packed")
-        db = _as_packed(db_packed, "db_packed")
+        query = as_packed(query_packed, "query_packed")
+        db = as_packed(db_packed, "db_packed")
         if query.shape[1] != db.shape[1]:
             raise DataError(
                 f"query_packed has {query.shape[1]} bytes per code but db_packed has {db.shape[1]}"
@@ -108,38 +142,47 @@ class _Problem:
             if chunk_size is None
             else _check_positive_int(chunk_size, "chunk_size")
         )
-        self.dtype = _distance_dtype(self.n_bytes)
-        # Sorts after every real distance, so the excluded self lands last in a stable ranking.
-        self.sentinel = 8 * self.n_bytes + 1
-        self.query_words = _to_words(query)
-        self.db_words = _to_words(db)
+        self.dtype = distance_dtype(self.n_bytes)
+        # Distances 0..8 * n_bytes (the zero padding of to_words adds nothing).
+        self.n_dist = 8 * self.n_bytes + 1
+        # Fresh C-ordered, writable copies: the kernels' one compiled signature.  The database
+        # words are transposed so that a tile reads one word of consecutive items.
+        self.query_words = np.array(to_words(query), order="C")
+        self.db_words_t = np.array(to_words(db).T, order="C")
         if query_labels is not None:
-            self.query_labels = _check_labels(query_labels, self.n_q, "query_labels", "query_packed")
-            self.db_labels = _check_labels(db_labels, self.n_db, "db_labels", "db_packed")
+            query_labels = _check_labels(query_labels, self.n_q, "query_labels", "query_packed")
+            db_labels = _check_labels(db_labels, self.n_db, "db_labels", "db_packed")
+            self.query_ids, self.db_ids, self.class_sizes = _class_ids(query_labels, db_labels)
 
-    def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
-        """Yield (query slice, distances of that chunk x database), self pairs set to the sentinel."""
-        for start in range(0, self.n_q, self.chunk_size):
-            rows = slice(start, min(start + self.chunk_size, self.n_q))
-            dist = _hamming_words(self.query_words[rows], self.db_words, self.dtype)
-            if self.exclude_self:
-                local = np.arange(dist.shape[0])
-                dist[local, local + start] = self.sentinel
-            yield rows, dist
+    def blocks(self, bytes_per_query: int = 0) -> Iterator[slice]:
+        """Row slices of whole chunks, one kernel call each: about _BLOCK_QUERIES queries, fewer
+        when ``bytes_per_query`` of output would exceed _BLOCK_BYTES (never under one chunk)."""
+        rows = _BLOCK_QUERIES
+        if bytes_per_query:
+            rows = min(rows, max(1, _BLOCK_BYTES // bytes_per_query))
+        step = max(1, rows // self.chunk_size) * self.chunk_size
+        for start in range(0, self.n_q, step):
+            yield slice(start, min(start + step, self.n_q))
 
-    def relevance(self, rows: slice) -> np.ndarray:
-        """Boolean (chunk, n_db) mask of database items sharing the query's label."""
-        return self.db_labels[None, :] == self.query_labels[rows, None]
+    def chunks(self, block: slice) -> Iterator[tuple[slice, slice]]:
+        """(rows of the query set, the same rows within ``block``) of each chunk in ``block``."""
+        for start in range(block.start, block.stop, self.chunk_size):
+            stop = min(start + self.chunk_size, block.stop)
+            yield slice(start, stop), slice(start - block.start, stop - block.start)
 
-    def ranking(self, dist: np.ndarray, top_k: int | None) -> np.ndarray:
-        """Stable Hamming ranking of a chunk, self removed, truncated to top_k."""
-        # NumPy's stable sort of small integers is a radix sort: one pass per byte, so uint8
-        # keys (codes up to 248 bits, sentinel included) sort faster than uint16 ones, in the same order.
-        keys = dist.astype(np.uint8) if self.sentinel <= np.iinfo(np.uint8).max else dist
-        order = np.argsort(keys, axis=1, kind="stable")
-        length = self.n_ranked if top_k is None else min(top_k, self.n_ranked)
-        # Slicing (not a copy) keeps one index array alive per chunk.
-        return order[:, :length]
+    def ranked_relevant(self, rows: slice, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """(AP, relevant items) of each query in ``rows`` over the top ``length`` of its ranking."""
+        return ranked_relevant(
+            self.query_words[rows], self.query_ids[rows], rows.start, self.db_words_t, self.db_ids,
+            self.exclude_self, length, self.n_dist, self.class_sizes,
+        )
+
+    def histograms(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """(all, relevant): per query in ``rows``, its ranked items per Hamming distance 0..8 * n_bytes."""
+        return distance_histograms(
+            self.query_words[rows], self.query_ids[rows], rows.start, self.db_words_t, self.db_ids,
+            self.exclude_self, self.n_dist,
+        )
 
 
 def hamming_ranking(
@@ -161,10 +204,11 @@ def hamming_ranking(
     length = problem.n_ranked if top_k is None else min(top_k, problem.n_ranked)
     indices = np.empty((problem.n_q, length), dtype=np.intp)
     distances = np.empty((problem.n_q, length), dtype=problem.dtype)
-    for rows, dist in problem.chunks():
-        order = problem.ranking(dist, top_k)
-        indices[rows] = order
-        distances[rows] = np.take_along_axis(dist, order, axis=1)
+    for rows in problem.blocks():
+        counting_ranking(
+            problem.query_words[rows], rows.start, problem.db_words_t, problem.exclude_self,
+            problem.n_dist, indices[rows], distances[rows],
+        )
     return indices, distances
 
 
@@ -187,39 +231,13 @@ def average_precisions(
     problem = _Problem(query_packed, db_packed, exclude_self, chunk_size, query_labels, db_labels)
     if top_k is not None:
         top_k = _check_positive_int(top_k, "top_k")
+    length = problem.n_ranked if top_k is None else min(top_k, problem.n_ranked)
     ap = np.empty(problem.n_q, dtype=np.float64)
-    for rows, dist in problem.chunks():
-        relevant = problem.relevance(rows)
-        order = problem.ranking(dist, top_k)
-        ranked_rel = _gather_rows(relevant, order)
-        del order, relevant
+    for rows in problem.blocks():
         # The k-th relevant item of a ranking has k hits, so AP = (1/R) * sum_k k / rank_k over
-        # the relevant ranks only: no cumulative sum or precision over every ranked item.
-        row, pos = np.nonzero(ranked_rel)
-        del ranked_rel
-        n_rows = rows.stop - rows.start
-        n_relevant = np.bincount(row, minlength=n_rows)
-        first = np.cumsum(n_relevant) - n_relevant
-        k = np.arange(1, len(row) + 1, dtype=np.float64) - np.repeat(first, n_relevant)
-        sums = np.bincount(row, weights=k / (pos + 1.0), minlength=n_rows)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ap[rows] = np.where(n_relevant > 0, sums / n_relevant, np.nan)
+        # the relevant items only, summed in ranked order.
+        ap[rows] = problem.ranked_relevant(rows, length)[0]
     return ap
-
-
-# Rankings at least this long are gathered row by row (see _gather_rows).
-_ROW_GATHER_MIN = 4096
-
-
-def _gather_rows(values: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """``np.take_along_axis(values, order, axis=1)``; for long rows one ``np.take`` per row, which
-    is 2-3x faster than the broadcast fancy index of take_along_axis (benchmarks/README.md)."""
-    if order.shape[1] < _ROW_GATHER_MIN:
-        return np.take_along_axis(values, order, axis=1)
-    out = np.empty(order.shape, dtype=values.dtype)
-    for r in range(order.shape[0]):
-        np.take(values[r], order[r], out=out[r])
-    return out
 
 
 def mean_average_precision(
@@ -268,40 +286,33 @@ def precision_recall_curve(
         n_bits: code length; distances above it mean non-zero padding bits and raise DataError.
     """
     problem = _Problem(query_packed, db_packed, exclude_self, chunk_size, query_labels, db_labels)
-    n_bits = 8 * problem.n_bytes if n_bits is None else _check_n_bits(n_bits, problem.n_bytes)
-    # Bins 0..n_bits plus one for the excluded self (sentinel) and anything beyond it.
-    n_bins = problem.sentinel + 1
+    n_bits = 8 * problem.n_bytes if n_bits is None else check_n_bits(n_bits, problem.n_bytes)
     precision_sum = np.zeros(n_bits + 1)
     precision_count = np.zeros(n_bits + 1, dtype=np.int64)
     recall_sum = np.zeros(n_bits + 1)
     recall_count = 0
-    for rows, dist in problem.chunks():
-        n_rows = dist.shape[0]
-        # Offsetting each row's distances into its own bin range turns one
-        # bincount into per-query histograms, with no loop over queries.
-        flat = dist.astype(np.intp)
-        flat += (np.arange(n_rows, dtype=np.intp) * n_bins)[:, None]
-        relevant = problem.relevance(rows)
-        hist_all = np.bincount(flat.ravel(), minlength=n_rows * n_bins).reshape(n_rows, n_bins)
-        hist_rel = np.bincount(flat[relevant], minlength=n_rows * n_bins).reshape(n_rows, n_bins)
-        del flat, relevant
-        if hist_all[:, n_bits + 1 : problem.sentinel].any():
+    # Two int64 histograms per query come back from each kernel call.
+    for block in problem.blocks(bytes_per_query=2 * 8 * problem.n_dist):
+        block_all, block_rel = problem.histograms(block)
+        if block_all[:, n_bits + 1 :].any():
             raise DataError(
                 f"a Hamming distance exceeds n_bits={n_bits}: "
                 "n_bits is too small or the padding bits are not zero"
             )
-        retrieved = np.cumsum(hist_all[:, : n_bits + 1], axis=1)
-        rel_retrieved = np.cumsum(hist_rel[:, : n_bits + 1], axis=1)
-        # The sentinel bin (self when excluded) is never relevant-retrievable.
-        total_relevant = hist_rel[:, : problem.sentinel].sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision = rel_retrieved / retrieved
-        has_retrieved = retrieved > 0
-        precision_sum += np.where(has_retrieved, precision, 0.0).sum(axis=0)
-        precision_count += has_retrieved.sum(axis=0)
-        has_relevant = total_relevant > 0
-        recall_sum += (rel_retrieved[has_relevant] / total_relevant[has_relevant, None]).sum(axis=0)
-        recall_count += int(has_relevant.sum())
+        for _, local in problem.chunks(block):
+            hist_all, hist_rel = block_all[local], block_rel[local]
+            retrieved = np.cumsum(hist_all[:, : n_bits + 1], axis=1)
+            rel_retrieved = np.cumsum(hist_rel[:, : n_bits + 1], axis=1)
+            # The excluded self is in no histogram.
+            total_relevant = hist_rel.sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                precision = rel_retrieved / retrieved
+            has_retrieved = retrieved > 0
+            precision_sum += np.where(has_retrieved, precision, 0.0).sum(axis=0)
+            precision_count += has_retrieved.sum(axis=0)
+            has_relevant = total_relevant > 0
+            recall_sum += (rel_retrieved[has_relevant] / total_relevant[has_relevant, None]).sum(axis=0)
+            recall_count += int(has_relevant.sum())
     with np.errstate(invalid="ignore", divide="ignore"):
         precision_curve = precision_sum / precision_count
     recall_curve = recall_sum / recall_count if recall_count else np.full(n_bits + 1, np.nan)
@@ -325,11 +336,12 @@ def precision_at_k(
     """
     problem = _Problem(query_packed, db_packed, exclude_self, chunk_size, query_labels, db_labels)
     k = _check_positive_int(k, "k")
+    length = min(k, problem.n_ranked)
     total = 0.0
-    for rows, dist in problem.chunks():
-        order = problem.ranking(dist, k)
-        hits = _gather_rows(problem.relevance(rows), order).sum(axis=1)
-        total += float((hits / order.shape[1]).sum())
+    for block in problem.blocks():
+        hits = problem.ranked_relevant(block, length)[1]
+        for _, local in problem.chunks(block):
+            total += float((hits[local] / length).sum())
     return total / problem.n_q
 
 
@@ -350,13 +362,14 @@ def precision_within_radius(
     """
     problem = _Problem(query_packed, db_packed, exclude_self, chunk_size, query_labels, db_labels)
     radius = _check_positive_int(radius, "radius", allow_zero=True)
-    # Keep the excluded self (at the sentinel) outside every radius.
-    radius = min(radius, problem.sentinel - 1)
+    # Every distance is at most 8 * n_bytes; the excluded self is in no histogram.
+    radius = min(radius, problem.n_dist - 1)
     total = 0.0
-    for rows, dist in problem.chunks():
-        within = dist <= radius
-        retrieved = within.sum(axis=1)
-        np.logical_and(within, problem.relevance(rows), out=within)
-        rel_retrieved = within.sum(axis=1)
-        total += float((rel_retrieved[retrieved > 0] / retrieved[retrieved > 0]).sum())
+    for block in problem.blocks(bytes_per_query=2 * 8 * problem.n_dist):
+        block_all, block_rel = problem.histograms(block)
+        retrieved_all = block_all[:, : radius + 1].sum(axis=1)
+        rel_retrieved_all = block_rel[:, : radius + 1].sum(axis=1)
+        for _, local in problem.chunks(block):
+            retrieved, rel_retrieved = retrieved_all[local], rel_retrieved_all[local]
+            total += float((rel_retrieved[retrieved > 0] / retrieved[retrieved > 0]).sum())
     return total / problem.n_q

@@ -16,7 +16,7 @@ class HeadOutput(NamedTuple):
     taps: dict[str, Tensor]
 
 
-class _FCTrunk(nn.Module):
+class FCTrunk(nn.Module):
     """fc6 -> ReLU -> fc7 -> ReLU -> fc8, shared by every head: the methods differ only above fc8.
 
     Each linear layer carries ``lr_mult`` (weights) used by the trainer's parameter groups:
@@ -39,7 +39,7 @@ class _FCTrunk(nn.Module):
         return {"fc6": fc6, "fc7": fc7, "fc8": self.fc8(fc7)}
 
 
-class DAHHead(_FCTrunk):
+class DAHHead(FCTrunk):
     """fc6 -> ReLU -> fc7 -> ReLU -> hash-fc8 = Linear -> BatchNorm -> tanh.
 
     The BatchNorm before tanh keeps the outputs out of tanh's saturated zone (Sec. 3.4).
@@ -66,7 +66,7 @@ class DAHHead(_FCTrunk):
         return HeadOutput(u=torch.tanh(self.bn(taps["fc8"])), taps=taps)
 
 
-class ClassifierHead(_FCTrunk):
+class ClassifierHead(FCTrunk):
     """fc6 -> ReLU -> fc7 -> ReLU -> fc8 logits: the softmax network of the deep baselines
     ("Deep" source-only, DAN of Long et al., ICML 2015, DANN of Ganin et al., JMLR 2016).
 

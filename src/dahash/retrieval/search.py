@@ -139,7 +139,7 @@ def build_index(run_dir: str | os.PathLike, images: list[str], index_path: str |
     return len(keep)
 
 
-def _run_of(index: HammingIndex, index_path: str | os.PathLike, run_dir: str | os.PathLike | None) -> Encoder:
+def run_of(index: HammingIndex, index_path: str | os.PathLike, run_dir: str | os.PathLike | None) -> Encoder:
     """The encoder of the run that built the index (``run_dir`` overrides the recorded one); its model
     must be the index's."""
     run = run_dir or getattr(index, "info", {}).get("run")
@@ -156,7 +156,7 @@ def add_images(index_path: str | os.PathLike, images: list[str], *, run_dir: str
                cache_dir: str | None = None, progress: bool = True) -> tuple[int, int]:
     """Encode ``images`` with the index's run and add those not yet indexed; returns (added, skipped)."""
     index = open_index(index_path)
-    encoder = _run_of(index, index_path, run_dir)
+    encoder = run_of(index, index_path, run_dir)
     codes, paths, predicted = encoder.encode(images, cache_dir=cache_dir, progress=progress)
     ids = path_ids(paths)
     first = np.sort(np.unique(ids, return_index=True)[1])
@@ -173,7 +173,7 @@ def search_images(index_path: str | os.PathLike, images: list[str], k: int = 10,
                   progress: bool = False) -> tuple[list[str], list[str | None], SearchResult]:
     """The top ``k`` indexed images of each query image: ``(query paths, predicted class, hits)``."""
     index = open_index(index_path)
-    encoder = _run_of(index, index_path, run_dir)
+    encoder = run_of(index, index_path, run_dir)
     codes, paths, predicted = encoder.encode(images, cache_dir=cache_dir, progress=progress)
     if not paths:
         raise DataError(f"no query image could be read: {', '.join(map(str, images))}")

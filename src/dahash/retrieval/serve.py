@@ -12,10 +12,19 @@ Endpoints (the OpenAPI schema is at ``/openapi.json``, the interactive docs at `
 * ``GET /thumbnail/{id}`` -> a JPEG of at most :data:`THUMBNAIL_SIZE` px a side of an indexed image;
 * ``GET /`` -> a self-contained page (no CDN) to drop an image on and see its nearest images.
 
-An uploaded image is written to a private temporary file and encoded with
-:meth:`dahash.retrieval.search.Encoder.encode`, the code path of ``dahash search``, so the API's codes and
-hits are the CLI's (features come from the same feature cache, keyed by file content; uploads
-read it but are not added to it).
+An uploaded image is written to a private temporary file and encoded as ``dahash search`` encodes
+it, so the API's codes and hits are the CLI's (features come from the same feature cache, keyed by
+file content; uploads read it but are not added to it).
+
+Dynamic batching: concurrent uploads are decoded side by side in worker threads, then go through
+the backbone and the head together, one batch at a time in one worker thread
+(:class:`dahash.retrieval.batching.Batcher`): a batch holds at most ``max_batch`` uploads (16 by default) and waits at most
+``max_wait_ms`` (10) after its first upload for more, and only while other uploads are still
+being decoded, so a lone upload never waits. Each upload gets its own row; its code is the one
+encoding it alone would give: a batch rounds the network's output differently by a few 1e-6, and
+an upload whose output has a component within :data:`SIGN_MARGIN` of 0 (where that could flip
+a bit) is encoded again on its own with :meth:`dahash.retrieval.search.Encoder.encode`. With
+``max_batch=1`` every upload is encoded on its own in its request's thread, as before batching.
 
 Safety and limits:
 
@@ -26,12 +35,14 @@ Safety and limits:
   is a 415, and images of more than :data:`MAX_PIXELS` pixels a 413, before any decoding;
 * ``/thumbnail/{id}`` takes an integer id only; the file it reads is the path the index stores
   for that id, never anything taken from the request, and an id that is not in the index is a 404;
-* encoding and searching run in worker threads, at most ``max_concurrent`` at a time; a request
-  that finds every slot taken waits for one up to ``queue_timeout`` seconds (30 by default), then
-  gets a 503 with ``Retry-After``. Waiting requests hold no thread.
+* at most ``max_concurrent`` requests (16 by default) encode and search at a time (a batch holds
+  at most that many uploads); a request that finds every slot taken waits for one up to
+  ``queue_timeout`` seconds (30 by default), then gets a 503 with ``Retry-After``. Waiting
+  requests hold no thread.
 
-Nothing is global: the index, the encoder, the thumbnail cache and the limiter belong to the app
-that :func:`create_app` returns (``app.state.dahash``).
+Nothing is global: the index, the encoder, the thumbnail cache, the limiter and the batcher belong
+to the app that :func:`create_app` returns (``app.state.dahash``); the batcher's thread starts with
+the first upload and stops when the server shuts down.
 """
 
 
@@ -50,14 +61,16 @@ from typing import Any
 
 import numpy as np
 
-from dahash.codes import unpack_codes
+from dahash.codes import pack_codes, unpack_codes
 from dahash.errors import ConfigError, DahashError, DataError
 from dahash.images.loading import ImageLoadError, open_image
 from dahash.index import open_index
 from dahash.index.base import check_packed_codes
-from dahash.retrieval.search import _run_of
+from dahash.retrieval.batching import Batcher
+from dahash.retrieval.search import run_of
+from dahash.runs.loading import PreparedImage, prepare_image, prepared_outputs
 
-__all__ = ["create_app", "serve", "MAX_K", "THUMBNAIL_SIZE", "MAX_PIXELS"]
+__all__ = ["create_app", "serve", "default_threads", "MAX_K", "THUMBNAIL_SIZE", "MAX_PIXELS", "SIGN_MARGIN"]
 
 MAX_K = 1000
 THUMBNAIL_SIZE = 160
@@ -65,6 +78,10 @@ THUMBNAIL_SIZE = 160
 THUMBNAIL_CACHE = 2048
 # Pixels of an uploaded image beyond which it is refused before decoding (about 7000 x 7000).
 MAX_PIXELS = 50_000_000
+# A batched upload whose output u has a component closer to 0 than this is encoded again on its own:
+# a batch rounds u differently from a batch of one by a few 1e-6 (3.4e-6 at most, EfficientNet-Lite0
+# and a 64-bit head, batches of 2 to 16), so beyond this margin the signs, hence the code, are the same.
+SIGN_MARGIN = 1e-3
 # Room for the multipart boundary, part headers and the k field on top of the image's bytes.
 MULTIPART_OVERHEAD = 64 * 1024
 _HEX = re.compile(r"[0-9a-fA-F]*")
@@ -139,18 +156,22 @@ class _State:
 
     def __init__(self, index_path: str | os.PathLike, run_dir: str | os.PathLike | None, *,
                  max_upload_bytes: int, max_concurrent: int, queue_timeout: float,
-                 cache_dir: str | None) -> None:
+                 cache_dir: str | None, max_batch: int, max_wait_ms: float) -> None:
         self.index_path = Path(index_path)
         self.index = open_index(index_path)
-        self.encoder = _run_of(self.index, index_path, run_dir)
+        self.encoder = run_of(self.index, index_path, run_dir)
         self.n_bits = int(self.encoder.n_bits)
         if int(self.index.n_bits) != self.n_bits:
             raise DataError(f"{index_path} holds {self.index.n_bits}-bit codes but the run "
                             f"{self.encoder.run.run_dir} makes {self.n_bits}-bit codes")
         self.n_bytes = (self.n_bits + 7) // 8
         self.max_upload_bytes = max_upload_bytes
+        self.body_cap = max_upload_bytes + MULTIPART_OVERHEAD
         self.cache_dir = cache_dir
         self.limiter = _Limiter(max_concurrent, queue_timeout)
+        # max_batch 1: every upload is encoded on its own, in its request's thread (no batcher).
+        self.batcher = Batcher(self.encode_batch, max_batch, max_wait_ms / 1000) if max_batch > 1 else None
+        self.encoded_singly = 0  # batched uploads re-encoded on their own (a component of u near 0)
         self._thumbs: OrderedDict[int, bytes] = OrderedDict()
         self._paths: dict[int, str] = {}  # id -> indexed path, of every hit served so far
         self._lock = threading.Lock()
@@ -170,6 +191,41 @@ class _State:
         if len(paths) != 1:
             raise _NotAnImage("the uploaded file could not be decoded as an image")
         return codes, predicted[0]
+
+    def prepare_upload(self, path: str) -> PreparedImage:
+        """An upload checked (:class:`_TooManyPixels`, :class:`_NotAnImage`) and made ready for a
+        batch: its features when the feature cache holds them, else its decoded, preprocessed pixels."""
+        _check_upload_header(path)
+        try:
+            return prepare_image(self.encoder.run, path, cache_dir=self.cache_dir)
+        except ImageLoadError as exc:
+            raise _NotAnImage(f"the upload is not a readable image ({exc.reason})") from None
+
+    def encode_batch(self, items: list[PreparedImage]) -> np.ndarray:
+        """Hash outputs u of prepared uploads, the backbone and the head run once on all of them."""
+        return prepared_outputs(self.encoder.run, items)
+
+    def code_of_output(self, u: np.ndarray, path: str) -> tuple[np.ndarray, str | None]:
+        """(packed code (1, n_bytes), predicted class) of the upload at ``path`` from its row ``u``
+        of a batch: the very answer of :meth:`encode_file`.
+
+        A batch may round u differently from a batch of one (measured: a few 1e-6), which can
+        flip only a component within that of 0; a row with a component within SIGN_MARGIN of 0
+        is therefore encoded again on its own, by :meth:`encode_file`. Every other row has the
+        signs, hence the code, of one-by-one encoding, and the predicted class (eq. 6 with
+        binary codes) and the hits depend on the code alone.
+        """
+        if float(np.abs(u).min()) < SIGN_MARGIN:
+            with self._lock:
+                self.encoded_singly += 1
+            return self.encode_file(path)
+        row = np.asarray(u, dtype=np.float32)[None, :]
+        return pack_codes(row), self.encoder.predict(row)[0]
+
+    def close(self) -> None:
+        """Stop the batcher's thread (the server is shutting down)."""
+        if self.batcher is not None:
+            self.batcher.close()
 
     def search(self, codes: np.ndarray, k: int, root_path: str) -> list[dict[str, Any]]:
         """The hits of one query code as JSON-able dicts (padding dropped)."""
@@ -244,8 +300,17 @@ def _save_upload(source: Any, target: str, cap: int) -> int:
 
 def _check_upload_image(path: str) -> None:
     """Refuse a file Pillow cannot decode (415) or one with too many pixels (413), like the encoder would."""
-    from PIL import Image, UnidentifiedImageError
+    _check_upload_header(path)
+    try:
+        open_image(path)
+    except ImageLoadError as exc:
+        raise _NotAnImage(f"the upload is not a readable image ({exc.reason})") from None
 
+
+def _check_upload_header(path: str) -> None:
+    """Refuse, from its header alone, a file Pillow cannot identify (415) or one with too many
+    pixels (413)."""
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
@@ -256,10 +321,6 @@ def _check_upload_image(path: str) -> None:
         raise _NotAnImage(f"the upload is not an image Pillow can read ({type(exc).__name__})") from None
     if w * h > MAX_PIXELS:  # read at call time, so tests can lower it
         raise _TooManyPixels(f"the image is {w} x {h} pixels; at most {MAX_PIXELS} pixels are accepted")
-    try:
-        open_image(path)
-    except ImageLoadError as exc:
-        raise _NotAnImage(f"the upload is not a readable image ({exc.reason})") from None
 
 
 class _TooManyPixels(DahashError):
@@ -345,61 +406,73 @@ _SEARCH_OPENAPI = {
 
 
 def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *,
-               max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 4, queue_timeout: float = 30.0,
-               cache_dir: str | None = None) -> Any:
+               max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 16, queue_timeout: float = 30.0,
+               cache_dir: str | None = None, max_batch: int = 16, max_wait_ms: float = 10.0) -> Any:
     """A FastAPI app serving the index at ``index_path``, whose queries the run that built it
     (or ``run_dir``, holding the same model) encodes; see the module docstring.
 
     The index and the encoder are loaded here, once: a missing or corrupt index, or a run whose
     model is not the index's, is a :class:`DahashError` now rather than on the first request.
-    ``cache_dir`` is the feature cache (default: the run's, as ``dahash search``).
+    ``cache_dir`` is the feature cache (default: the run's, as ``dahash search``). Concurrent
+    uploads are encoded together, up to ``max_batch`` at a time, a batch waiting at most
+    ``max_wait_ms`` for stragglers; ``max_batch=1`` encodes each upload on its own.
     """
     require_server_packages()
-    if isinstance(max_upload_bytes, bool) or not isinstance(max_upload_bytes, int) or max_upload_bytes < 1:
-        raise ConfigError(f"max_upload_bytes must be a positive integer, got {max_upload_bytes!r}")
-    if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
-        raise ConfigError(f"max_concurrent must be a positive integer, got {max_concurrent!r}")
-    if not (isinstance(queue_timeout, (int, float)) and math.isfinite(queue_timeout) and queue_timeout >= 0):
-        raise ConfigError(f"queue_timeout must be a finite number of seconds >= 0, got {queue_timeout!r}")
-
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
+    _check_settings(max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
+                    queue_timeout=queue_timeout, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    from fastapi import FastAPI
 
     state = _State(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
-                   queue_timeout=float(queue_timeout), cache_dir=cache_dir)
-    body_cap = max_upload_bytes + MULTIPART_OVERHEAD
-
-    app = FastAPI(title="dahash", version=_version(),
+                   queue_timeout=float(queue_timeout), cache_dir=cache_dir, max_batch=max_batch,
+                   max_wait_ms=float(max_wait_ms))
+    app = FastAPI(title="dahash", version=_version(), lifespan=_lifespan,
                   description=f"Hamming search over the index {state.index_path} "
                               f"({state.n_bits}-bit codes of the run {state.encoder.run.run_dir}).")
     app.state.dahash = state
+    _add_routes(app, state)
+    return app
 
-    def error(status: int, message: str, **headers: str) -> JSONResponse:
-        return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
 
-    def too_large() -> JSONResponse:
-        return error(413, f"the upload is larger than the {_size(max_upload_bytes)} cap")
+def _positive_int(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
 
-    def limited(request: Request) -> Request:
-        """The request with a receive channel that stops once more than body_cap bytes arrived."""
-        seen = 0
-        receive = request.receive
 
-        async def counting() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > body_cap:
-                    raise _TooLarge()
-            return message
+def _seconds(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
 
-        return Request(request.scope, counting)
+
+def _check_settings(*, max_upload_bytes: Any, max_concurrent: Any, queue_timeout: Any, max_batch: Any,
+                    max_wait_ms: Any) -> None:
+    """A :class:`ConfigError` naming the first setting of :func:`create_app` out of its range."""
+    if not _positive_int(max_upload_bytes):
+        raise ConfigError(f"max_upload_bytes must be a positive integer, got {max_upload_bytes!r}")
+    if not _positive_int(max_concurrent):
+        raise ConfigError(f"max_concurrent must be a positive integer, got {max_concurrent!r}")
+    if not _seconds(queue_timeout):
+        raise ConfigError(f"queue_timeout must be a finite number of seconds >= 0, got {queue_timeout!r}")
+    if not _positive_int(max_batch):
+        raise ConfigError(f"max_batch must be a positive integer, got {max_batch!r}")
+    if not _seconds(max_wait_ms):
+        raise ConfigError(f"max_wait_ms must be a finite number of milliseconds >= 0, got {max_wait_ms!r}")
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Any) -> AsyncIterator[None]:
+    """Stop the upload batcher's thread when the server shuts down."""
+    from starlette.concurrency import run_in_threadpool
+
+    yield
+    await run_in_threadpool(app.state.dahash.close)
+
+
+def _add_routes(app: Any, state: _State) -> None:
+    """The endpoints of the module docstring, each handing its work to a function below."""
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse, Response
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> HTMLResponse:
-        return HTMLResponse(PAGE.replace("__MAX_UPLOAD__", str(max_upload_bytes)))
+        return HTMLResponse(PAGE.replace("__MAX_UPLOAD__", str(state.max_upload_bytes)))
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -407,95 +480,173 @@ def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None 
 
     @app.get("/stats")
     def stats() -> dict[str, Any]:
-        return {**state.index.stats(), "n_bits": state.n_bits, "run": str(Path(state.encoder.run.run_dir).resolve()),
-                "index": str(state.index_path.resolve()), "classes": list(state.encoder.classes),
-                "max_upload_bytes": max_upload_bytes, "max_concurrent": max_concurrent,
-                "queue_timeout": state.limiter.timeout, "busy": state.limiter.busy, "max_k": MAX_K}
+        return _stats(state)
 
     @app.post("/search", openapi_extra=_SEARCH_OPENAPI)
     async def search(request: Request) -> Any:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.strip().isdigit():
-                return error(400, f"invalid Content-Length {declared!r}")
-            if int(declared) > body_cap:
-                return too_large()
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = limited(request)
-        root = request.scope.get("root_path", "")
-        try:
-            if media == "multipart/form-data":
-                return await search_upload(body, root)
-            if media == "application/json" or media.endswith("+json"):
-                return await search_code(body, root)
-        except _TooLarge:
-            return too_large()
-        except DataError as exc:
-            return error(400, str(exc))
-        return error(415, "send the query as multipart/form-data (an 'image' file field and optional 'k') "
-                          f"or as JSON {{\"code\": ..., \"k\": ...}}, not {media or 'an untyped body'}")
-
-    async def search_upload(request: Request, root: str) -> Any:
-        async with request.form(max_files=1, max_fields=8, max_part_size=MULTIPART_OVERHEAD) as form:
-            upload = form.get("image")
-            if upload is None or isinstance(upload, str):
-                return error(400, "no image: send the file in the multipart field 'image'")
-            k = parse_k(form.get("k", "10"))
-            suffix = Path(upload.filename or "").suffix.lower()
-            suffix = suffix if suffix in _IMAGE_SUFFIXES else ".img"
-            with tempfile.TemporaryDirectory(prefix="dahash-serve-") as tmp:
-                # The name is ours: the client's filename never reaches the filesystem.
-                target = os.path.join(tmp, f"query{suffix}")
-                size = await run_in_threadpool(_save_upload, upload.file, target, max_upload_bytes)
-                if size == 0:
-                    return error(400, "the uploaded image is empty")
-                async with state.limiter.slot():
-                    try:
-                        await run_in_threadpool(_check_upload_image, target)
-                        codes, predicted = await run_in_threadpool(state.encode_file, target)
-                    except _NotAnImage as exc:
-                        return error(415, str(exc))
-                    except _TooManyPixels as exc:
-                        return error(413, str(exc))
-                    except DahashError as exc:  # the run, not the upload: e.g. its model file is gone
-                        return error(500, f"encoding the image failed: {exc}")
-                    hits = await run_in_threadpool(state.search, codes, k, root)
-        return {"predicted": predicted, "code": codes[0].tobytes().hex(), "n_bits": state.n_bits, "hits": hits}
-
-    async def search_code(request: Request, root: str) -> Any:
-        import json
-
-        raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return error(400, f"the body is not valid JSON ({exc})")
-        if not isinstance(data, dict) or "code" not in data:
-            return error(400, 'the JSON body must be an object {"code": <hex or list of 0/1 bits>, "k": 10}')
-        unknown = sorted(set(data) - {"code", "k"})
-        if unknown:
-            return error(400, f"unknown fields {unknown}; expected code and k")
-        codes = parse_code(data["code"], state.n_bits)
-        k = parse_k(data.get("k", 10))
-        async with state.limiter.slot():
-            predicted = (await run_in_threadpool(state.predicted_of_codes, codes))[0]
-            hits = await run_in_threadpool(state.search, codes, k, root)
-        return {"predicted": predicted, "code": codes[0].tobytes().hex(), "n_bits": state.n_bits, "hits": hits}
+        return await _search(state, request)
 
     @app.get("/thumbnail/{item_id}", response_class=Response,
              responses={200: {"content": {"image/jpeg": {}}, "description": "a JPEG thumbnail"},
                         404: {"description": "no such id in the index, or its file is gone"}})
     async def thumbnail(item_id: int) -> Response:
-        path = await run_in_threadpool(state.indexed_path, item_id)
-        if path is None:
-            return error(404, f"no item {item_id} in the index")
-        try:
-            data = await run_in_threadpool(state.thumbnail, item_id, path)
-        except DataError as exc:  # the indexed file was moved, deleted or damaged since indexing
-            return error(404, f"item {item_id}: its image cannot be read any more ({_reason(exc)})")
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+        return await _thumbnail(state, item_id)
 
-    return app
+
+def _error(status: int, message: str, **headers: str) -> Any:
+    """A JSON error answer ``{"detail": message}``."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"detail": message}, status_code=status, headers=headers or None)
+
+
+def _too_large(state: _State) -> Any:
+    return _error(413, f"the upload is larger than the {_size(state.max_upload_bytes)} cap")
+
+
+def _stats(state: _State) -> dict[str, Any]:
+    """GET /stats: the index's stats, what serves it and its limits, and how uploads were batched."""
+    batching = {"max_batch": 1} if state.batcher is None else state.batcher.stats()
+    batching["encoded_singly"] = state.encoded_singly
+    return {**state.index.stats(), "n_bits": state.n_bits, "run": str(Path(state.encoder.run.run_dir).resolve()),
+            "index": str(state.index_path.resolve()), "classes": list(state.encoder.classes),
+            "max_upload_bytes": state.max_upload_bytes, "max_concurrent": state.limiter.n,
+            "queue_timeout": state.limiter.timeout, "busy": state.limiter.busy, "max_k": MAX_K,
+            "batching": batching}
+
+
+def _capped(request: Any, cap: int) -> Any:
+    """The request with a receive channel that raises :class:`_TooLarge` once more than ``cap``
+    bytes of body arrived (chunked bodies included: the bytes are counted, not the header)."""
+    from fastapi import Request
+
+    seen = 0
+    receive = request.receive
+
+    async def counting() -> Any:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > cap:
+                raise _TooLarge()
+        return message
+
+    return Request(request.scope, counting)
+
+
+async def _search(state: _State, request: Any) -> Any:
+    """POST /search: refuse a declared size over the cap, then answer an upload or a code by the
+    body's media type."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            return _error(400, f"invalid Content-Length {declared!r}")
+        if int(declared) > state.body_cap:
+            return _too_large(state)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = _capped(request, state.body_cap)
+    root = request.scope.get("root_path", "")
+    try:
+        if media == "multipart/form-data":
+            return await _search_upload(state, body, root)
+        if media == "application/json" or media.endswith("+json"):
+            return await _search_code(state, body, root)
+    except _TooLarge:
+        return _too_large(state)
+    except DataError as exc:
+        return _error(400, str(exc))
+    return _error(415, "send the query as multipart/form-data (an 'image' file field and optional 'k') "
+                       f"or as JSON {{\"code\": ..., \"k\": ...}}, not {media or 'an untyped body'}")
+
+
+async def _search_upload(state: _State, request: Any, root: str) -> Any:
+    """An image upload: saved to a private temporary file, then encoded and searched in a slot."""
+    from starlette.concurrency import run_in_threadpool
+
+    async with request.form(max_files=1, max_fields=8, max_part_size=MULTIPART_OVERHEAD) as form:
+        upload = form.get("image")
+        if upload is None or isinstance(upload, str):
+            return _error(400, "no image: send the file in the multipart field 'image'")
+        k = parse_k(form.get("k", "10"))
+        suffix = Path(upload.filename or "").suffix.lower()
+        suffix = suffix if suffix in _IMAGE_SUFFIXES else ".img"
+        with tempfile.TemporaryDirectory(prefix="dahash-serve-") as tmp:
+            # The name is ours: the client's filename never reaches the filesystem.
+            target = os.path.join(tmp, f"query{suffix}")
+            size = await run_in_threadpool(_save_upload, upload.file, target, state.max_upload_bytes)
+            if size == 0:
+                return _error(400, "the uploaded image is empty")
+            async with state.limiter.slot():
+                try:
+                    codes, predicted = await _encode_upload(state, target)
+                except _NotAnImage as exc:
+                    return _error(415, str(exc))
+                except _TooManyPixels as exc:
+                    return _error(413, str(exc))
+                except DahashError as exc:  # the run, not the upload: e.g. its model file is gone
+                    return _error(500, f"encoding the image failed: {exc}")
+                hits = await run_in_threadpool(state.search, codes, k, root)
+    return _answer(state, codes, predicted, hits)
+
+
+async def _encode_upload(state: _State, path: str) -> tuple[np.ndarray, str | None]:
+    """(packed code (1, n_bytes), predicted class) of a saved upload: decoded in a worker thread
+    (so concurrent uploads decode in parallel), then encoded in the batcher's next batch; or,
+    with ``max_batch`` 1, checked and encoded on its own in a worker thread."""
+    from starlette.concurrency import run_in_threadpool
+
+    if state.batcher is None:
+        await run_in_threadpool(_check_upload_image, path)
+        return await run_in_threadpool(state.encode_file, path)
+    with state.batcher.announce() as submit:
+        item = await run_in_threadpool(state.prepare_upload, path)
+        u = await asyncio.wrap_future(submit(item))
+    return await run_in_threadpool(state.code_of_output, u, path)
+
+
+async def _search_code(state: _State, request: Any, root: str) -> Any:
+    """A JSON query ``{"code": ..., "k": ...}``: the code's predicted class and hits."""
+    import json
+
+    from starlette.concurrency import run_in_threadpool
+
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, f"the body is not valid JSON ({exc})")
+    if not isinstance(data, dict) or "code" not in data:
+        return _error(400, 'the JSON body must be an object {"code": <hex or list of 0/1 bits>, "k": 10}')
+    unknown = sorted(set(data) - {"code", "k"})
+    if unknown:
+        return _error(400, f"unknown fields {unknown}; expected code and k")
+    codes = parse_code(data["code"], state.n_bits)
+    k = parse_k(data.get("k", 10))
+    async with state.limiter.slot():
+        predicted = (await run_in_threadpool(state.predicted_of_codes, codes))[0]
+        hits = await run_in_threadpool(state.search, codes, k, root)
+    return _answer(state, codes, predicted, hits)
+
+
+def _answer(state: _State, codes: np.ndarray, predicted: str | None, hits: list[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON answer of POST /search."""
+    return {"predicted": predicted, "code": codes[0].tobytes().hex(), "n_bits": state.n_bits, "hits": hits}
+
+
+async def _thumbnail(state: _State, item_id: int) -> Any:
+    """GET /thumbnail/{id}: the JPEG of an indexed image, or a 404."""
+    from fastapi.responses import Response
+    from starlette.concurrency import run_in_threadpool
+
+    path = await run_in_threadpool(state.indexed_path, item_id)
+    if path is None:
+        return _error(404, f"no item {item_id} in the index")
+    try:
+        data = await run_in_threadpool(state.thumbnail, item_id, path)
+    except DataError as exc:  # the indexed file was moved, deleted or damaged since indexing
+        return _error(404, f"item {item_id}: its image cannot be read any more ({_reason(exc)})")
+    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
 
 def _reason(exc: DataError) -> str:
@@ -515,15 +666,24 @@ def _version() -> str:
         return "0"
 
 
+def default_threads(max_concurrent: int, max_batch: int, cores: int | None = None) -> int:
+    """The torch and FAISS threads of ``dahash serve`` by default: every core when uploads are
+    batched (one batch at a time runs the backbone), else the cores divided among the
+    ``max_concurrent`` uploads encoded side by side, at least one (more threads than cores made
+    each of them slower, see benchmarks/serve_load.py)."""
+    cores = cores or os.cpu_count() or 1
+    return cores if max_batch > 1 else max(1, cores // max(1, int(max_concurrent)))
+
+
 def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *, host: str = "127.0.0.1",
-          port: int = 8000, max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 4,
+          port: int = 8000, max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 16,
           queue_timeout: float = 30.0, cache_dir: str | None = None, log_level: str = "info",
-          threads: int | None = None) -> None:
+          threads: int | None = None, max_batch: int = 16, max_wait_ms: float = 10.0) -> None:
     """Load the index and serve it with uvicorn until interrupted (loopback only unless ``host`` says).
 
-    ``threads`` is the torch and FAISS thread count of this process; by default the cores
-    divided among the ``max_concurrent`` searches, at least one: searches run side by side,
-    and more threads than cores made each of them slower (see benchmarks/serve_load.py).
+    ``threads`` is the torch and FAISS thread count of this process; by default
+    :func:`default_threads`. ``max_batch`` and ``max_wait_ms`` bound the batches of concurrent
+    uploads (``max_batch=1``: each upload encoded on its own).
     """
     require_server_packages()
     import faiss
@@ -533,7 +693,7 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ConfigError(f"port must be an integer from 0 to 65535, got {port!r}")
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // max(1, int(max_concurrent)))
+        threads = default_threads(max_concurrent, max_batch)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be a positive integer, got {threads!r}")
     # This function owns the process (it runs until interrupted), so setting its thread pools is not
@@ -541,7 +701,7 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     app = create_app(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
-                     queue_timeout=queue_timeout, cache_dir=cache_dir)
+                     queue_timeout=queue_timeout, cache_dir=cache_dir, max_batch=max_batch, max_wait_ms=max_wait_ms)
     if host not in ("127.0.0.1", "localhost", "::1"):
         import sys
 

@@ -1,5 +1,7 @@
 """A finished run, loaded: its head, config and features (:func:`load_run`), or everything needed
-to encode new images with it (:func:`load_image_run`, :func:`image_outputs`, :func:`encode_images`)."""
+to encode new images with it (:func:`load_image_run`, :func:`image_outputs`, :func:`encode_images`;
+:func:`prepare_image` and :func:`prepared_outputs` split that encoding in two, so that images
+prepared in parallel threads share one forward pass, as ``dahash serve`` batches uploads)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 from dahash.errors import ConfigError
 from dahash.images.backbones import Backbone, load_backbone
-from dahash.images.extract import extract_features
+from dahash.images.extract import batch_features, cached_features, extract_features, image_tensor
 from dahash.images.features import collect_images, default_cache_dir
 from dahash.models.predict import encode, export_codes
 from dahash.runs.data import extraction_device, load_domains, prepare_image_domains
@@ -66,6 +69,11 @@ def load_image_run(run_dir: str | os.PathLike) -> LoadedRun:
     return LoadedRun(Path(run_dir), model, config, normalizer, list(classes), backbone)
 
 
+def _cache_dir(config: Any, cache_dir: str | os.PathLike | None) -> Path:
+    """The feature cache a run's encoding reads: ``cache_dir``, else the run's, else the default."""
+    return Path(cache_dir or config.cache_dir or default_cache_dir())
+
+
 def image_outputs(run: str | os.PathLike | LoadedRun, inputs: list[str], *, cache_dir: str | None = None,
                   progress: bool = True, num_workers: int | None = None,
                   write_cache: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
@@ -77,11 +85,51 @@ def image_outputs(run: str | os.PathLike | LoadedRun, inputs: list[str], *, cach
     config = loaded.config
     paths = collect_images(inputs)
     X, kept, _ = extract_features(paths, loaded.backbone,
-                                  cache_dir=Path(cache_dir or config.cache_dir or default_cache_dir()),
+                                  cache_dir=_cache_dir(config, cache_dir),
                                   batch_size=config.extract_batch_size,
                                   num_workers=config.num_workers if num_workers is None else num_workers,
                                   progress=progress, write_cache=write_cache)
     return encode(loaded.model, loaded.normalizer.transform(X)), [str(paths[i]) for i in kept], loaded.classes
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One image file made ready for :func:`prepared_outputs`: its backbone features when the
+    feature cache holds them (no decoding, no forward pass), else its preprocessed pixels."""
+
+    features: np.ndarray | None = None  # (D,) float32
+    pixels: Tensor | None = None  # (3, crop, crop)
+
+
+def prepare_image(run: LoadedRun, path: str | os.PathLike, *,
+                  cache_dir: str | os.PathLike | None = None) -> PreparedImage:
+    """What :func:`image_outputs` does to one file before the forward pass: read its features from
+    the cache (keyed by content), else decode and preprocess it. Raises
+    :class:`~dahash.images.loading.ImageLoadError` for a file that cannot be decoded."""
+    features = cached_features(path, run.backbone, _cache_dir(run.config, cache_dir))
+    if features is not None:
+        return PreparedImage(features=features)
+    return PreparedImage(pixels=image_tensor(path, run.backbone))
+
+
+def prepared_outputs(run: LoadedRun, items: list[PreparedImage]) -> np.ndarray:
+    """Hash outputs u, (len(items), bits), of prepared images: the backbone runs once on all their
+    pixels, then the normaliser and the head once on all rows.
+
+    Equal to :func:`image_outputs` of the same files up to float rounding: batched kernels may sum
+    in another order than a batch of one (a few 1e-6 on u; whoever needs the exact bits of a
+    one-by-one encoding re-encodes the rows with a component near 0, as ``dahash serve`` does).
+    """
+    if not items:
+        return np.zeros((0, int(run.config.bits)), np.float32)
+    rows: list[np.ndarray | None] = [item.features for item in items]
+    todo = [i for i, row in enumerate(rows) if row is None]
+    pixels = [items[i].pixels for i in todo]
+    if any(p is None for p in pixels):
+        raise ConfigError("a PreparedImage needs features or pixels")
+    for i, row in zip(todo, batch_features(run.backbone, pixels)):
+        rows[i] = np.ascontiguousarray(row, dtype=np.float32)
+    return encode(run.model, run.normalizer.transform(np.stack(rows).astype(np.float32, copy=False)))
 
 
 def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.PathLike, *,

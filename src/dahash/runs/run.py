@@ -13,7 +13,7 @@ import torch
 
 from dahash.codes import pack_codes
 from dahash.images.backbones import load_backbone
-from dahash.io import write_csv, write_json
+from dahash.io import remove_stale_temporaries, write_csv, write_json
 from dahash.metrics import (
     mean_average_precision,
     precision_at_k,
@@ -144,6 +144,7 @@ def _train_and_evaluate(config: TrainConfig, *, resume: bool, progress: bool,
     out = Path(config.out) if config.out else None
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out)  # what a killed earlier attempt was writing
         # A directory with a checkpoint keeps its config.yaml until train_model has accepted
         # this config (a refused restart or resume must not relabel the existing run).
         if not (out / CHECKPOINT).exists():

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 import yaml
 
 from dahash.errors import ConfigError
@@ -88,6 +90,15 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Check ranges and choices; raise ConfigError naming the field."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError, TypeError):
+                raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}") from None
         positive = ("bits", "k", "epochs", "lr_start", "lr_end", "bank_per_class", "precision_k", "checkpoint_every")
         for name in positive:
             if getattr(self, name) <= 0:
@@ -131,12 +142,17 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
         """Build from a dict (YAML), converting types and rejecting unknown keys."""
         known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(known))
+        # Keys come from YAML: any hashable, any text; shown so that the message stays one line.
+        unknown = sorted((k for k in values if k not in known), key=str)
         if unknown:
-            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+            shown = ", ".join(k if isinstance(k, str) and k.isidentifier() else repr(k) for k in unknown)
+            raise ConfigError(f"{source}: unknown setting(s) {shown}; known: {', '.join(known)}")
         hints = typing.get_type_hints(cls)
         converted = {name: _convert(name, value, hints[name], source) for name, value in values.items()}
-        return cls(**converted).validate()
+        try:
+            return cls(**converted).validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write config.yaml atomically."""

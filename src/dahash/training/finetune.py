@@ -11,11 +11,17 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from dahash.cores import use_threads
 from dahash.data.features import FeatureSet
 from dahash.data.normalize import FeatureNormalizer
 from dahash.data.sampler import KPerClassSampler
 from dahash.errors import DataError
-from dahash.images.backbones import FINETUNED_WEIGHTS, RANDOM_WEIGHTS, Backbone, load_backbone
+from dahash.images.backbones import (
+    FINETUNED_WEIGHTS,
+    RANDOM_WEIGHTS,
+    Backbone,
+    load_backbone,
+)
 from dahash.images.datasets import ImageDomain
 from dahash.images.extract import extract_features
 from dahash.images.loading import ImageLoadError, open_image
@@ -24,7 +30,16 @@ from dahash.models import DAHHead
 from dahash.models.head import HeadOutput
 from dahash.training.config import CHOICES, TrainConfig
 from dahash.training.distributed import Distributed, Shard, local_device
-from dahash.training.trainer import MODEL, Domains, Head, TrainBatch, build_model, fit, resolve_device, save_model
+from dahash.training.trainer import (
+    MODEL,
+    Domains,
+    Head,
+    TrainBatch,
+    build_model,
+    fit,
+    resolve_device,
+    save_model,
+)
 
 
 def is_stochastic_depth(module: nn.Module) -> bool:
@@ -148,7 +163,7 @@ def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain
     depth train as ``config.backbone_bn`` and ``config.stochastic_depth`` say (:class:`DAHNet`).
     """
     if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+        use_threads(config.num_threads)
     device = local_device(resolve_device(config.device), distributed)
     torch.manual_seed(config.seed)
     net = build_network(config, backbone, len(source.classes))

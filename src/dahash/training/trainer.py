@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from dahash.cores import use_threads
 from dahash.data.features import FeatureSet
 from dahash.data.normalize import FeatureNormalizer
 from dahash.data.sampler import KPerClassSampler
@@ -330,7 +331,7 @@ def train_model(config: TrainConfig, domains: Domains, *, resume: bool = False, 
     """Train the head on ``domains``' features; checkpoints go to ``config.out`` each ``checkpoint_every``
     epochs. With ``distributed``, this process trains its shard of every batch (see :func:`fit`)."""
     if config.num_threads:
-        torch.set_num_threads(config.num_threads)
+        use_threads(config.num_threads)
     device = local_device(resolve_device(config.device), distributed)
     source, target = domains.source, domains.target
     torch.manual_seed(config.seed)

@@ -1,0 +1,133 @@
+"""Dynamic batching: one worker thread runs a function on batches of the items that concurrent
+requests submit, each request getting its own row (bounded batch size, bounded wait)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+
+class Batcher:
+    """One worker thread that runs ``encode`` on batches of the items concurrent requests submit.
+
+    A request announces itself (:meth:`announce`) before it prepares its item (decoding, in its
+    own thread) and submits the item when ready; it gets a Future of its own row of the batch's
+    output (or of the batch's exception). The worker takes the oldest waiting item and more, until
+    it holds ``max_batch`` items, ``max_wait`` seconds have passed since the oldest was submitted,
+    or no announced request is still preparing one: a lone request never waits.
+
+    The thread starts on the first submission (an app that is never asked gets none) and stops
+    on :meth:`close`, after the items already submitted; a later submission starts it again.
+    """
+
+    def __init__(self, encode: Callable[[list[Any]], Sequence[Any]], max_batch: int, max_wait: float) -> None:
+        self.encode, self.max_batch, self.max_wait = encode, max_batch, max_wait
+        self._cond = threading.Condition()
+        self._queue: deque[tuple[Any, Future, float]] = deque()  # (item, its Future, submitted at)
+        self._coming = 0  # requests announced and still preparing their item
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self.batches = self.images = self.largest = 0  # for /stats
+
+    @contextlib.contextmanager
+    def announce(self) -> Iterator[Callable[[Any], Future]]:
+        """While the block runs, the worker may wait (up to ``max_wait``) for this request's item;
+        the block gets ``submit(item) -> Future``, to call at most once."""
+        submitted = False
+
+        def submit(item: Any) -> Future:
+            nonlocal submitted
+            if submitted:
+                raise RuntimeError("one item per announcement")
+            future: Future = Future()
+            with self._cond:
+                submitted = True
+                self._coming -= 1
+                self._queue.append((item, future, time.monotonic()))
+                self._start()
+                self._cond.notify_all()
+            return future
+
+        with self._cond:
+            self._coming += 1
+        try:
+            yield submit
+        finally:
+            if not submitted:  # the item failed to prepare: nobody waits for it any more
+                with self._cond:
+                    self._coming -= 1
+                    self._cond.notify_all()
+
+    def _start(self) -> None:
+        """Start the worker if it is not running (called holding the lock)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._closing = False
+            self._thread = threading.Thread(target=self._work, name="dahash-serve-batcher", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        """Stop the worker once the submitted items are done."""
+        with self._cond:
+            self._closing = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None:
+            thread.join()
+
+    def _next_batch(self) -> list[tuple[Any, Future]] | None:
+        """The next batch to run (a worker that is told to close drains the queue, then gets None)."""
+        with self._cond:
+            while not self._queue:
+                if self._closing:
+                    self._thread = None  # a submission from now on starts a new worker
+                    return None
+                self._cond.wait()
+            deadline = self._queue[0][2] + self.max_wait
+            while len(self._queue) < self.max_batch and self._coming > 0 and not self._closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            taken = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        # A request cancelled meanwhile (its client went away) is dropped from the batch.
+        batch = [(item, future) for item, future, _ in taken if future.set_running_or_notify_cancel()]
+        with self._cond:
+            self.batches += bool(batch)
+            self.images += len(batch)
+            self.largest = max(self.largest, len(batch))
+        return batch
+
+    def _work(self) -> None:
+        """The worker: run batches until closed; each request gets its row or the batch's exception."""
+        while (batch := self._next_batch()) is not None:
+            if not batch:
+                continue
+            try:
+                rows = self.encode([item for item, _ in batch])
+                if len(rows) != len(batch):
+                    raise RuntimeError(f"a batch of {len(batch)} items gave {len(rows)} rows")
+            except BaseException as exc:  # noqa: BLE001 - handed to every request of the batch
+                for _, future in batch:
+                    future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), row in zip(batch, rows):
+                future.set_result(row)
+
+    @property
+    def queued(self) -> int:
+        """Items submitted and not yet taken into a batch."""
+        with self._cond:
+            return len(self._queue)
+
+    def stats(self) -> dict[str, Any]:
+        """The bounds, and the batches run so far: how many, of how many images, the largest."""
+        with self._cond:
+            return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000, "batches": self.batches,
+                    "images": self.images, "largest_batch": self.largest}
