@@ -7,7 +7,6 @@ byte-level damage either loads as a valid FeatureSet or raises DataError naming 
 from __future__ import annotations
 
 import io
-import os
 import warnings
 import zipfile
 from pathlib import Path
@@ -16,16 +15,14 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from dahash.data.features import FeatureSet, load_features
 from dahash.errors import DataError
+from fuzzing import damaged, fuzz_settings  # tests/ is on sys.path (no __init__.py)
 
-EXAMPLES = int(os.environ.get("DAHASH_FUZZ_EXAMPLES", "40"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("DAHASH_FUZZ_EXAMPLES"),
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = fuzz_settings(40)
 
 KEYS = st.sampled_from(["X", "y", "ids", "classes", "feas", "labels", "gnd", "fts", "other"])
 DTYPES = st.sampled_from(["float32", "float64", "int8", "int64", "uint8", "bool", "complex64", "U3", "S2"])
@@ -76,18 +73,6 @@ def check_loaded_or_refused(path: Path | str, **kwargs) -> None:
         assert fs.y.shape == (len(fs),) and (fs.y >= 0).all() and (fs.y < len(fs.classes)).all()
 
 
-def _damaged(data: bytes, draw: st.DrawFn) -> bytes:
-    """Truncate, flip bytes in, or splice random bytes into a valid file's bytes."""
-    kind = draw(st.sampled_from(["truncate", "flip", "splice"]))
-    if not data:
-        return data
-    if kind == "truncate":
-        return data[:draw(st.integers(0, len(data) - 1))]
-    at = draw(st.integers(0, len(data) - 1))
-    if kind == "flip":
-        return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
-    return data[:at] + draw(st.binary(min_size=1, max_size=16)) + data[at:]
-
 
 @FUZZ
 @given(content=contents())
@@ -104,7 +89,7 @@ def test_npz_damaged(tmp_path: Path, content: dict[str, np.ndarray], data: st.Da
     buffer = io.BytesIO()
     np.savez(buffer, **content)
     path = tmp_path / "f.npz"
-    path.write_bytes(_damaged(buffer.getvalue(), data.draw))
+    path.write_bytes(damaged(buffer.getvalue(), data.draw))
     check_loaded_or_refused(path)
 
 
@@ -116,7 +101,7 @@ def test_npy_and_its_labels(tmp_path: Path, X: np.ndarray, y: np.ndarray, data: 
     check_loaded_or_refused(tmp_path / "f.npy")
     check_loaded_or_refused(f"{tmp_path / 'f.npy'},{tmp_path / 'f_labels.npy'}")
     raw = (tmp_path / "f.npy").read_bytes()
-    (tmp_path / "g.npy").write_bytes(_damaged(raw, data.draw))
+    (tmp_path / "g.npy").write_bytes(damaged(raw, data.draw))
     check_loaded_or_refused(tmp_path / "g.npy", require_labels=False)
 
 
@@ -130,7 +115,7 @@ def test_mat_v5(tmp_path: Path, content: dict[str, np.ndarray], data: st.DataObj
     except (ValueError, TypeError):
         return  # scipy cannot write this content at all
     check_loaded_or_refused(path)
-    path.write_bytes(_damaged(path.read_bytes(), data.draw))
+    path.write_bytes(damaged(path.read_bytes(), data.draw))
     check_loaded_or_refused(path)
 
 
@@ -146,7 +131,7 @@ def test_mat_v73(tmp_path: Path, content: dict[str, np.ndarray], data: st.DataOb
     with open(path, "r+b") as handle:  # MATLAB's 128-byte text header inside the user block
         handle.write(b"MATLAB 7.3 MAT-file".ljust(116, b" ") + b"\x00" * 8 + b"\x00\x02IM")
     check_loaded_or_refused(path)
-    path.write_bytes(_damaged(path.read_bytes(), data.draw))
+    path.write_bytes(damaged(path.read_bytes(), data.draw))
     check_loaded_or_refused(path)
 
 

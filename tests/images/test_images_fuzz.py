@@ -5,11 +5,10 @@ naming the file; never another exception."""
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -17,10 +16,9 @@ from dahash.errors import DahashError
 from dahash.images.datasets import load_image_list
 from dahash.images.loading import ImageLoadError, open_image
 from dahash.images.preprocess import Preprocessing, eval_transform
+from fuzzing import damaged, fuzz_settings  # tests/ is on sys.path (no __init__.py)
 
-EXAMPLES = int(os.environ.get("DAHASH_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("DAHASH_FUZZ_EXAMPLES"),
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = fuzz_settings(60)
 
 FORMATS = {"JPEG": ("RGB", "L", "CMYK"), "PNG": ("RGB", "RGBA", "L", "P", "I;16", "1"), "GIF": ("P", "L"),
            "BMP": ("RGB", "L"), "TIFF": ("RGB", "CMYK", "I;16", "F"), "WEBP": ("RGB", "RGBA")}
@@ -39,17 +37,6 @@ def encoded_images(draw: st.DrawFn) -> tuple[bytes, str]:
     img.save(buffer, format=fmt)
     return buffer.getvalue(), EXTENSIONS[fmt]
 
-
-def _damaged(data: bytes, draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from(["keep", "truncate", "flip", "splice"]))
-    if kind == "keep":
-        return data
-    if kind == "truncate":
-        return data[:draw(st.integers(0, len(data) - 1))]
-    at = draw(st.integers(0, len(data) - 1))
-    if kind == "flip":
-        return data[:at] + bytes([data[at] ^ draw(st.integers(1, 255))]) + data[at + 1:]
-    return data[:at] + draw(st.binary(min_size=1, max_size=32)) + data[at:]
 
 
 def check_decodes_or_refused(path: Path) -> None:
@@ -70,7 +57,7 @@ def check_decodes_or_refused(path: Path) -> None:
 def test_damaged_images_decode_or_are_refused(tmp_path: Path, image: tuple[bytes, str], data: st.DataObject) -> None:
     raw, suffix = image
     path = tmp_path / f"img{suffix}"
-    path.write_bytes(_damaged(raw, data.draw))
+    path.write_bytes(damaged(raw, data.draw, keep=True))
     check_decodes_or_refused(path)
 
 

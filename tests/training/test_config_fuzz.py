@@ -5,22 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 from cli_errors import one_line_error  # tests/ is on sys.path (no __init__.py)
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from dahash.cli import main
 from dahash.errors import ConfigError
 from dahash.training.config import TrainConfig, load_yaml
+from fuzzing import fuzz_settings  # tests/ is on sys.path (no __init__.py)
 
-EXAMPLES = int(os.environ.get("DAHASH_FUZZ_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("DAHASH_FUZZ_EXAMPLES"),
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = fuzz_settings(60)
 
 FIELDS = [f.name for f in dataclasses.fields(TrainConfig)]
 SCALARS = (st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.sampled_from([0.0, -0.5, 1e-9, 1e308])
