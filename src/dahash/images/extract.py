@@ -139,8 +139,9 @@ def extract_features(
 
     ``cache_dir=None`` disables the cache; ``write_cache=False`` reads it but adds nothing (a
     server's uploads must not grow it without bound). Unreadable images are skipped with a warning,
-    or silently with ``warn=False`` for a caller that reports the failures itself. The model is moved to ``device`` and run in eval mode
-    under ``torch.no_grad()``; its train/eval mode is restored afterwards.
+    or silently with ``warn=False`` for a caller that reports the failures itself. The model is
+    moved to ``device`` and run in eval mode under ``torch.no_grad()``; its train/eval mode is
+    restored afterwards.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
