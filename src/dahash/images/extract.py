@@ -32,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from dahash.errors import ConfigError
 from dahash.images.backbones import FINETUNED_WEIGHTS, RANDOM_WEIGHTS, Backbone
 from dahash.images.loading import ImageLoadError, open_image
 from dahash.images.preprocess import EvalTransform
+from dahash.images.workers import ForkSafeLoader
 from dahash.io import atomic_path, write_json
 
 __all__ = ["batch_features", "cache_path", "cached_features", "extract_features", "file_sha1", "image_tensor",
@@ -184,8 +185,8 @@ def extract_features(
                     use_cache = False
         dataset = _ImageDataset([paths[idx[0]] for _, idx in todo], EvalTransform(backbone.preprocessing))
         # Pinned host memory lets a batch's copy to the GPU overlap the decoding of the next.
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                            collate_fn=_collate, pin_memory=torch.device(device).type == "cuda")
+        loader = ForkSafeLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                                collate_fn=_collate, pin_memory=torch.device(device).type == "cuda")
         model = backbone.model.to(device)
         was_training = model.training
         model.eval()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from dahash.cores import use_threads
 from dahash.data.features import FeatureSet
@@ -26,6 +26,7 @@ from dahash.images.datasets import ImageDomain
 from dahash.images.extract import extract_features
 from dahash.images.loading import ImageLoadError, open_image
 from dahash.images.preprocess import Preprocessing, eval_transform, train_transform
+from dahash.images.workers import ForkSafeLoader
 from dahash.models import DAHHead
 from dahash.models.head import HeadOutput
 from dahash.training.config import CHOICES, TrainConfig
@@ -185,8 +186,8 @@ def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain
             shards = [Shard(len(batch.source), len(batch.target), distributed.world_size) for batch in plan]
             slots = [[row[j] for j in shard.rows(distributed.rank)] for row, shard in zip(slots, shards)]
         # Pinned host memory lets the copy to the GPU overlap the next batch's decoding.
-        loader = DataLoader(images, batch_sampler=slots, num_workers=config.num_workers,
-                            pin_memory=device.type == "cuda")
+        loader = ForkSafeLoader(images, batch_sampler=slots, num_workers=config.num_workers,
+                                pin_memory=device.type == "cuda")
         for batch, shard, x in zip(plan, shards, loader):
             yield TrainBatch(x, torch.from_numpy(batch.source_labels), len(batch.source), shard)
 
