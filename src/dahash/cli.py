@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dahash.errors import DahashError
-from dahash.training.config import add_config_arguments, resolve_config
+from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED, add_config_arguments, resolve_config
 from dahash.training.methods import DEEP_METHODS
 
 SUMMARY_KEYS = ("target_accuracy", "target_accuracy_codes", "map", "map_target_within", "source_accuracy",
@@ -32,8 +32,11 @@ def _train(args: argparse.Namespace) -> int:
 
     saved = Path(args.out) / "config.yaml" if getattr(args, "out", None) else None
     # --resume alone continues a run with the settings it saved; flags given still override them.
-    yaml_path = args.config or (saved if args.resume and saved is not None and saved.is_file() else None)
-    config = resolve_config(args, yaml_path, DEEP_METHODS[args.method])
+    run_config = args.resume and not args.config and saved is not None and saved.is_file()
+    yaml_path = args.config or (saved if run_config else None)
+    # A run's own config.yaml, written before a setting existed, resumes with what that version did.
+    preset = {**DEEP_METHODS[args.method], **(SETTINGS_BEFORE_THEY_EXISTED if run_config else {})}
+    config = resolve_config(args, yaml_path, preset)
     if not config.out:
         raise DahashError("--out DIR is required (where checkpoints and results go)")
     epoch = checkpoint_epoch(Path(config.out) / CHECKPOINT, config) if args.resume else None

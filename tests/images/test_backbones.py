@@ -19,9 +19,11 @@ from dahash.images import backbones
 from dahash.images.backbones import BACKBONES, RANDOM_WEIGHTS, load_backbone
 from dahash.images.loading import open_image
 from dahash.images.preprocess import (
+    DEFAULT_DECODE,
     Preprocessing,
     TrainTransform,
     center_crop,
+    eval_input,
     eval_transform,
     resize_shorter,
     resized_center_crop,
@@ -62,6 +64,63 @@ def test_preprocessing_key_is_stable_and_distinguishes() -> None:
               Preprocessing(256, 224, (0.485, 0.456, 0.406), LITE.std), Preprocessing(256, 224, LITE.mean, (1, 1, 1)),
               Preprocessing(256, 224, LITE.mean, LITE.std, "bilinear")]
     assert len({p.key() for p in others} | {LITE.key()}) == 6
+
+
+def test_exact_decoding_keeps_the_key_it_had_before_decoding_was_a_setting() -> None:
+    # Feature caches written before `decode` existed stay valid for exact decoding.
+    assert LITE.key() == "r256-c224-bicubic-m0.498039,0.498039,0.498039-s0.501961,0.501961,0.501961"
+    reduced = Preprocessing(256, 224, LITE.mean, LITE.std, decode="reduced")
+    assert reduced.key() == LITE.key() + "-reduced"
+
+
+def _smooth_jpeg(path: Path, w: int, h: int) -> Path:
+    """A photo-like (smooth, not noise) JPEG of w x h."""
+    y, x = np.mgrid[0:h, 0:w] / max(w, h)
+    pixels = np.stack([128 + 100 * np.sin(6 * x + 2 * y), 128 + 90 * np.cos(5 * y - 3 * x), 255 * x * y], -1)
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path, quality=92)
+    return path
+
+
+@pytest.mark.parametrize(("min_side", "size"), [(256, (600, 450)), (100, (150, 113)), (450, (600, 450)), (451, (1200, 900)),
+                                                (None, (1200, 900))])
+def test_reduced_decoding_keeps_the_shorter_side_covered(tmp_path: Path, min_side: int | None,
+                                                         size: tuple[int, int]) -> None:
+    # 1/2, 1/4, 1/8 scaling: the smallest whose shorter side is still >= min_side (900 < 2 x 451: none).
+    assert open_image(_smooth_jpeg(tmp_path / "big.jpg", 1200, 900), min_side).size == size
+
+
+def test_reduced_decoding_changes_only_large_jpegs(tmp_path: Path) -> None:
+    reduced = Preprocessing(256, 224, LITE.mean, LITE.std, decode="reduced")
+    small = _smooth_jpeg(tmp_path / "small.jpg", 500, 400)  # under 2 x 256: decoded in full
+    png = tmp_path / "big.png"
+    Image.open(_smooth_jpeg(tmp_path / "big.jpg", 1200, 900)).save(png)
+    for path in (small, png):
+        assert torch.equal(eval_input(path, reduced), eval_input(path, LITE)), path
+    # A large JPEG: the input differs a little (DCT scaling), not in what it shows.
+    diff = (eval_input(tmp_path / "big.jpg", reduced) - eval_input(tmp_path / "big.jpg", LITE)).abs()
+    assert 0 < float(diff.mean()) < 0.02 and float(diff.max()) < 0.3
+
+
+def test_load_backbone_decodes_as_asked_and_shares_the_model() -> None:
+    default, exact = load_backbone("efficientnet_lite0", RANDOM_WEIGHTS), load_backbone(
+        "efficientnet_lite0", RANDOM_WEIGHTS, decode="exact")
+    assert default.preprocessing.decode == DEFAULT_DECODE == "reduced" and exact.preprocessing.decode == "exact"
+    assert default.cache_key() != exact.cache_key()
+    with pytest.raises(ConfigError, match="decode must be one of exact, reduced"):
+        load_backbone("efficientnet_lite0", RANDOM_WEIGHTS, decode="fast")
+
+
+@pytest.mark.skipif(not OFFICE_CALTECH.is_dir(), reason="Office-Caltech-10 images not available")
+def test_reduced_decoding_gives_the_same_features_on_dslr_photos() -> None:
+    # DSLR photos (1000 x 1000) decode at 500 x 500: the features stay what exact decoding gives.
+    exact = load_backbone("efficientnet_lite0", decode="exact")
+    reduced = load_backbone("efficientnet_lite0", decode="reduced")
+    paths = sorted((OFFICE_CALTECH / "dslr").rglob("*.jpg"))[::20][:8]
+    assert all(open_image(p, 256).size[0] < Image.open(p).size[0] for p in paths)
+    with torch.no_grad():
+        a, b = (net.model(torch.stack([eval_input(p, net.preprocessing) for p in paths])) for net in (exact, reduced))
+    cosine = torch.nn.functional.cosine_similarity(a, b)
+    assert float(cosine.min()) > 0.99, cosine  # measured: 0.998 at least, 0.999 on average
 
 
 @pytest.mark.parametrize("kwargs", [dict(resize=200, crop=224), dict(interpolation="nearest"), dict(std=(1, 0, 1))])

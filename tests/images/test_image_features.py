@@ -37,7 +37,7 @@ def test_dslr_to_webcam_on_cached_features(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("features were extracted again instead of read from the cache")
 
-    monkeypatch.setattr("dahash.images.extract.DataLoader", no_decoding)
+    monkeypatch.setattr("dahash.images.extract.ForkSafeLoader", no_decoding)
     config2 = TrainConfig(data_root=str(OFFICE_CALTECH), source="W", target="D", bits=16, epochs=1,
                           cache_dir=str(tmp_path / "cache"), out=str(tmp_path / "run2"), num_threads=1)
     assert len(load_domains(config2, progress=False).source) == 295

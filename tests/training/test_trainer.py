@@ -473,3 +473,40 @@ def test_settings_differ_ignores_the_mmd_settings_of_runs_without_the_mmd():
     old = {k: v for k, v in now.items() if k != "mmd_estimator"}
     assert settings_differ(old, now) == ["mmd_estimator"]
     assert settings_differ(old, {**now, "mmd_estimator": "authors"}) == []
+
+
+def test_decode_is_compared_only_for_image_runs_and_was_exact_before():
+    from dahash.training.trainer import settings_differ
+
+    now = TrainConfig().to_dict()
+    old = {k: v for k, v in now.items() if k != "decode"}
+    assert now["decode"] == "reduced" and settings_differ(old, now) == []  # feature files: no image decoded
+    images = {"data_root": "/data", "source": "amazon", "target": "webcam"}
+    assert settings_differ({**old, **images}, {**now, **images}) == ["decode"]
+    assert settings_differ({**old, **images}, {**now, **images, "decode": "exact"}) == []
+    # A run's saved config read back: what it lacks is what the version that wrote it did.
+    assert TrainConfig.from_saved(old).decode == "exact" and TrainConfig.from_dict(old).decode == "reduced"
+
+
+def test_a_run_saved_before_decode_existed_resumes_and_encodes_as_it_was_trained(
+        tiny_office31: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dahash.runs.loading import load_image_run
+    from tiny_runs import tiny_train_args
+
+    out = tmp_path / "run"
+    args = tiny_train_args(tiny_office31, tmp_path / "cache", out)
+    assert main([*args, "--decode", "exact"]) == 0
+    # What dahash wrote before the setting existed: no decode in config.yaml, the checkpoint or model.pt.
+    saved = (out / "config.yaml").read_text()
+    (out / "config.yaml").write_text("".join(l for l in saved.splitlines(True) if not l.startswith("decode:")))
+    for name in (CHECKPOINT, MODEL):
+        state = torch.load(out / name, weights_only=False)
+        del state["config"]["decode"]
+        torch.save(state, out / name)
+    assert load_image_run(out).backbone.preprocessing.decode == "exact"
+    (out / "results.json").unlink()
+    capsys.readouterr()
+    # A run interrupted after its last checkpoint: resumed, it only writes its results.
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "resumed at epoch 2 of 2" in capsys.readouterr().err
+    assert TrainConfig.from_dict(json.loads((out / "results.json").read_text())["config"]).decode == "exact"

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from dahash.errors import DataError
+from dahash.isolation import ChildCrashed, run_isolated
 
 __all__ = ["FeatureSet", "load_features", "align_domains", "save_features"]
 
@@ -133,7 +134,13 @@ def load_features(
     if ext == ".npy":
         return _load_npy(spec, None, keys)
     if ext == ".mat":
-        return _load_mat(spec, keys)
+        # Slow to import, so only for .mat files; here, not in the child, so that it stays imported.
+        import scipy.io  # noqa: F401
+        try:
+            # In a child process: scipy's and HDF5's readers can crash on a damaged file.
+            return run_isolated(_load_mat, spec, keys)
+        except ChildCrashed as exc:
+            raise _error(spec, f"not a valid .mat file (the MATLAB reader {exc})") from None
     raise _error(spec, f"unsupported extension '{Path(spec).suffix}' (expected .npz, .npy or .mat)")
 
 

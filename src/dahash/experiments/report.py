@@ -50,7 +50,8 @@ def _run_fc7(run_dir: Path) -> tuple[Any, np.ndarray, np.ndarray, Any]:
 def _backbone(config: Any) -> tuple[np.ndarray, np.ndarray]:
     """The frozen backbone's (cached) features of both domains of a run."""
     source, target = image_feature_sets(config.data_root, config.source, config.target, backbone=config.backbone,
-                                        weights=config.weights, cache_dir=config.cache_dir, progress=False)
+                                        weights=config.weights, cache_dir=config.cache_dir, progress=False,
+                                        decode=config.decode)
     return source.X, target.X
 
 

@@ -46,6 +46,7 @@ from dahash.experiments.selection import (
 from dahash.experiments.tables import markdown_table
 from dahash.images.backbones import load_backbone
 from dahash.images.datasets import domain_code
+from dahash.images.preprocess import DEFAULT_DECODE
 from dahash.images.features import (
     default_cache_dir,
     domain_features,
@@ -58,7 +59,7 @@ from dahash.runs.estimator import INPUT_SETTINGS
 from dahash.runs.run import run
 from dahash.shallow import fit_predict_shallow
 from dahash.shallow.api import make_adapter, make_shallow_pipeline, preprocess_domains
-from dahash.training.config import TrainConfig
+from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED, TrainConfig
 from dahash.training.methods import method_config
 from dahash.training.trainer import RESUME_MAY_CHANGE, settings_differ
 from dahash.validation import check_choice
@@ -141,6 +142,7 @@ class TablesConfig:
     seeds: int = 3
     backbone: str = "efficientnet_lite0"
     weights: str | None = None
+    decode: str = DEFAULT_DECODE
     cache_dir: str | None = None
     workers: int = 1
     # TrainConfig settings applied to every deep method after its own (e.g. {"epochs": 50}).
@@ -310,7 +312,7 @@ def plan_cells(config: ReproduceConfig, chosen: dict[tuple[str, str, str], dict[
         directory = out / method / f"{domain_code(source)}_{domain_code(target)}" / f"seed{seed}"
         settings: dict[str, Any] = {"data_root": os.path.abspath(config.data_root), "source": source,
                                     "target": target, "seed": seed, "backbone": config.backbone,
-                                    "weights": config.weights, "cache_dir": config.cache_dir}
+                                    "weights": config.weights, "decode": config.decode, "cache_dir": config.cache_dir}
         if shallow:
             settings["classifier"] = config.classifier
             # As results.json will hold them (tuples become lists), so that a rerun compares like with like.
@@ -333,7 +335,7 @@ def plan_selections(config: ReproduceConfig) -> list[Cell]:
         directory = Path(config.out) / SELECTIONS / method / f"{domain_code(source)}_{domain_code(target)}"
         settings = {"data_root": os.path.abspath(config.data_root), "source": source, "target": target,
                     "seed": SELECTION_SEED, "backbone": config.backbone, "weights": config.weights,
-                    "cache_dir": config.cache_dir}
+                    "decode": config.decode, "cache_dir": config.cache_dir}
         if is_shallow(method):
             settings |= {"classifier": config.classifier,
                          "params": json.loads(json.dumps(config.shallow_params.get(base_method(method), {})))}
@@ -350,7 +352,8 @@ def _selection_request(job: Cell, config: ReproduceConfig) -> dict[str, Any]:
     if is_shallow(job.method):
         s = job.settings
         return {"method": method, "classifier": s["classifier"], "params": s["params"], "preprocess": "zscore",
-                "backbone": s["backbone"], "weights": s["weights"], "grid": grid, "criterion": config.criterion}
+                "backbone": s["backbone"], "weights": s["weights"], "decode": s["decode"], "grid": grid,
+                "criterion": config.criterion}
     base = method_config(method, job.settings, source=f"method {job.method}").to_dict()
     return {"config": {k: v for k, v in base.items() if k not in RESUME_MAY_CHANGE}, "grid": grid,
             "criterion": config.criterion}
@@ -367,7 +370,7 @@ def _selection_done(job: Cell, config: ReproduceConfig) -> dict[str, Any] | None
         differ = ({k for k in saved.keys() | mine.keys() if k != "config" and saved.get(k) != mine.get(k)}
                   or settings_differ(saved.get("config", {}), mine["config"]))
     else:
-        differ = saved != mine
+        differ = {**{k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in mine}, **saved} != mine
     if differ:
         raise DahashError(f"{directory}: holds a selection made with other settings (grid, criterion or "
                           "the method's settings); use another --out")
@@ -379,7 +382,8 @@ def _select_shallow(job: Cell, grid: list[dict[str, Any]], criterion: str) -> Se
     own as its cells do; the target's labels are dropped as soon as it is read."""
     s, method = job.settings, base_method(job.method).lower()
     source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
-                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False)
+                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False,
+                                        decode=s["decode"])
     target.y = None  # target labels never reach selection
     Xs, Xt = preprocess_domains(source.X, target.X, "zscore")
     ys = np.asarray(source.classes)[source.y]
@@ -500,7 +504,9 @@ def _finished(cell: Cell) -> dict[str, Any] | None:
     saved = json.loads(results.read_text())
     mine = _cell_config(cell)
     if is_shallow(cell.method):
-        differ = sorted(k for k, v in mine.items() if k not in RESUME_MAY_CHANGE and saved["config"].get(k) != v)
+        before = {k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in mine}
+        differ = sorted(k for k, v in mine.items()
+                        if k not in RESUME_MAY_CHANGE and {**before, **saved["config"]}.get(k) != v)
     else:
         differ = settings_differ(saved["config"], mine)
     if differ:
@@ -518,7 +524,8 @@ def _cell_config(cell: Cell) -> dict[str, Any]:
 def _shallow_cell(cell: Cell) -> dict[str, Any]:
     s = cell.settings
     source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
-                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False)
+                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False,
+                                        decode=s["decode"])
     t0 = time.perf_counter()
     # Each domain z-scored on its own before adapting, the protocol of the GFK and JDA authors' code.
     pred = fit_predict_shallow(base_method(cell.method).lower(), source.X, source.y, target.X, classifier=s["classifier"],
@@ -593,7 +600,7 @@ def _execute(todo: list[Cell], work: Callable[[Cell, int], dict[str, Any]], work
 
 def _prefetch_features(config: TablesConfig, tasks: list[tuple[str, str]], progress: bool) -> None:
     """Extract (or find cached) every domain's features once, before parallel cells read them."""
-    backbone = load_backbone(config.backbone, config.weights)
+    backbone = load_backbone(config.backbone, config.weights, config.decode)
     cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     for name in dict.fromkeys(d for task in tasks for d in task):
         domain_features(open_domain(config.data_root, name), backbone, cache, progress=progress)

@@ -66,6 +66,7 @@ from dahash.metrics import (
 )
 from dahash.metrics.plots import plot_pr_curves
 from dahash.runs.run import run
+from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED
 from dahash.training.methods import method_config
 from dahash.training.trainer import RESUME_MAY_CHANGE
 
@@ -157,7 +158,7 @@ def plan_cells(config: RetrievalConfig) -> list[Cell]:
         directory = out / method / f"{bits}bits" / f"{domain_code(source)}_{domain_code(target)}" / f"seed{seed}"
         settings: dict[str, Any] = {"data_root": os.path.abspath(config.data_root), "source": source,
                                     "target": target, "seed": seed, "bits": bits, "backbone": config.backbone,
-                                    "weights": config.weights, "cache_dir": config.cache_dir,
+                                    "weights": config.weights, "decode": config.decode, "cache_dir": config.cache_dir,
                                     "holdout": config.holdout, "precision_k": config.precision_k}
         if method == "DAH":
             settings["overrides"] = dict(config.overrides)
@@ -171,7 +172,8 @@ def plan_cells(config: RetrievalConfig) -> list[Cell]:
 
 def _dah_config(cell: Cell) -> Any:
     s = cell.settings
-    values = {k: s[k] for k in ("data_root", "source", "target", "seed", "bits", "backbone", "weights", "cache_dir")}
+    values = {k: s[k] for k in ("data_root", "source", "target", "seed", "bits", "backbone", "weights", "decode",
+                                 "cache_dir")}
     values |= {"precision_k": s["precision_k"], "out": str(Path(cell.directory) / "run"), **s["overrides"]}
     return method_config("DAH", values, source="method DAH")
 
@@ -183,7 +185,9 @@ def _finished(cell: Cell) -> dict[str, Any] | None:
         return None
     saved = json.loads(results.read_text())
     mine = {"method": cell.method, **cell.settings}
-    differ = sorted(k for k, v in mine.items() if k not in RESUME_MAY_CHANGE and saved["config"].get(k) != v)
+    before = {k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in mine}
+    differ = sorted(k for k, v in mine.items()
+                    if k not in RESUME_MAY_CHANGE and {**before, **saved["config"]}.get(k) != v)
     if differ:
         raise DahashError(f"{cell.directory}: holds a finished run with other settings ({', '.join(differ)}); "
                           "use another --out")
@@ -232,7 +236,8 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     use_threads(threads)
     s = cell.settings
     source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
-                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False)
+                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False,
+                                        decode=s["decode"])
     if target.y is None:
         raise DahashError(f"{s['target']}: target images have no class folders; retrieval is scored by class")
     train, heldout = heldout_split(target.y, s["holdout"], cell.seed)

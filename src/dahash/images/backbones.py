@@ -28,6 +28,7 @@ Registry (:data:`BACKBONES`, name -> constructor):
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import importlib
 import os
@@ -41,7 +42,7 @@ import torch
 from torch import nn
 
 from dahash.errors import ConfigError, DahashError, DataError
-from dahash.images.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from dahash.images.preprocess import DEFAULT_DECODE, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "FINETUNED_WEIGHTS", "RANDOM_WEIGHTS", "Backbone", "load_backbone", "file_sha256",
            "inference_model"]
@@ -314,8 +315,14 @@ BACKBONES: dict[str, Callable[[str | None], Backbone]] = {
 }
 
 
-def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike[str] | None = None) -> Backbone:
-    """Build backbone ``name`` in eval mode with ``weights`` (None: ImageNet; a path; or ``"random"``)."""
+def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike[str] | None = None,
+                  decode: str = DEFAULT_DECODE) -> Backbone:
+    """Build backbone ``name`` in eval mode with ``weights`` (None: ImageNet; a path; or ``"random"``),
+    decoding images as ``decode`` says (:data:`~dahash.images.preprocess.DECODE_MODES`)."""
     if name not in BACKBONES:
         raise ConfigError(f"unknown backbone {name!r}; known backbones: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name](None if weights is None else os.fspath(weights))
+    net = BACKBONES[name](None if weights is None else os.fspath(weights))
+    if net.preprocessing.decode == decode:
+        return net
+    # A copy sharing the model: a registry entry may hand out one instance to several callers.
+    return dataclasses.replace(net, preprocessing=dataclasses.replace(net.preprocessing, decode=decode))

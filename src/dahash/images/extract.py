@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -37,8 +37,8 @@ from tqdm.auto import tqdm
 
 from dahash.errors import ConfigError
 from dahash.images.backbones import FINETUNED_WEIGHTS, RANDOM_WEIGHTS, Backbone
-from dahash.images.loading import ImageLoadError, open_image
-from dahash.images.preprocess import EvalTransform
+from dahash.images.loading import ImageLoadError
+from dahash.images.preprocess import Preprocessing, eval_input
 from dahash.images.workers import ForkSafeLoader
 from dahash.io import atomic_path, write_json
 
@@ -69,10 +69,10 @@ def cache_path(cache_dir: Path, backbone: Backbone, content_sha1: str) -> Path:
 class _ImageDataset(Dataset):
     """Decodes and preprocesses images in DataLoader workers; failures become markers, not exceptions."""
 
-    def __init__(self, paths: Sequence[Path], transform: Callable[..., torch.Tensor]) -> None:
-        """Images ``paths`` passed through ``transform``."""
+    def __init__(self, paths: Sequence[Path], prep: Preprocessing) -> None:
+        """Images ``paths`` decoded and transformed as ``prep`` says."""
         self.paths = list(paths)
-        self.transform = transform
+        self.prep = prep
 
     def __len__(self) -> int:
         """Number of images."""
@@ -81,7 +81,7 @@ class _ImageDataset(Dataset):
     def __getitem__(self, i: int) -> _Item:
         """(tensor, i, "") or (None, i, reason) for an unreadable image."""
         try:
-            return self.transform(open_image(self.paths[i])), i, ""
+            return eval_input(self.paths[i], self.prep), i, ""
         except ImageLoadError as exc:
             return None, i, exc.reason
 
@@ -183,7 +183,7 @@ def extract_features(
                     warnings.warn(f"{meta.parent}: feature cache not writable ({exc.strerror or exc}); "
                                   "features are computed but not cached", stacklevel=2)
                     use_cache = False
-        dataset = _ImageDataset([paths[idx[0]] for _, idx in todo], EvalTransform(backbone.preprocessing))
+        dataset = _ImageDataset([paths[idx[0]] for _, idx in todo], backbone.preprocessing)
         # Pinned host memory lets a batch's copy to the GPU overlap the decoding of the next.
         loader = ForkSafeLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                                 collate_fn=_collate, pin_memory=torch.device(device).type == "cuda")
@@ -232,7 +232,7 @@ def extract_features(
 def image_tensor(path: str | Path, backbone: Backbone) -> torch.Tensor:
     """The backbone input (3, crop, crop) of one image file, as :func:`extract_features`' decoding
     workers make it; :class:`ImageLoadError` when the file cannot be decoded."""
-    return EvalTransform(backbone.preprocessing)(open_image(path))
+    return eval_input(path, backbone.preprocessing)
 
 
 def cached_features(path: str | Path, backbone: Backbone, cache_dir: Path | None) -> np.ndarray | None:

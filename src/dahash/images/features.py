@@ -19,6 +19,7 @@ from dahash.images.datasets import (
     load_image_list,
 )
 from dahash.images.extract import extract_features
+from dahash.images.preprocess import DEFAULT_DECODE
 
 
 def default_cache_dir() -> Path:
@@ -48,16 +49,16 @@ def domain_features(domain: ImageDomain, backbone: Backbone, cache_dir: Path, *,
 
 def image_feature_sets(data_root: str | None, source: str, target: str, *, backbone: str | Backbone,
                        weights: str | None = None, cache_dir: str | None = None, batch_size: int = 16,
-                       num_workers: int = 2, progress: bool = True,
-                       device: str | torch.device = "cpu") -> tuple[FeatureSet, FeatureSet]:
+                       num_workers: int = 2, progress: bool = True, device: str | torch.device = "cpu",
+                       decode: str = DEFAULT_DECODE) -> tuple[FeatureSet, FeatureSet]:
     """Source and target feature sets with the source's class list (target labels: evaluation only).
 
-    ``backbone`` is a registry name (loaded with ``weights``) or an already loaded :class:`Backbone`;
-    features missing from the cache are computed on ``device``.
+    ``backbone`` is a registry name (loaded with ``weights``, decoding images as ``decode`` says) or
+    an already loaded :class:`Backbone`; features missing from the cache are computed on ``device``.
     """
     src, tgt = align_image_domains(open_domain(data_root, source), open_domain(data_root, target))
     # One backbone for both domains: loading it reads and hashes the weights file.
-    net = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights)
+    net = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights, decode)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     kwargs = dict(batch_size=batch_size, num_workers=num_workers, progress=progress, device=device)
     return domain_features(src, net, cache, **kwargs), domain_features(tgt, net, cache, **kwargs)

@@ -108,10 +108,18 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def open_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open, fully decode, EXIF-orient and convert ``path`` to RGB, or raise :class:`ImageLoadError`."""
+def open_image(path: str | os.PathLike[str], min_side: int | None = None) -> Image.Image:
+    """Open, fully decode, EXIF-orient and convert ``path`` to RGB, or raise :class:`ImageLoadError`.
+
+    With ``min_side``, a JPEG is decoded at 1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling,
+    Pillow's draft mode): the smallest that keeps its shorter side at least ``min_side``. A 4000 x
+    3000 photo then decodes as 500 x 375, about 8x less work, where a full decode would be resized
+    down to ``min_side`` anyway. Other formats, and JPEGs too small to scale, decode in full.
+    """
     try:
         with Image.open(path) as img:
+            if min_side is not None and img.format == "JPEG" and min(img.size) >= 2 * min_side:
+                img.draft(None, (min_side, min_side))
             # Decoding here, not lazily later, is what makes truncated and corrupt files fail now.
             img.load()
             try:

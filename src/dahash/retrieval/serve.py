@@ -278,7 +278,7 @@ class _NotAnImage(DahashError):
 
 def make_thumbnail(path: str) -> bytes:
     """A JPEG of the image file at ``path`` (an indexed path), fitted in THUMBNAIL_SIZE px squares."""
-    img = open_image(path)
+    img = open_image(path, min_side=THUMBNAIL_SIZE)  # a large JPEG decodes at a fraction of its size
     img.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=85)

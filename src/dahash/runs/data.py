@@ -32,7 +32,7 @@ def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = Non
     if images:
         if not config.source or not config.target:
             raise ConfigError("both --source and --target must be given with --data-root")
-        net = load_backbone(config.backbone, config.weights)
+        net = load_backbone(config.backbone, config.weights, config.decode)
         pretrained_fc = net.pretrained_fc
         if pretrained_fc is not None and config.feature_norm != "none":
             raise ConfigError(f"feature_norm must be none with backbone {config.backbone!r}: the head starts from "

@@ -65,7 +65,7 @@ def load_image_run(run_dir: str | os.PathLike) -> LoadedRun:
     if config.finetune:
         backbone = load_finetuned_backbone(Path(run_dir) / MODEL, config)  # never cached: run-specific weights
     else:
-        backbone = load_backbone(config.backbone, config.weights)
+        backbone = load_backbone(config.backbone, config.weights, config.decode)
     return LoadedRun(Path(run_dir), model, config, normalizer, list(classes), backbone)
 
 

@@ -189,7 +189,7 @@ def _finetune(config: TrainConfig, *, resume: bool, progress: bool,
     source, target, skipped = prepare_image_domains(config, progress=progress)
     if main:
         report_skipped(skipped, Path(config.out) if config.out else None)
-    backbone = load_backbone(config.backbone, config.weights)
+    backbone = load_backbone(config.backbone, config.weights, config.decode)
     net = finetune_model(config, source, target, backbone, resume=resume, progress=progress,
                          distributed=distributed)
     if not main:

@@ -15,6 +15,7 @@ import yaml
 
 from dahash.errors import ConfigError
 from dahash.io import write_text
+from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
 from dahash.losses.mmd import MMD_ESTIMATORS
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -25,7 +26,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_schedule": ("log", "inverse"),
     "mmd_estimator": MMD_ESTIMATORS,
     "backbone_bn": ("frozen", "train"),
+    "decode": DECODE_MODES,
 }
+# What a run saved before a setting existed did: a saved config without the key means this value.
+SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"backbone_bn": "train", "stochastic_depth": True,
+                                                "mmd_estimator": "authors", "decode": "exact"}
 MMD_LAYER_NAMES = ("fc6", "fc7", "fc8")
 
 
@@ -48,6 +53,7 @@ class TrainConfig:
     device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA GPU if present, else CPU), cpu, cuda, cuda:1 ..."})
     amp: bool = field(default=True, metadata={"help": "mixed precision (bf16, else fp16) for the forward pass on CUDA; ignored on CPU"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the network for training (fewer kernel launches on GPUs; the first steps wait for the compiler; needs a C compiler)"})
+    decode: str = field(default=DEFAULT_DECODE, metadata={"help": "reduced: a large JPEG is decoded at 1/2, 1/4 or 1/8 size (still covering the resize) and shrunk by an integer factor before resampling, several times less CPU on camera photos; exact: full decode (runs saved before this setting); the two have separate feature caches (docs/usage.md)"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default: $DAHASH_CACHE or ~/.cache/dahash)"})
     num_workers: int = field(default=2, metadata={"help": "image decoding worker processes"})
     extract_batch_size: int = field(default=16, metadata={"help": "images per forward pass when extracting features"})
@@ -153,6 +159,12 @@ class TrainConfig:
             return cls(**converted).validate()
         except ConfigError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        """:meth:`from_dict` of a config dahash saved with a run: a setting it lacks (added after the
+        run was written) takes what that version did (:data:`SETTINGS_BEFORE_THEY_EXISTED`)."""
+        return cls.from_dict({**SETTINGS_BEFORE_THEY_EXISTED, **values}, source=source)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write config.yaml atomically."""

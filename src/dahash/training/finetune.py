@@ -24,7 +24,7 @@ from dahash.images.backbones import (
 )
 from dahash.images.datasets import ImageDomain
 from dahash.images.extract import extract_features
-from dahash.images.loading import ImageLoadError, open_image
+from dahash.images.loading import ImageLoadError
 from dahash.images.preprocess import Preprocessing, eval_transform, train_transform
 from dahash.images.workers import ForkSafeLoader
 from dahash.models import DAHHead
@@ -145,7 +145,7 @@ class AugmentedImages(Dataset):
     def __getitem__(self, item: _Slot) -> Tensor:
         path = self.paths[item.index]
         try:
-            img = open_image(path)
+            img = self.prep.open(path)
         except ImageLoadError as exc:
             # The domain was scanned before training: a file that breaks now changed under the run.
             raise DataError(f"{exc} (it was readable when training started)") from exc
@@ -233,7 +233,7 @@ def load_finetuned_backbone(path: Path, config: TrainConfig) -> Backbone:
     state = torch.load(path, map_location="cpu", weights_only=False)
     if "backbone" not in state:
         raise DataError(f"{path}: holds no fine-tuned backbone weights (was the run trained with --finetune?)")
-    backbone = load_backbone(config.backbone, RANDOM_WEIGHTS)
+    backbone = load_backbone(config.backbone, RANDOM_WEIGHTS, config.decode)
     backbone.model.load_state_dict(state["backbone"])
     backbone.weights_id = FINETUNED_WEIGHTS
     backbone.model.eval()

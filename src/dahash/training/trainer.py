@@ -23,7 +23,7 @@ from dahash.errors import ConfigError, DahashError
 from dahash.io import save_torch, write_csv
 from dahash.losses import ClassifierDALoss, DAHLoss
 from dahash.models import ClassifierHead, DAHHead
-from dahash.training.config import TrainConfig
+from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED, TrainConfig
 from dahash.training.distributed import (
     Distributed,
     Shard,
@@ -43,9 +43,9 @@ MODEL = "model.pt"
 # What runs written before a setting existed did, where today's default differs: fine-tuning
 # trained the backbone's BatchNorm statistics and kept EfficientNet's stochastic depth on, and the
 # MMD was the authors' estimate.
-SETTINGS_BEFORE_THEY_EXISTED = {"backbone_bn": "train", "stochastic_depth": True, "mmd_estimator": "authors"}
 FINETUNE_ONLY = ("augment", "backbone_bn", "stochastic_depth")
 MMD_ONLY = ("mmd_estimator", "mmd_layers", "mmd_reduction")
+IMAGES_ONLY = ("decode",)
 RESUME_MAY_CHANGE = ("out", "num_threads", "checkpoint_every", "source_features", "target_features", "data_root",
                      "cache_dir", "num_workers", "extract_batch_size", "device", "compile")
 
@@ -128,6 +128,8 @@ def settings_differ(saved: dict, current: dict) -> list[str]:
     ignored = RESUME_MAY_CHANGE if saved["finetune"] or current["finetune"] else RESUME_MAY_CHANGE + FINETUNE_ONLY
     if saved["gamma"] == 0 and current["gamma"] == 0:
         ignored += MMD_ONLY
+    if not any(c["data_root"] or c["source"] for c in (saved, current)):
+        ignored += IMAGES_ONLY  # a head on feature files decodes no image
     return sorted(k for k, v in current.items() if k not in ignored and saved.get(k) != v)
 
 
@@ -380,7 +382,7 @@ def load_model(path: Path) -> tuple[Head, TrainConfig, FeatureNormalizer, list[s
     if not path.exists():
         raise DahashError(f"{path}: no trained model here (did the run finish?)")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    config = TrainConfig.from_dict(state["config"], source=str(path))
+    config = TrainConfig.from_saved(state["config"], source=str(path))
     hidden = state.get("hidden", config.hidden)
     if config.head == "softmax":
         model: Head = ClassifierHead(state["in_features"], len(state["classes"]), hidden=hidden)
