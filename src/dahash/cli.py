@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dahash.errors import DahashError
+from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
 from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED, add_config_arguments, resolve_config
 from dahash.training.methods import DEEP_METHODS
 
@@ -137,7 +138,8 @@ def _reproduce(args: argparse.Namespace) -> int:
             raise DahashError(f"--shallow-set {item!r}: expected METHOD.KEY=VALUE, e.g. GFK.n_components=10")
         params.setdefault(known.get(method.casefold(), method), {})[name] = yaml.safe_load(value)
     common = dict(data_root=args.data_root, out=args.out, dataset=args.dataset, tasks=args.tasks, seeds=args.seeds,
-                  backbone=args.backbone, weights=args.weights, cache_dir=args.cache_dir, workers=args.workers,
+                  backbone=args.backbone, weights=args.weights, decode=args.decode, cache_dir=args.cache_dir,
+                  workers=args.workers,
                   overrides=overrides)
     if retrieval:
         if args.select_all or args.select_grid:
@@ -348,6 +350,9 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--seeds", type=int, default=3, help="seeds per deep (retrieval: every) method (default 3)")
     rep.add_argument("--backbone", default="efficientnet_lite0", help="feature extractor (default efficientnet_lite0)")
     rep.add_argument("--weights", default=None, help="local weights file for the backbone")
+    rep.add_argument("--decode", choices=DECODE_MODES, default=DEFAULT_DECODE,
+                     help="JPEG decoding: reduced (large JPEGs at 1/2-1/8 size) or exact (the published tables "
+                          "of docs/office-caltech.md and docs/adaptation.md)")
     rep.add_argument("--cache-dir", default=None, help="feature cache (default $DAHASH_CACHE or ~/.cache/dahash)")
     rep.add_argument("--classifier", choices=("1nn", "svm", "logreg"), default="1nn",
                      help="classifier on the shallow methods' features (default 1nn, as their papers)")
