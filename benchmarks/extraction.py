@@ -1,14 +1,13 @@
 """Feature extraction throughput: images/s of the whole pipeline (hash, decode, preprocess, model) vs the model alone.
 
 Extracts efficientnet_lite0 features of Office-Caltech-10 images with ``cache_dir=None`` (every
-image decoded and run through the model) and reports, for several (torch threads, DataLoader
-workers) settings:
+image decoded and run through the model) and reports, for exact and reduced JPEG decoding
+(``decode``, docs/usage.md) and several (torch threads, DataLoader workers) settings:
 
 * pipeline images/s (``dahash.images.extract.extract_features``), model-only images/s
   (``model_only_throughput``: random input, same batch size and threads) and their ratio;
 * decode + preprocess images/s in one process without the model (the data pipeline's own cost);
-* "before" rows: the same with the unfused model, i.e. ``Backbone.inference`` replaced by
-  the identity, which is what extraction ran before the profiling pass (BatchNorm folding);
+* how far the reduced features are from the exact ones (cosine similarity per image);
 * exponents: pipeline time when the number of images doubles, model time when the batch doubles.
 
 Usage: python benchmarks/extraction.py [--quick] [--out benchmarks/results]
@@ -23,33 +22,33 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import best_of, exponent, machine, write_results  # noqa: E402
 
-from dahash.images.backbones import DEFAULT_BACKBONE, Backbone, load_backbone  # noqa: E402
+from dahash.images.backbones import DEFAULT_BACKBONE, load_backbone  # noqa: E402
 from dahash.images.extract import extract_features, model_only_throughput  # noqa: E402
-from dahash.images.loading import is_image_file, open_image  # noqa: E402
-from dahash.images.preprocess import EvalTransform  # noqa: E402
+from dahash.images.loading import is_image_file  # noqa: E402
+from dahash.images.preprocess import DECODE_MODES, eval_input  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-FUSED = Backbone.inference
 
 
-def set_fused(on: bool) -> None:
-    """Run extraction with the BatchNorm-folded model (after) or the model as loaded (before)."""
-    Backbone.inference = FUSED if on else (lambda self: self.model)
-
-
-def pipeline_ips(paths, backbone, batch: int, workers: int, threads: int) -> float:
+def pipeline_run(paths, backbone, batch: int, workers: int, threads: int) -> tuple[float, np.ndarray]:
+    """(images/s, features) of one cold extract_features call."""
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     feats, kept, failures = extract_features(paths, backbone, cache_dir=None, batch_size=batch,
                                              num_workers=workers, progress=False)
     seconds = time.perf_counter() - t0
     assert len(kept) == len(paths) and not failures
-    return len(paths) / seconds
+    return len(paths) / seconds, feats
+
+
+def pipeline_ips(paths, backbone, batch: int, workers: int, threads: int) -> float:
+    return pipeline_run(paths, backbone, batch, workers, threads)[0]
 
 
 def model_ips(backbone, batch: int, threads: int, n_images: int, repeats: int) -> float:
@@ -75,7 +74,8 @@ def main() -> None:
                    if p.is_file() and is_image_file(p))
     if args.quick:
         paths = paths[:48]
-    backbone = load_backbone(args.backbone)
+    backbones = {mode: load_backbone(args.backbone, decode=mode) for mode in DECODE_MODES}
+    backbone = backbones["reduced"]
     batch = args.batch_size
     model_images = 64 if args.quick else 160
     repeats = 1 if args.quick else 3
@@ -86,32 +86,34 @@ def main() -> None:
     rows: list[dict] = []
 
     # The data pipeline alone: decode + preprocess in this process.
-    transform = EvalTransform(backbone.preprocessing)
     sub = paths[: min(len(paths), 96)]
-    decode_s = best_of(lambda: [transform(open_image(p)) for p in sub], repeats=2 if not args.quick else 1,
-                       warmup=0)
-    decode_ips = len(sub) / decode_s
-    rows.append({"what": "decode+preprocess", "images": len(sub), "images_per_s": decode_ips})
+    decode_ips = {}
+    for mode, net in backbones.items():
+        seconds = best_of(lambda: [eval_input(p, net.preprocessing) for p in sub],
+                          repeats=2 if not args.quick else 1, warmup=0)
+        decode_ips[mode] = len(sub) / seconds
+        rows.append({"what": "decode+preprocess", "decode": mode, "images": len(sub), "images_per_s": decode_ips[mode]})
 
-    table = ["| model | torch threads | workers | pipeline img/s | model-only img/s | pipeline / model-only |",
+    table = ["| decode | torch threads | workers | pipeline img/s | model-only img/s | pipeline / model-only |",
              "|---|---|---|---|---|---|"]
-    results = {}
-    for fused in (False, True):
-        set_fused(fused)
-        for threads in dict.fromkeys(t for t, _ in settings):
-            m = model_ips(backbone, batch, threads, model_images, repeats)
-            for t, workers in settings:
-                if t != threads:
-                    continue
-                p = pipeline_ips(paths, backbone, batch, workers, threads)
-                results[(fused, threads, workers)] = (p, m)
-                name = "fused (after)" if fused else "unfused (before)"
-                table.append(f"| {name} | {threads} | {workers} | {p:.1f} | {m:.1f} | {p / m:.0%} |")
-                rows.append({"what": "pipeline", "fused": fused, "threads": threads, "workers": workers,
+    results, features = {}, {}
+    for threads in dict.fromkeys(t for t, _ in settings):
+        m = model_ips(backbone, batch, threads, model_images, repeats)
+        for t, workers in settings:
+            if t != threads:
+                continue
+            for mode, net in backbones.items():
+                p, features[mode] = pipeline_run(paths, net, batch, workers, threads)
+                results[(mode, threads, workers)] = (p, m)
+                table.append(f"| {mode} | {threads} | {workers} | {p:.1f} | {m:.1f} | {p / m:.0%} |")
+                rows.append({"what": "pipeline", "decode": mode, "threads": threads, "workers": workers,
                              "batch": batch, "images": len(paths), "pipeline_ips": p, "model_ips": m})
                 print(table[-1], flush=True)
-    set_fused(True)
     torch.set_num_threads(default_threads)
+    a, b = features["exact"], features["reduced"]
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    rows.append({"what": "reduced vs exact features", "cosine_min": float(cosine.min()),
+                 "cosine_mean": float(cosine.mean())})
 
     # Scaling: pipeline time vs images (default setting), model time vs batch size.
     ns = [len(paths) // 4, len(paths) // 2, len(paths)]
@@ -129,8 +131,8 @@ def main() -> None:
                 f"{', '.join(f'{s:.2f}' for s in pipe_s)} | {e_images:.2f} |",
                 f"| batch size, model-only time per batch | {', '.join(map(str, batches))} | "
                 f"{', '.join(f'{s:.3f}' for s in batch_s)} | {e_batch:.2f} |"]
-    before = results[(False, default_threads, 2)]
-    after = results[(True, default_threads, 2)]
+    before = results[("exact", default_threads, 2)]
+    after = results[("reduced", default_threads, 2)]
     wall = time.perf_counter() - t_start
     md = "\n".join([
         "# Feature extraction",
@@ -143,11 +145,13 @@ def main() -> None:
         "",
         *table,
         "",
-        f"Decode + preprocess alone (one process, {len(sub)} images): {decode_ips:.1f} img/s.",
+        f"Decode + preprocess alone (one process, {len(sub)} images): exact {decode_ips['exact']:.1f} img/s, "
+        f"reduced {decode_ips['reduced']:.1f} img/s ({decode_ips['reduced'] / decode_ips['exact']:.2f}x).",
         "",
-        f"Default setting ({default_threads} threads, 2 workers): pipeline {before[0]:.1f} -> {after[0]:.1f} img/s "
-        f"({after[0] / before[0]:.2f}x), model-only {before[1]:.1f} -> {after[1]:.1f} img/s "
-        f"({after[1] / before[1]:.2f}x) from BatchNorm folding.",
+        f"Default setting ({default_threads} threads, 2 workers): pipeline exact {before[0]:.1f} -> reduced "
+        f"{after[0]:.1f} img/s ({after[0] / before[0]:.2f}x); pipeline / model-only {before[0] / before[1]:.0%} -> "
+        f"{after[0] / after[1]:.0%}. Reduced vs exact features: cosine similarity at least {cosine.min():.4f}, "
+        f"mean {cosine.mean():.4f}.",
         "",
         *scale_md,
         "",

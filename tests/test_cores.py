@@ -43,3 +43,17 @@ def test_use_threads_sets_torch_and_the_metric_kernels() -> None:
         assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
     finally:
         numba.set_num_threads(before)
+
+
+@pytest.mark.skipif(cores.usable_cores() < 2, reason="one core: every thread count is 1")
+def test_one_thread_holds_in_a_fresh_process() -> None:
+    # The first numba.set_num_threads starts numba's OpenMP layer, which reset torch to every
+    # core: a run's --num-threads 1 trained on 2 threads in the first run of a process and on 1
+    # after, so an interrupted run resumed to other weights (found by the suite loop of issue 17).
+    import subprocess
+    import sys
+
+    code = ("import torch; from dahash.cores import use_threads; use_threads(1); "
+            "import numba; print(torch.get_num_threads(), numba.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["1", "1"]

@@ -38,5 +38,7 @@ def threads_per_worker(workers: int, load: float | None = None) -> int:
 
 def use_threads(n: int) -> None:
     """Run this process's torch ops and compiled metric kernels (numba) on ``n`` threads."""
-    torch.set_num_threads(n)
+    # numba first: the first call starts its OpenMP threading layer, which resets the OpenMP
+    # thread count torch reads, so torch set first would be back at every core.
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    torch.set_num_threads(n)

@@ -187,7 +187,8 @@ def test_one_finetuning_step_trains_backbone_and_head(tree: Path, tmp_path: Path
     np.testing.assert_array_equal(new["codes"], saved["codes"][order])
 
 
-@pytest.mark.parametrize("modes", [{}, {"backbone_bn": "train", "stochastic_depth": True}], ids=["frozen-bn", "train-bn"])
+@pytest.mark.parametrize("modes", [{}, {"backbone_bn": "train", "stochastic_depth": True}, {"augment_on": "device"}],
+                         ids=["frozen-bn", "train-bn", "augment-on-device"])
 def test_interrupted_finetuning_resumes_to_the_uninterrupted_weights(tree: Path, tmp_path: Path, modes: dict,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     straight = _config(tree, tmp_path / "straight", epochs=2, **modes)

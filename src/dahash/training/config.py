@@ -27,10 +27,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "mmd_estimator": MMD_ESTIMATORS,
     "backbone_bn": ("frozen", "train"),
     "decode": DECODE_MODES,
+    "augment_on": ("workers", "device"),
 }
 # What a run saved before a setting existed did: a saved config without the key means this value.
 SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"backbone_bn": "train", "stochastic_depth": True,
-                                                "mmd_estimator": "authors", "decode": "exact"}
+                                                "mmd_estimator": "authors", "decode": "exact",
+                                                "augment_on": "workers"}
 MMD_LAYER_NAMES = ("fc6", "fc7", "fc8")
 
 
@@ -48,6 +50,7 @@ class TrainConfig:
     weights: str | None = field(default=None, metadata={"help": "local weights file for the backbone"})
     finetune: bool = field(default=False, metadata={"help": "train the backbone end to end with the head (images, with augmentation) instead of the head on cached features"})
     augment: bool = field(default=True, metadata={"help": "with --finetune: random aspect-jittered crop, flip and brightness jitter of training images"})
+    augment_on: str = field(default="workers", metadata={"help": "with --finetune: workers decode and augment every draw in DataLoader processes (CPU); device decodes every image once into a uint8 tensor cache on the training device and crops, flips and jitters there, for a GPU the workers cannot keep up with (same crop boxes, flips and factors; torch's bicubic in place of Pillow's)"})
     backbone_bn: str = field(default="frozen", metadata={"help": "with --finetune: frozen keeps the backbone's BatchNorm layers on their pretrained running statistics (eval mode; scale and shift still learn), train normalises by each mixed source+target batch and updates them (docs/finetuning.md)"})
     stochastic_depth: bool = field(default=False, metadata={"help": "with --finetune: keep the backbone's stochastic depth (EfficientNet's drop-connect) and dropout on while training; off by default, as the authors' DAH net drops the pretrained dropout (docs/finetuning.md)"})
     device: str = field(default="auto", metadata={"help": "torch device: auto (CUDA GPU if present, else CPU), cpu, cuda, cuda:1 ..."})

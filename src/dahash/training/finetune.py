@@ -26,6 +26,7 @@ from dahash.images.datasets import ImageDomain
 from dahash.images.extract import extract_features
 from dahash.images.loading import ImageLoadError
 from dahash.images.preprocess import Preprocessing, eval_transform, train_transform
+from dahash.images.tensor_cache import ImageTensorCache
 from dahash.images.workers import ForkSafeLoader
 from dahash.models import DAHHead
 from dahash.models.head import HeadOutput
@@ -170,8 +171,19 @@ def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain
     net = build_network(config, backbone, len(source.classes))
     sampler = KPerClassSampler(source.labels, len(target), k=config.k, seed=config.seed,
                                n_classes=len(source.classes), replacement=config.sample_with_replacement)
-    images = AugmentedImages([*source.paths, *target.paths], backbone.preprocessing, config.seed, config.augment)
+    paths = [*source.paths, *target.paths]
+    images = AugmentedImages(paths, backbone.preprocessing, config.seed, config.augment)
+    cache = None
+    if config.augment_on == "device":
+        cache = ImageTensorCache(paths, backbone.preprocessing, device, num_workers=config.num_workers,
+                                 progress=progress and (distributed is None or distributed.is_main))
     n_source = len(source)
+
+    def on_device(row: list[_Slot]) -> Tensor:
+        """The batch of draws ``row`` cut from the tensor cache, seeded as AugmentedImages seeds them."""
+        generators = ([np.random.default_rng((images.seed, s.epoch, s.slot)) for s in row]
+                      if config.augment else None)
+        return cache.batch([s.index for s in row], generators)
 
     def batches(epoch: int) -> Iterator[TrainBatch]:
         plan = sampler.epoch(epoch)
@@ -185,9 +197,12 @@ def finetune_model(config: TrainConfig, source: ImageDomain, target: ImageDomain
         if distributed is not None:
             shards = [Shard(len(batch.source), len(batch.target), distributed.world_size) for batch in plan]
             slots = [[row[j] for j in shard.rows(distributed.rank)] for row, shard in zip(slots, shards)]
-        # Pinned host memory lets the copy to the GPU overlap the next batch's decoding.
-        loader = ForkSafeLoader(images, batch_sampler=slots, num_workers=config.num_workers,
-                                pin_memory=device.type == "cuda")
+        if cache is not None:
+            loader: Iterator[Tensor] = map(on_device, slots)
+        else:
+            # Pinned host memory lets the copy to the GPU overlap the next batch's decoding.
+            loader = iter(ForkSafeLoader(images, batch_sampler=slots, num_workers=config.num_workers,
+                                         pin_memory=device.type == "cuda"))
         for batch, shard, x in zip(plan, shards, loader):
             yield TrainBatch(x, torch.from_numpy(batch.source_labels), len(batch.source), shard)
 

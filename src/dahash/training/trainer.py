@@ -43,7 +43,7 @@ MODEL = "model.pt"
 # What runs written before a setting existed did, where today's default differs: fine-tuning
 # trained the backbone's BatchNorm statistics and kept EfficientNet's stochastic depth on, and the
 # MMD was the authors' estimate.
-FINETUNE_ONLY = ("augment", "backbone_bn", "stochastic_depth")
+FINETUNE_ONLY = ("augment", "augment_on", "backbone_bn", "stochastic_depth")
 MMD_ONLY = ("mmd_estimator", "mmd_layers", "mmd_reduction")
 IMAGES_ONLY = ("decode",)
 RESUME_MAY_CHANGE = ("out", "num_threads", "checkpoint_every", "source_features", "target_features", "data_root",
