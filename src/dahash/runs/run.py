@@ -58,12 +58,15 @@ def _evaluate_classifier(model: ClassifierHead, config: TrainConfig, domains: Do
         rows = [[target.ids[i], source.classes[pred[i]], f"{probs[i, pred[i]]:.4f}",
                  source.classes[target.y[i]] if target.y is not None else ""] for i in range(len(target))]
         write_csv(out / "predictions.csv", ["id", "predicted", "probability", "true"], rows)
-        write_results(out, config, metrics)
     return metrics
 
 
 def evaluate_model(model: Head, config: TrainConfig, domains: Domains, out: Path | None = None) -> dict[str, Any]:
-    """All metrics of one run; with ``out``, also codes, predictions, results and the PR curve.
+    """All metrics of one run; with ``out``, also codes, predictions and the PR curve.
+
+    ``results.json`` is not written here: the caller writes it last, with the training time, as
+    the mark that the run is finished (a kill before it leaves a run that resumes, not one that
+    looks done without its time or its plot).
 
     Accuracies are percentages of target samples whose eq. 6 class (against a bank of up
     to ``bank_per_class`` source outputs per class) is right, with continuous outputs
@@ -108,7 +111,6 @@ def evaluate_model(model: Head, config: TrainConfig, domains: Domains, out: Path
             rows.append([target.ids[i], source.classes[pred[i]], f"{probs[i, pred[i]]:.4f}",
                          source.classes[pred_codes[i]], truth])
         write_csv(out / "predictions.csv", ["id", "predicted", "probability", "predicted_codes", "true"], rows)
-        write_results(out, config, metrics)
         if pr is not None:
             plot_pr_curves(out / "pr_curve.png", {f"DAH ({config.bits} bits)": pr},
                            title=f"Target queries vs source database, {config.bits} bits")
@@ -116,11 +118,12 @@ def evaluate_model(model: Head, config: TrainConfig, domains: Domains, out: Path
 
 
 def write_results(out: Path, config: TrainConfig, metrics: dict[str, Any]) -> None:
-    """``results.json`` ({"config", "metrics"}), ``results.csv`` (one row of scalars) and ``config.yaml``."""
+    """``config.yaml``, ``results.csv`` (one row of scalars) and, last, ``results.json`` ({"config",
+    "metrics"}): its presence is what marks the run finished (``dahash reproduce`` skips such a cell)."""
     config.save(out / "config.yaml")
-    write_json(out / "results.json", {"config": config.to_dict(), "metrics": metrics})
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     write_csv(out / "results.csv", list(scalars), [list(scalars.values())])
+    write_json(out / "results.json", {"config": config.to_dict(), "metrics": metrics})
 
 
 def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any] | None:
@@ -212,5 +215,5 @@ def evaluate_run(run_dir: str | Path) -> dict[str, Any]:
     metrics = evaluate_model(model, config, domains, out=run_dir)
     if seconds is not None:
         metrics["train_seconds"] = seconds
-        write_results(run_dir, config, metrics)
+    write_results(run_dir, config, metrics)
     return metrics
