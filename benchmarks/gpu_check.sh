@@ -5,7 +5,9 @@
 # source and target accuracy, mAP, images/s and peak GPU memory (benchmarks/finetune_gpu.py).
 # Then, with COMPILE=1, one D->W epoch under torch.compile, and on a machine with several GPUs one
 # D->W epoch with torchrun over all of them.
-# Time: about 8 minutes on one H100/H200 at the default 60 epochs (fine-tuning ran at 675-761
+# First, the data path: training images/s with DataLoader workers and with the tensor cache on the
+# GPU (augment_on=device), each against the model-only rate, and GPU utilisation (about 1 minute).
+# Time: about 8 minutes more on one H100/H200 at the default 60 epochs (fine-tuning ran at 675-761
 # images/s on an H100, about 3 s per A->W epoch; the heads take seconds). EPOCHS=100 (the earlier
 # GPU run's length) takes about 12.
 # Without CUDA it says so and exits 0.
@@ -29,6 +31,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 "$PYTHON" -c "import torch; print(f'torch {torch.__version__}, CUDA {torch.version.cuda}, '
               f'bf16: {torch.cuda.is_bf16_supported()}, GPUs: {torch.cuda.device_count()}')"
 
+echo "== the fine-tuning data path (A->W, 3 epochs each): DataLoader workers and the tensor cache on the GPU,"
+echo "   against the model-only training rate (benchmarks/finetune_data_path.py, about 1 minute)"
+"$PYTHON" benchmarks/finetune_data_path.py --device cuda --task A:W --epochs 3 --out "$OUT/data_path"
 echo "== A->W, $EPOCHS epochs: heads on frozen features, then fine-tuned end to end"
 "$PYTHON" benchmarks/finetune_gpu.py --task A:W --epochs "$EPOCHS" --methods NoDA DAH \
     --variants frozen-features finetune-fixed --out "$OUT/compare" "$@"
