@@ -62,3 +62,15 @@ def test_without_it_a_worker_finalises_the_parents_garbage(tmp_path: Path) -> No
 @pytest.mark.parametrize("workers", [0, 2])
 def test_it_yields_what_a_dataloader_yields(workers: int) -> None:
     assert [b.tolist() for b in ForkSafeLoader(_Collecting(), batch_size=3, num_workers=workers)] == [[0, 1, 2], [3]]
+
+
+def test_where_grpc_is_loaded_nothing_is_forked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # gRPC's event engine does not survive a fork (pymilvus's client loads it): load in-process.
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "grpc", types.ModuleType("grpc"))
+    loader = ForkSafeLoader(_Collecting(), batch_size=2, num_workers=2)
+    assert loader.num_workers == 0
+    assert _finalising_pids(ForkSafeLoader, tmp_path / "pids") == {os.getpid()}
+    assert [b.tolist() for b in loader] == [[0, 1], [2, 3]]
