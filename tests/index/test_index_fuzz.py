@@ -98,3 +98,17 @@ def test_queries_of_any_shape(saved: Path, width: int, rows: int, k: int, dtype:
         assert "\n" not in str(exc)
         return
     assert hits.ids.shape == (rows, k)
+
+
+@pytest.mark.parametrize("change", [{"info": [[]]}, {"info": "x"}, {"model": None}], ids=["info-list", "info-text", "no-model"])
+def test_what_the_long_run_found(saved: Path, tmp_path: Path, change: dict) -> None:
+    # 10,000 random examples (benchmarks/fuzz.sh) found a manifest whose info was [[]] (a
+    # ValueError from dict()) and one whose "model" key a flipped byte had renamed (a KeyError).
+    path = tmp_path / "ix"
+    shutil.copytree(saved, path, dirs_exist_ok=True)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest.update(change)
+    if change == {"model": None}:
+        del manifest["model"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    check_loads_or_refused(path)

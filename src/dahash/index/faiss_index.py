@@ -175,6 +175,8 @@ class FaissIndex(HammingIndex):
         if model is not None and not isinstance(model, str):
             raise ConfigError(f"model must be a string or None, got {model!r}")
         self.model = model
+        if info is not None and not isinstance(info, Mapping):
+            raise ConfigError(f"info must be a mapping of facts, got {type(info).__name__}")
         # Free-form JSON-able facts kept in the manifest, e.g. the run directory that encodes queries.
         self.info = _json_copy(dict(info or {}), "info")
         self.n_bytes = (self.n_bits + 7) // 8
@@ -501,9 +503,9 @@ class FaissIndex(HammingIndex):
         m_bits, kind = manifest["n_bits"], manifest["kind"]
         if n_bits is not None and n_bits != m_bits:
             raise DataError(f"index at {path} holds {m_bits}-bit codes, expected n_bits={n_bits}")
-        if model is not None and model != manifest["model"]:
+        if model is not None and model != manifest.get("model"):
             raise DataError(
-                f"index at {path} was built by model {manifest['model']!r}, "
+                f"index at {path} was built by model {manifest.get('model')!r}, "
                 f"expected model {model!r}"
             )
         files = manifest["files"]
@@ -518,7 +520,7 @@ class FaissIndex(HammingIndex):
                 )
         params = manifest["params"]
         try:
-            index = cls(m_bits, kind, model=manifest["model"], info=manifest.get("info"), **params)
+            index = cls(m_bits, kind, model=manifest.get("model"), info=manifest.get("info"), **params)
         except (ConfigError, TypeError) as exc:
             raise DataError(f"{path / MANIFEST} has invalid parameters {params!r}: {exc}") from exc
         count = manifest["count"]

@@ -148,6 +148,8 @@ class MilvusIndex(HammingIndex):
         if model is not None and not isinstance(model, str):
             raise ConfigError(f"model must be a string or None, got {model!r}")
         self.model = model
+        if info is not None and not isinstance(info, Mapping):
+            raise ConfigError(f"info must be a mapping of facts, got {type(info).__name__}")
         # Free-form JSON-able facts kept in the manifest, e.g. the run directory that encodes queries.
         self.info = json.loads(json.dumps(dict(info or {})))
         self.batch_size = _positive_int(batch_size, "batch_size")
