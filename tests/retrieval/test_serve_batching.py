@@ -158,8 +158,10 @@ def test_concurrent_uploads_share_batches_and_answer_as_one_by_one(setup: dict[s
         got = [_answer(f.result(timeout=HANG)) for f in futures]
         stats = client.get("/stats").json()["batching"]
     assert got == want
-    assert sizes[0] + sizes[1] == len(queries) and len(sizes) == 2  # two batches: the held one, then the rest
-    assert stats["batches"] == 2 and stats["images"] == len(queries) and stats["largest_batch"] == max(sizes)
+    # The held batch, then the rest; or one batch, when every upload was decoded before the first
+    # batch closed (seen once in a full-suite run on idle cores).
+    assert sum(sizes) == len(queries) and len(sizes) in (1, 2), sizes
+    assert stats["batches"] == len(sizes) and stats["images"] == len(queries) and stats["largest_batch"] == max(sizes)
     assert max(sizes) >= len(queries) // 2
     if margin == 2.0:
         assert stats["encoded_singly"] == len(queries)  # |u| < 1 < 2: every upload re-encoded alone
