@@ -74,6 +74,14 @@ def _tile_distances(q_words, r, db_words_t, t0, t1, buf):
 
 
 @njit(cache=True, inline="always")
+def _tile_distances_but(q_words, r, db_words_t, t0, t1, buf, skip, void):
+    """:func:`_tile_distances`, with ``void`` for item ``skip`` (the excluded self)."""
+    _tile_distances(q_words, r, db_words_t, t0, t1, buf)
+    if t0 <= skip < t1:
+        buf[skip - t0] = void
+
+
+@njit(cache=True, inline="always")
 def _tile_keys(q_words, q_ids, r, db_words_t, db_ids, t0, t1, buf, skip, void):
     """buf[: t1 - t0] = 2 * distance + relevant for items t0..t1-1; ``void`` for item ``skip``."""
     _tile_distances(q_words, r, db_words_t, t0, t1, buf)
@@ -196,9 +204,7 @@ def counting_ranking(q_words, first, db_words_t, exclude_self, n_dist, indices, 
         buf = np.empty(TILE, dtype=np.uint32)
         for t0 in range(0, n_db, TILE):
             t1 = min(t0 + TILE, n_db)
-            _tile_distances(q_words, r, db_words_t, t0, t1, buf)
-            if t0 <= skip < t1:
-                buf[skip - t0] = void
+            _tile_distances_but(q_words, r, db_words_t, t0, t1, buf, skip, void)
             for j in range(t1 - t0):
                 counts[buf[j]] += 1
         # next_slot[d]: the output slot of the next item at distance d; items beyond ``last``
@@ -215,9 +221,7 @@ def counting_ranking(q_words, first, db_words_t, exclude_self, n_dist, indices, 
         row_dist = distances[r]
         for t0 in range(0, n_db, TILE):
             t1 = min(t0 + TILE, n_db)
-            _tile_distances(q_words, r, db_words_t, t0, t1, buf)
-            if t0 <= skip < t1:
-                buf[skip - t0] = void
+            _tile_distances_but(q_words, r, db_words_t, t0, t1, buf, skip, void)
             for j in range(t1 - t0):
                 d = buf[j]
                 if d > last:
