@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
@@ -27,7 +28,16 @@ from dahash.images.loading import ImageLoadError
 from dahash.images.preprocess import Preprocessing, resize_shorter, sample_train_params
 from dahash.images.workers import ForkSafeLoader
 
-__all__ = ["ImageTensorCache"]
+__all__ = ["ImageTensorCache", "open_scanned_image"]
+
+
+def open_scanned_image(path: Path, prep: Preprocessing) -> Image.Image:
+    """``prep.open(path)`` of an image the training domains were scanned with; a DataError if it broke since."""
+    try:
+        return prep.open(path)
+    except ImageLoadError as exc:
+        # The domains were scanned before training: a file that breaks now changed under the run.
+        raise DataError(f"{exc} (it was readable when training started)") from exc
 
 
 class _Resized(Dataset):
@@ -41,12 +51,8 @@ class _Resized(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> Tensor:
-        try:
-            img = self.prep.open(self.paths[i])
-        except ImageLoadError as exc:
-            # The domains were scanned before training: a file that breaks now changed under the run.
-            raise DataError(f"{exc} (it was readable when training started)") from exc
-        img = resize_shorter(img, self.prep.resize, self.prep.interpolation, self.prep.reducing_gap)
+        prep = self.prep
+        img = resize_shorter(open_scanned_image(self.paths[i], prep), prep.resize, prep.interpolation, prep.reducing_gap)
         return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 

@@ -24,9 +24,8 @@ from dahash.images.backbones import (
 )
 from dahash.images.datasets import ImageDomain
 from dahash.images.extract import extract_features
-from dahash.images.loading import ImageLoadError
 from dahash.images.preprocess import Preprocessing, eval_transform, train_transform
-from dahash.images.tensor_cache import ImageTensorCache
+from dahash.images.tensor_cache import ImageTensorCache, open_scanned_image
 from dahash.images.workers import ForkSafeLoader
 from dahash.models import DAHHead
 from dahash.models.head import HeadOutput
@@ -144,12 +143,7 @@ class AugmentedImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, item: _Slot) -> Tensor:
-        path = self.paths[item.index]
-        try:
-            img = self.prep.open(path)
-        except ImageLoadError as exc:
-            # The domain was scanned before training: a file that breaks now changed under the run.
-            raise DataError(f"{exc} (it was readable when training started)") from exc
+        img = open_scanned_image(self.paths[item.index], self.prep)
         if not self.augment:
             return eval_transform(img, self.prep)
         return train_transform(img, self.prep, np.random.default_rng((self.seed, item.epoch, item.slot)))
