@@ -59,9 +59,9 @@ from dahash.runs.estimator import INPUT_SETTINGS
 from dahash.runs.run import run
 from dahash.shallow import fit_predict_shallow
 from dahash.shallow.api import make_adapter, make_shallow_pipeline, preprocess_domains
-from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED, TrainConfig
+from dahash.training.config import TrainConfig, fill_settings_before
 from dahash.training.methods import method_config
-from dahash.training.trainer import RESUME_MAY_CHANGE, settings_differ
+from dahash.training.trainer import RESUME_MAY_CHANGE, flat_settings_differ, settings_differ
 from dahash.validation import check_choice
 
 # The paper's domain codes per dataset (Sec. 5.1): tasks are all ordered pairs.
@@ -370,7 +370,7 @@ def _selection_done(job: Cell, config: ReproduceConfig) -> dict[str, Any] | None
         differ = ({k for k in saved.keys() | mine.keys() if k != "config" and saved.get(k) != mine.get(k)}
                   or settings_differ(saved.get("config", {}), mine["config"]))
     else:
-        differ = {**{k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in mine}, **saved} != mine
+        differ = fill_settings_before(saved, mine) != mine
     if differ:
         raise DahashError(f"{directory}: holds a selection made with other settings (grid, criterion or "
                           "the method's settings); use another --out")
@@ -504,9 +504,7 @@ def _finished(cell: Cell) -> dict[str, Any] | None:
     saved = json.loads(results.read_text())
     mine = _cell_config(cell)
     if is_shallow(cell.method):
-        before = {k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in mine}
-        differ = sorted(k for k, v in mine.items()
-                        if k not in RESUME_MAY_CHANGE and {**before, **saved["config"]}.get(k) != v)
+        differ = flat_settings_differ(saved["config"], mine)
     else:
         differ = settings_differ(saved["config"], mine)
     if differ:

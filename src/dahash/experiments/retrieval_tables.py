@@ -66,9 +66,8 @@ from dahash.metrics import (
 )
 from dahash.metrics.plots import plot_pr_curves
 from dahash.runs.run import run
-from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED
 from dahash.training.methods import method_config
-from dahash.training.trainer import RESUME_MAY_CHANGE
+from dahash.training.trainer import flat_settings_differ
 
 RETRIEVAL_METHODS = ("NoDA", "ITQ", "KMeans", "BA", "BDNN", "DAH", "SuH")
 UNSUPERVISED = ("ITQ", "KMeans", "BA", "BDNN")
@@ -185,9 +184,7 @@ def _finished(cell: Cell) -> dict[str, Any] | None:
         return None
     saved = json.loads(results.read_text())
     mine = {"method": cell.method, **cell.settings}
-    before = {k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in mine}
-    differ = sorted(k for k, v in mine.items()
-                    if k not in RESUME_MAY_CHANGE and {**before, **saved["config"]}.get(k) != v)
+    differ = flat_settings_differ(saved["config"], mine)
     if differ:
         raise DahashError(f"{cell.directory}: holds a finished run with other settings ({', '.join(differ)}); "
                           "use another --out")

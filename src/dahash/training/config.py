@@ -33,6 +33,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
 SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"backbone_bn": "train", "stochastic_depth": True,
                                                 "mmd_estimator": "authors", "decode": "exact",
                                                 "augment_on": "workers"}
+
+
+def fill_settings_before(saved: dict[str, Any], keys: Any) -> dict[str, Any]:
+    """``saved`` with each of ``keys`` it lacks set to what it meant before it existed
+    (:data:`SETTINGS_BEFORE_THEY_EXISTED`); other keys as they are."""
+    return {**{k: v for k, v in SETTINGS_BEFORE_THEY_EXISTED.items() if k in keys}, **saved}
 MMD_LAYER_NAMES = ("fc6", "fc7", "fc8")
 
 

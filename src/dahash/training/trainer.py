@@ -23,7 +23,7 @@ from dahash.errors import ConfigError, DahashError
 from dahash.io import save_torch, write_csv
 from dahash.losses import ClassifierDALoss, DAHLoss
 from dahash.models import ClassifierHead, DAHHead
-from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED, TrainConfig
+from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED, TrainConfig, fill_settings_before
 from dahash.training.distributed import (
     Distributed,
     Shard,
@@ -131,6 +131,14 @@ def settings_differ(saved: dict, current: dict) -> list[str]:
     if not any(c["data_root"] or c["source"] for c in (saved, current)):
         ignored += IMAGES_ONLY  # a head on feature files decodes no image
     return sorted(k for k, v in current.items() if k not in ignored and saved.get(k) != v)
+
+
+def flat_settings_differ(saved: dict, current: dict) -> list[str]:
+    """Names of the settings of ``current`` that ``saved`` holds otherwise, beyond
+    :data:`RESUME_MAY_CHANGE`: for the flat settings of a shallow or retrieval cell, which have no
+    TrainConfig defaults. A setting ``saved`` lacks takes its value from before it existed."""
+    saved = fill_settings_before(saved, current)
+    return sorted(k for k, v in current.items() if k not in RESUME_MAY_CHANGE and saved.get(k) != v)
 
 
 def resolve_device(name: str) -> torch.device:
