@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from dahash.errors import DahashError
 from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
 from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED, add_config_arguments, resolve_config
@@ -108,8 +110,16 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _yaml_value(flag: str, item: str, value: str) -> object:
+    """The YAML value of ``flag item``, or a one-line error naming it (YAML refuses control characters)."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise DahashError(f"{flag} {item!r}: the value is not valid YAML ({reason})") from None
+
+
 def _reproduce(args: argparse.Namespace) -> int:
-    import yaml
 
     from dahash.experiments.reproduce import (
         METHODS,
@@ -128,7 +138,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         if "=" not in item:
             raise DahashError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=50")
         key, value = item.split("=", 1)
-        overrides[key] = yaml.safe_load(value)
+        overrides[key] = _yaml_value("--set", item, value)
     known = {m.casefold(): m for m in (RETRIEVAL_METHODS if retrieval else SHALLOW)}
     params: dict[str, dict] = {}
     for item in args.shallow_set:
@@ -136,7 +146,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         method, _, name = key.partition(".")
         if not value or not name:
             raise DahashError(f"--shallow-set {item!r}: expected METHOD.KEY=VALUE, e.g. GFK.n_components=10")
-        params.setdefault(known.get(method.casefold(), method), {})[name] = yaml.safe_load(value)
+        params.setdefault(known.get(method.casefold(), method), {})[name] = _yaml_value("--shallow-set", item, value)
     common = dict(data_root=args.data_root, out=args.out, dataset=args.dataset, tasks=args.tasks, seeds=args.seeds,
                   backbone=args.backbone, weights=args.weights, decode=args.decode, cache_dir=args.cache_dir,
                   workers=args.workers,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_errors import one_line_error  # tests/ is on sys.path (no __init__.py)
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from dahash.cli import main
@@ -59,12 +59,16 @@ def test_a_config_file_is_read_or_refused_in_one_line(tmp_path: Path, text: str,
 
 @FUZZ
 @given(item=st.text(max_size=30))
+@example(item="=\x1f")  # found by the long run: YAML refuses control characters with its own error
 def test_set_and_grid_values(tmp_path: Path, item: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """``reproduce --set`` and ``select --grid`` on an empty data root: whatever the value, one line."""
+    """``reproduce --set`` / ``--shallow-set`` and ``select --grid`` on an empty data root: whatever the
+    value, one line."""
     if item.startswith("-"):
         item = "x" + item  # argparse would read it as an option
     one_line_error(capsys, main(["reproduce", "--data-root", str(tmp_path), "--out", str(tmp_path / "out"),
                                  "--methods", "NoDA", "--tasks", "A:W", "--set", item, "--quiet"]))
+    one_line_error(capsys, main(["reproduce", "--data-root", str(tmp_path), "--out", str(tmp_path / "out"),
+                                 "--methods", "GFK", "--tasks", "A:W", "--shallow-set", f"GFK.{item}", "--quiet"]))
     one_line_error(capsys, main(["select", "--source-features", str(tmp_path / "missing.npz"),
                                  "--target-features", str(tmp_path / "missing.npz"), "--grid", item,
                                  "--out", str(tmp_path / "sel"), "--quiet"]))
