@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from dahash.errors import ConfigError
 from dahash.images.backbones import Backbone, load_backbone
 from dahash.images.extract import cache_path, extract_features, file_sha1, model_only_throughput
 from dahash.images.preprocess import Preprocessing, eval_transform
@@ -27,11 +30,13 @@ class _Counting(nn.Module):
         self.net = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(1), nn.Linear(12, 6))
         self.seen = 0
         self.forbidden = False
+        self.lock = threading.Lock()  # lanes call forward from several threads at once
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.forbidden:
             raise AssertionError("model forward called although every feature is cached")
-        self.seen += x.shape[0]
+        with self.lock:
+            self.seen += x.shape[0]
         return self.net(x)
 
 
@@ -136,13 +141,14 @@ def test_corrupt_and_missing_images_are_skipped(tmp_path: Path) -> None:
         extract_features(all_paths, bb, cache_dir=tmp_path / "cache", num_workers=0, progress=False)
 
 
-def test_worker_processes_duplicates_and_random_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lanes", [1, 2], ids=["worker-processes", "lanes"])
+def test_parallel_decoding_duplicates_and_random_weights(tmp_path: Path, lanes: int) -> None:
     paths = _images(tmp_path / "imgs", 5)
     dup = tmp_path / "imgs" / "dup.jpg"
     dup.write_bytes(paths[0].read_bytes())
     bb = _backbone()
     feats, kept, _ = extract_features(paths + [dup], bb, cache_dir=tmp_path / "cache", batch_size=2,
-                                      num_workers=2, progress=False)
+                                      num_workers=2, progress=False, lanes=lanes)
     assert bb.model.seen == 5  # the duplicate is decoded and forwarded once
     np.testing.assert_array_equal(feats[5], feats[0])
     serial, _, _ = extract_features(paths, _backbone(), cache_dir=None, num_workers=0, progress=False)
@@ -151,6 +157,46 @@ def test_worker_processes_duplicates_and_random_weights(tmp_path: Path) -> None:
     rnd = _backbone(weights_id="random")
     extract_features(paths, rnd, cache_dir=tmp_path / "cache2", num_workers=0, progress=False)
     assert not (tmp_path / "cache2").exists()  # two random inits must never share a cache entry
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """torch on 2 threads for the test, the count it had after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_lanes_give_the_features_failures_and_order_of_one_lane(tmp_path: Path) -> None:
+    paths = _images(tmp_path / "imgs", 9)
+    paths[4].write_bytes(b"not an image")
+    paths.insert(6, tmp_path / "imgs" / "missing.jpg")
+    serial = extract_features(paths, _backbone(), cache_dir=None, batch_size=2, num_workers=0, progress=False,
+                              lanes=1, warn=False)
+    lanes = _backbone()
+    threads_seen: list[int] = []
+    forward = lanes.model.forward
+    lanes.model.forward = lambda x: (threads_seen.append(torch.get_num_threads()), forward(x))[1]
+    parallel = extract_features(paths, lanes, cache_dir=None, batch_size=2, progress=False, lanes=3, warn=False)
+    np.testing.assert_array_equal(parallel[0], serial[0])
+    np.testing.assert_array_equal(parallel[1], serial[1])
+    assert parallel[2] == serial[2] and [p.name for p, _ in serial[2]] == ["img4.jpg", "missing.jpg"]
+    assert lanes.model.seen == 8 and set(threads_seen) == {1}  # each lane on one torch thread
+    assert torch.get_num_threads() == 2  # and the caller's count is back
+
+
+@pytest.mark.usefixtures("two_threads")
+def test_a_lane_that_fails_stops_the_others_and_restores_the_threads(tmp_path: Path) -> None:
+    paths = _images(tmp_path / "imgs", 12)
+    bb = dataclasses.replace(_backbone(), feature_dim=7)  # the net gives 6: every batch fails its check
+    with pytest.raises(ConfigError, match=r"returned features of shape \(2, 6\), expected \(2, 7\)"):
+        extract_features(paths, bb, cache_dir=None, batch_size=2, progress=False, lanes=2)
+    assert torch.get_num_threads() == 2
+    assert bb.model.seen <= 8  # at most the batches in flight ran (2 lanes x 2), not all 6
+    with pytest.raises(ConfigError, match="lanes must be a positive integer, got 0"):
+        extract_features(paths, bb, cache_dir=None, progress=False, lanes=0)
 
 
 def test_model_only_throughput_positive() -> None:

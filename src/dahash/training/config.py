@@ -64,7 +64,9 @@ class TrainConfig:
     compile: bool = field(default=False, metadata={"help": "torch.compile the network for training (fewer kernel launches on GPUs; the first steps wait for the compiler; needs a C compiler)"})
     decode: str = field(default=DEFAULT_DECODE, metadata={"help": "reduced: a large JPEG is decoded at 1/2, 1/4 or 1/8 size (still covering the resize) and shrunk by an integer factor before resampling, several times less CPU on camera photos; exact: full decode (runs saved before this setting); the two have separate feature caches (docs/usage.md)"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default: $DAHASH_CACHE or ~/.cache/dahash)"})
-    num_workers: int = field(default=2, metadata={"help": "image decoding worker processes"})
+    num_workers: int = field(default=2, metadata={"help": "image decoding worker processes for fine-tuning, and for "
+                                                           "feature extraction on a GPU or on 1 CPU thread (more "
+                                                           "CPU threads decode and extract in lanes of 1 thread)"})
     extract_batch_size: int = field(default=16, metadata={"help": "images per forward pass when extracting features"})
     out: str | None = field(default=None, metadata={"help": "run directory for checkpoints and results"})
     x_key: str | None = field(default=None, metadata={"help": "feature variable name in .mat/.npz files (default: X, feas, fts, features)"})
