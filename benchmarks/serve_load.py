@@ -210,7 +210,7 @@ def main() -> None:
     from dahash.experiments.tables import markdown_table
     from dahash.images.features import collect_images
     from dahash.retrieval.search import build_index
-    from dahash.retrieval.serve import default_threads
+    from dahash.retrieval.settings import default_threads
     from dahash.runs.loading import load_image_run
 
     started = time.perf_counter()

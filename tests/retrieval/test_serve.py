@@ -29,11 +29,13 @@ from PIL import Image  # noqa: E402
 from tiny_runs import backbone_built_once, running_server, tiny_dslr_index  # noqa: F401 (the fixture must be in this module)
 from cli_errors import one_line_error  # noqa: E402
 from dahash.retrieval import serve as serve_module  # noqa: E402
+from dahash.retrieval import uploads as uploads_module  # noqa: E402
 from dahash.cli import main  # noqa: E402
 from dahash.errors import DahashError  # noqa: E402
 from dahash.index import open_index  # noqa: E402
 from dahash.retrieval.search import build_index, model_id, path_ids, search_images  # noqa: E402
-from dahash.retrieval.serve import MAX_K, THUMBNAIL_SIZE, create_app  # noqa: E402
+from dahash.retrieval.serve import THUMBNAIL_SIZE, create_app  # noqa: E402
+from dahash.retrieval.uploads import MAX_K  # noqa: E402
 
 N_BITS = 16
 
@@ -238,10 +240,10 @@ def test_uploads_read_the_feature_cache_but_do_not_grow_it(client: Any, setup: d
 def test_too_many_pixels_is_413_before_decoding(client: Any, setup: dict[str, Any],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     good = Path(setup["dslr"][5]).read_bytes()  # 40 x 40 pixels
-    monkeypatch.setattr(serve_module, "MAX_PIXELS", 1000)
+    monkeypatch.setattr(uploads_module, "MAX_PIXELS", 1000)
     response = _upload(client, good)
     assert response.status_code == 413 and "1000 pixels" in _detail(response)
-    monkeypatch.setattr(serve_module, "MAX_PIXELS", 10 ** 9)
+    monkeypatch.setattr(uploads_module, "MAX_PIXELS", 10 ** 9)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # Pillow's own decompression-bomb guard
     response = _upload(client, good)
     assert response.status_code == 413 and "too large" in _detail(response)

@@ -39,6 +39,7 @@ from dahash.codes import pack_codes  # noqa: E402
 from dahash.errors import DahashError  # noqa: E402
 from dahash.index import open_index  # noqa: E402
 from dahash.retrieval import serve as serve_module  # noqa: E402
+from dahash.retrieval import uploads as uploads_module  # noqa: E402
 from dahash.retrieval.batching import Batcher  # noqa: E402
 from dahash.retrieval.serve import SIGN_MARGIN, create_app  # noqa: E402
 from dahash.runs.loading import image_outputs, prepare_image, prepared_outputs  # noqa: E402
@@ -305,7 +306,7 @@ def test_not_an_image_and_too_many_pixels_in_batched_mode(setup: dict[str, Any],
         for junk in (b"hello", good[: len(good) // 2]):
             response = client.post("/search", files={"image": ("a.png", junk, "image/png")})
             assert response.status_code == 415, response.text
-        monkeypatch.setattr(serve_module, "MAX_PIXELS", 100)
+        monkeypatch.setattr(uploads_module, "MAX_PIXELS", 100)
         response = client.post("/search", files={"image": ("a.png", good, "image/png")})
         assert response.status_code == 413 and "100 pixels" in response.json()["detail"]
         monkeypatch.undo()

@@ -23,7 +23,8 @@ from PIL import Image  # noqa: E402
 
 from fuzzing import damaged, fuzz_settings  # noqa: E402 (tests/ is on sys.path)
 from tiny_runs import backbone_built_once, tiny_dslr_index  # noqa: E402, F401 (the fixture must be in this module)
-from dahash.retrieval.serve import MAX_K, create_app  # noqa: E402
+from dahash.retrieval.serve import create_app  # noqa: E402
+from dahash.retrieval.uploads import MAX_K  # noqa: E402
 
 FUZZ = fuzz_settings(40)
 N_BITS = 16

@@ -89,11 +89,12 @@ class Encoder:
         return [self.classes[i] for i in probs.argmax(1)]
 
     def encode(self, inputs: list[str], *, cache_dir: str | None = None, progress: bool = True,
-               num_workers: int | None = None, write_cache: bool = True,
+               num_workers: int | None = None, write_cache: bool = True, report: bool = True,
                ) -> tuple[np.ndarray, list[str], list[str | None]]:
-        """``(packed codes, paths kept, predicted class per image)`` of image files and folders."""
+        """``(packed codes, paths kept, predicted class per image)`` of image files and folders
+        (unreadable ones reported and skipped as :func:`~dahash.runs.loading.image_outputs` says)."""
         u, paths, _ = image_outputs(self.run, inputs, cache_dir=cache_dir, progress=progress,
-                                    num_workers=num_workers, write_cache=write_cache)
+                                    num_workers=num_workers, write_cache=write_cache, report=report)
         return pack_codes(u), paths, self.predict(u)
 
 
@@ -175,6 +176,4 @@ def search_images(index_path: str | os.PathLike, images: list[str], k: int = 10,
     index = open_index(index_path)
     encoder = run_of(index, index_path, run_dir)
     codes, paths, predicted = encoder.encode(images, cache_dir=cache_dir, progress=progress)
-    if not paths:
-        raise DataError(f"no query image could be read: {', '.join(map(str, images))}")
     return paths, predicted, index.search(codes, k)

@@ -32,7 +32,8 @@ Safety and limits:
   anything is read, and the bytes actually received are counted while reading (chunked uploads
   included), so a lying or absent header cannot get past it (413);
 * images are opened with Pillow only after the upload is complete; anything Pillow cannot decode
-  is a 415, and images of more than :data:`MAX_PIXELS` pixels a 413, before any decoding;
+  is a 415, and images of more than :data:`dahash.retrieval.uploads.MAX_PIXELS` pixels a 413,
+  before any decoding;
 * ``/thumbnail/{id}`` takes an integer id only; the file it reads is the path the index stores
   for that id, never anything taken from the request, and an id that is not in the index is a 404;
 * at most ``max_concurrent`` requests (16 by default) encode and search at a time (a batch holds
@@ -43,15 +44,17 @@ Safety and limits:
 Nothing is global: the index, the encoder, the thumbnail cache, the limiter and the batcher belong
 to the app that :func:`create_app` returns (``app.state.dahash``); the batcher's thread starts with
 the first upload and stops when the server shuts down.
+
+Uploads are saved and checked, and ``code`` and ``k`` parsed, in :mod:`dahash.retrieval.uploads`;
+the settings are checked and defaulted in :mod:`dahash.retrieval.settings`; the web page is
+:mod:`dahash.retrieval.page`.
 """
 
 
 import asyncio
 import contextlib
 import io
-import math
 import os
-import re
 import tempfile
 import threading
 from collections import OrderedDict
@@ -65,52 +68,24 @@ from dahash.codes import pack_codes, unpack_codes
 from dahash.errors import ConfigError, DahashError, DataError
 from dahash.images.loading import ImageLoadError, open_image
 from dahash.index import open_index
-from dahash.index.base import check_packed_codes
 from dahash.retrieval.batching import Batcher
+from dahash.retrieval.page import PAGE
 from dahash.retrieval.search import run_of
+from dahash.retrieval.settings import check_settings, default_threads, require_server_packages
+from dahash.retrieval.uploads import (MAX_K, MULTIPART_OVERHEAD, NotAnImage, TooLarge, TooManyPixels, capped,
+                                      check_upload_header, check_upload_image, parse_code, parse_k, save_upload,
+                                      upload_suffix)
 from dahash.runs.loading import PreparedImage, prepare_image, prepared_outputs
 
-__all__ = ["create_app", "serve", "default_threads", "MAX_K", "THUMBNAIL_SIZE", "MAX_PIXELS", "SIGN_MARGIN"]
+__all__ = ["create_app", "serve", "THUMBNAIL_SIZE", "SIGN_MARGIN"]
 
-MAX_K = 1000
 THUMBNAIL_SIZE = 160
 # Thumbnails kept in memory (about 5 KB each).
 THUMBNAIL_CACHE = 2048
-# Pixels of an uploaded image beyond which it is refused before decoding (about 7000 x 7000).
-MAX_PIXELS = 50_000_000
 # A batched upload whose output u has a component closer to 0 than this is encoded again on its own:
 # a batch rounds u differently from a batch of one by a few 1e-6 (3.4e-6 at most, EfficientNet-Lite0
 # and a 64-bit head, batches of 2 to 16), so beyond this margin the signs, hence the code, are the same.
 SIGN_MARGIN = 1e-3
-# Room for the multipart boundary, part headers and the k field on top of the image's bytes.
-MULTIPART_OVERHEAD = 64 * 1024
-_HEX = re.compile(r"[0-9a-fA-F]*")
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
-
-INSTALL_HINT = "pip install 'dahash[serve]'"
-
-
-def require_server_packages() -> None:
-    """A one-line :class:`DahashError` naming the missing package when FastAPI, uvicorn or
-    python-multipart is not installed."""
-    import importlib.util
-
-    def found(module: str) -> bool:
-        try:
-            return importlib.util.find_spec(module) is not None
-        except (ImportError, ValueError):  # a broken module, or one without a spec
-            return False
-
-    # python-multipart is imported as python_multipart (>= 0.0.13) or, before, as multipart.
-    for modules, package in ((("fastapi",), "fastapi"), (("uvicorn",), "uvicorn"),
-                             (("python_multipart", "multipart"), "python-multipart")):
-        if not any(found(m) for m in modules):
-            raise DahashError(f"dahash serve needs {package}, which is not installed: {INSTALL_HINT}")
-
-
-class _TooLarge(Exception):
-    """The request body went past the cap while it was being read."""
-
 
 class _Limiter:
     """At most ``n`` requests doing encode/search work at once; a request waits up to ``timeout``
@@ -187,19 +162,19 @@ class _State:
         # Decoded in this thread: one image does not pay for starting worker processes. The cache is
         # read (an indexed image costs no forward pass) but not written: uploads would grow it forever.
         codes, paths, predicted = self.encoder.encode([path], cache_dir=self.cache_dir, progress=False,
-                                                      num_workers=0, write_cache=False)
+                                                      num_workers=0, write_cache=False, report=False)
         if len(paths) != 1:
-            raise _NotAnImage("the uploaded file could not be decoded as an image")
+            raise NotAnImage("the uploaded file could not be decoded as an image")
         return codes, predicted[0]
 
     def prepare_upload(self, path: str) -> PreparedImage:
-        """An upload checked (:class:`_TooManyPixels`, :class:`_NotAnImage`) and made ready for a
+        """An upload checked (:class:`TooManyPixels`, :class:`NotAnImage`) and made ready for a
         batch: its features when the feature cache holds them, else its decoded, preprocessed pixels."""
-        _check_upload_header(path)
+        check_upload_header(path)
         try:
             return prepare_image(self.encoder.run, path, cache_dir=self.cache_dir)
         except ImageLoadError as exc:
-            raise _NotAnImage(f"the upload is not a readable image ({exc.reason})") from None
+            raise NotAnImage(f"the upload is not a readable image ({exc.reason})") from None
 
     def encode_batch(self, items: list[PreparedImage]) -> np.ndarray:
         """Hash outputs u of prepared uploads, the backbone and the head run once on all of them."""
@@ -272,10 +247,6 @@ class _State:
         return data
 
 
-class _NotAnImage(DahashError):
-    """An upload Pillow cannot decode."""
-
-
 def make_thumbnail(path: str) -> bytes:
     """A JPEG of the image file at ``path`` (an indexed path), fitted in THUMBNAIL_SIZE px squares."""
     img = open_image(path, min_side=THUMBNAIL_SIZE)  # a large JPEG decodes at a fraction of its size
@@ -283,85 +254,6 @@ def make_thumbnail(path: str) -> bytes:
     out = io.BytesIO()
     img.save(out, format="JPEG", quality=85)
     return out.getvalue()
-
-
-def _save_upload(source: Any, target: str, cap: int) -> int:
-    """Copy the spooled upload to ``target``, counting bytes; :class:`_TooLarge` past ``cap``."""
-    size = 0
-    source.seek(0)
-    with open(target, "wb") as f:
-        while chunk := source.read(1 << 20):
-            size += len(chunk)
-            if size > cap:
-                raise _TooLarge()
-            f.write(chunk)
-    return size
-
-
-def _check_upload_image(path: str) -> None:
-    """Refuse a file Pillow cannot decode (415) or one with too many pixels (413), like the encoder would."""
-    _check_upload_header(path)
-    try:
-        open_image(path)
-    except ImageLoadError as exc:
-        raise _NotAnImage(f"the upload is not a readable image ({exc.reason})") from None
-
-
-def _check_upload_header(path: str) -> None:
-    """Refuse, from its header alone, a file Pillow cannot identify (415) or one with too many
-    pixels (413)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except Image.DecompressionBombError as exc:  # over twice Pillow's MAX_IMAGE_PIXELS
-        raise _TooManyPixels(f"the image is too large to decode ({exc})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise _NotAnImage(f"the upload is not an image Pillow can read ({type(exc).__name__})") from None
-    if w * h > MAX_PIXELS:  # read at call time, so tests can lower it
-        raise _TooManyPixels(f"the image is {w} x {h} pixels; at most {MAX_PIXELS} pixels are accepted")
-
-
-class _TooManyPixels(DahashError):
-    """An upload whose pixel count is over MAX_PIXELS."""
-
-
-def parse_code(code: Any, n_bits: int) -> np.ndarray:
-    """A query code (hex of the packed bytes, or a list of 0/1 bits) as a (1, ceil(n_bits/8)) uint8
-    array, else a DataError naming the expected and the given length."""
-    n_bytes = (n_bits + 7) // 8
-    if isinstance(code, str):
-        text = code.strip()
-        if text[:2].lower() == "0x":
-            text = text[2:]
-        if not _HEX.fullmatch(text):
-            raise DataError("code must be hexadecimal digits (the packed code bytes) or a list of 0/1 bits")
-        if len(text) != 2 * n_bytes:
-            raise DataError(f"code has {4 * len(text)} bits ({len(text)} hex digits), expected {n_bits} bits "
-                            f"({2 * n_bytes} hex digits)")
-        packed = np.frombuffer(bytes.fromhex(text), dtype=np.uint8).reshape(1, n_bytes)
-        return check_packed_codes(packed, n_bits, "code")
-    if isinstance(code, list):
-        if not all(type(b) is int and b in (0, 1) for b in code):
-            raise DataError("code as a list must hold only 0 and 1 bits")
-        if len(code) != n_bits:
-            raise DataError(f"code has {len(code)} bits, expected {n_bits} bits")
-        return np.packbits(np.asarray(code, dtype=np.uint8)[None, :], axis=1)
-    raise DataError("code must be a hex string of the packed code bytes or a list of 0/1 bits, "
-                    f"got {type(code).__name__}")
-
-
-def parse_k(value: Any) -> int:
-    """``k`` as an int from 1 to MAX_K (a form field's text or a JSON integer), else a DataError."""
-    if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise DataError(f"k must be an integer from 1 to {MAX_K}, got {value!r}") from None
-    if type(value) is not int or not 1 <= value <= MAX_K:
-        raise DataError(f"k must be an integer from 1 to {MAX_K}, got {value!r}")
-    return value
 
 
 _HIT_SCHEMA = {
@@ -418,7 +310,7 @@ def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None 
     ``max_wait_ms`` for stragglers; ``max_batch=1`` encodes each upload on its own.
     """
     require_server_packages()
-    _check_settings(max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
+    check_settings(max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
                     queue_timeout=queue_timeout, max_batch=max_batch, max_wait_ms=max_wait_ms)
     from fastapi import FastAPI
 
@@ -431,29 +323,6 @@ def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None 
     app.state.dahash = state
     _add_routes(app, state)
     return app
-
-
-def _positive_int(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= 1
-
-
-def _seconds(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
-
-
-def _check_settings(*, max_upload_bytes: Any, max_concurrent: Any, queue_timeout: Any, max_batch: Any,
-                    max_wait_ms: Any) -> None:
-    """A :class:`ConfigError` naming the first setting of :func:`create_app` out of its range."""
-    if not _positive_int(max_upload_bytes):
-        raise ConfigError(f"max_upload_bytes must be a positive integer, got {max_upload_bytes!r}")
-    if not _positive_int(max_concurrent):
-        raise ConfigError(f"max_concurrent must be a positive integer, got {max_concurrent!r}")
-    if not _seconds(queue_timeout):
-        raise ConfigError(f"queue_timeout must be a finite number of seconds >= 0, got {queue_timeout!r}")
-    if not _positive_int(max_batch):
-        raise ConfigError(f"max_batch must be a positive integer, got {max_batch!r}")
-    if not _seconds(max_wait_ms):
-        raise ConfigError(f"max_wait_ms must be a finite number of milliseconds >= 0, got {max_wait_ms!r}")
 
 
 @contextlib.asynccontextmanager
@@ -515,26 +384,6 @@ def _stats(state: _State) -> dict[str, Any]:
             "batching": batching}
 
 
-def _capped(request: Any, cap: int) -> Any:
-    """The request with a receive channel that raises :class:`_TooLarge` once more than ``cap``
-    bytes of body arrived (chunked bodies included: the bytes are counted, not the header)."""
-    from fastapi import Request
-
-    seen = 0
-    receive = request.receive
-
-    async def counting() -> Any:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > cap:
-                raise _TooLarge()
-        return message
-
-    return Request(request.scope, counting)
-
-
 async def _search(state: _State, request: Any) -> Any:
     """POST /search: refuse a declared size over the cap, then answer an upload or a code by the
     body's media type."""
@@ -545,14 +394,14 @@ async def _search(state: _State, request: Any) -> Any:
         if int(declared) > state.body_cap:
             return _too_large(state)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    body = _capped(request, state.body_cap)
+    body = capped(request, state.body_cap)
     root = request.scope.get("root_path", "")
     try:
         if media == "multipart/form-data":
             return await _search_upload(state, body, root)
         if media == "application/json" or media.endswith("+json"):
             return await _search_code(state, body, root)
-    except _TooLarge:
+    except TooLarge:
         return _too_large(state)
     except DataError as exc:
         return _error(400, str(exc))
@@ -569,20 +418,19 @@ async def _search_upload(state: _State, request: Any, root: str) -> Any:
         if upload is None or isinstance(upload, str):
             return _error(400, "no image: send the file in the multipart field 'image'")
         k = parse_k(form.get("k", "10"))
-        suffix = Path(upload.filename or "").suffix.lower()
-        suffix = suffix if suffix in _IMAGE_SUFFIXES else ".img"
+        suffix = upload_suffix(upload.filename)
         with tempfile.TemporaryDirectory(prefix="dahash-serve-") as tmp:
             # The name is ours: the client's filename never reaches the filesystem.
             target = os.path.join(tmp, f"query{suffix}")
-            size = await run_in_threadpool(_save_upload, upload.file, target, state.max_upload_bytes)
+            size = await run_in_threadpool(save_upload, upload.file, target, state.max_upload_bytes)
             if size == 0:
                 return _error(400, "the uploaded image is empty")
             async with state.limiter.slot():
                 try:
                     codes, predicted = await _encode_upload(state, target)
-                except _NotAnImage as exc:
+                except NotAnImage as exc:
                     return _error(415, str(exc))
-                except _TooManyPixels as exc:
+                except TooManyPixels as exc:
                     return _error(413, str(exc))
                 except DahashError as exc:  # the run, not the upload: e.g. its model file is gone
                     return _error(500, f"encoding the image failed: {exc}")
@@ -597,7 +445,7 @@ async def _encode_upload(state: _State, path: str) -> tuple[np.ndarray, str | No
     from starlette.concurrency import run_in_threadpool
 
     if state.batcher is None:
-        await run_in_threadpool(_check_upload_image, path)
+        await run_in_threadpool(check_upload_image, path)
         return await run_in_threadpool(state.encode_file, path)
     with state.batcher.announce() as submit:
         item = await run_in_threadpool(state.prepare_upload, path)
@@ -666,15 +514,6 @@ def _version() -> str:
         return "0"
 
 
-def default_threads(max_concurrent: int, max_batch: int, cores: int | None = None) -> int:
-    """The torch and FAISS threads of ``dahash serve`` by default: every core when uploads are
-    batched (one batch at a time runs the backbone), else the cores divided among the
-    ``max_concurrent`` uploads encoded side by side, at least one (more threads than cores made
-    each of them slower, see benchmarks/serve_load.py)."""
-    cores = cores or os.cpu_count() or 1
-    return cores if max_batch > 1 else max(1, cores // max(1, int(max_concurrent)))
-
-
 def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *, host: str = "127.0.0.1",
           port: int = 8000, max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 16,
           queue_timeout: float = 30.0, cache_dir: str | None = None, log_level: str = "info",
@@ -708,138 +547,3 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
         print(f"dahash: serving on {host}: the API has no authentication and lists the indexed file paths",
               file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
-
-
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>dahash image search</title>
-<style>
-  body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; color: #222; }
-  h1 { font-size: 1.4rem; margin-bottom: .2rem; }
-  #stats { color: #666; font-size: .9rem; margin-bottom: 1rem; }
-  #drop { border: 2px dashed #999; border-radius: 8px; padding: 2rem; text-align: center; cursor: pointer;
-          background: #fafafa; }
-  #drop.over { border-color: #2a6; background: #efe; }
-  #drop img { max-height: 160px; display: block; margin: .5rem auto 0; }
-  #controls { margin: .6rem 0; }
-  #error { color: #b00; margin: .6rem 0; white-space: pre-wrap; }
-  #error:empty, #predicted:empty { display: none; }
-  #predicted { font-weight: bold; margin: .6rem 0; }
-  #results { display: flex; flex-wrap: wrap; gap: .8rem; padding: 0; }
-  .hit { list-style: none; width: 170px; border: 1px solid #ddd; border-radius: 6px; padding: 5px;
-         font-size: .85rem; }
-  .hit img { width: 160px; height: 160px; object-fit: contain; background: #f4f4f4; display: block; }
-  .hit .path { color: #777; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-  #status { color: #666; }
-</style>
-</head>
-<body>
-<h1>dahash image search</h1>
-<div id="stats"></div>
-<label id="drop" for="file">Drop an image here, or click to choose one
-  <input id="file" type="file" accept="image/*" hidden>
-  <img id="query" alt="" hidden>
-</label>
-<div id="controls">top <input id="k" type="number" min="1" max="1000" value="10" style="width:4rem"> results
-  <span id="status"></span></div>
-<div id="error" role="alert"></div>
-<div id="predicted"></div>
-<ol id="results"></ol>
-<script>
-(function () {
-  "use strict";
-  var MAX_UPLOAD = __MAX_UPLOAD__;
-  var drop = document.getElementById("drop"), input = document.getElementById("file");
-  var results = document.getElementById("results"), errorBox = document.getElementById("error");
-  var predicted = document.getElementById("predicted"), statusBox = document.getElementById("status");
-  var query = document.getElementById("query"), last = null;
-
-  function text(tag, cls, value) {
-    var el = document.createElement(tag);
-    if (cls) { el.className = cls; }
-    el.textContent = value;
-    return el;
-  }
-  function showError(message) { errorBox.textContent = message; }
-  function detail(body, status) {
-    if (body && typeof body.detail === "string") { return body.detail; }
-    if (body && Array.isArray(body.detail)) {
-      return body.detail.map(function (d) { return d.msg || JSON.stringify(d); }).join("; ");
-    }
-    return "request failed (HTTP " + status + ")";
-  }
-  function render(data) {
-    predicted.textContent = data.predicted ? "Predicted class: " + data.predicted : "";
-    results.textContent = "";
-    data.hits.forEach(function (hit) {
-      var li = document.createElement("li");
-      li.className = "hit";
-      li.dataset.rank = String(hit.rank);  // not the id: JS numbers cannot hold every 63-bit id
-      var img = document.createElement("img");
-      img.className = "thumb";
-      img.loading = "lazy";
-      img.alt = hit.label || "";
-      img.src = hit.thumbnail;  // built by the server, from the exact id
-      li.appendChild(img);
-      li.appendChild(text("div", "distance", "#" + hit.rank + " \\u00b7 distance " + hit.distance));
-      li.appendChild(text("div", "label", "label: " + (hit.label || "\\u2013")));
-      li.appendChild(text("div", "predicted", "predicted: " + (hit.predicted || "\\u2013")));
-      var path = text("div", "path", hit.path || "");
-      path.title = hit.path || "";
-      li.appendChild(path);
-      results.appendChild(li);
-    });
-  }
-  function search(file) {
-    showError("");
-    if (!file) { return; }
-    last = file;
-    if (file.size > MAX_UPLOAD) {
-      showError("the image is larger than the server's " + MAX_UPLOAD + "-byte upload cap");
-      return;
-    }
-    query.src = URL.createObjectURL(file);
-    query.hidden = false;
-    var form = new FormData();
-    form.append("image", file, file.name || "query");
-    form.append("k", document.getElementById("k").value || "10");
-    statusBox.textContent = "searching\\u2026";
-    fetch("search", { method: "POST", body: form }).then(function (response) {
-      return response.json().catch(function () { return null; }).then(function (body) {
-        if (!response.ok) { throw new Error(detail(body, response.status)); }
-        return body;
-      });
-    }).then(function (data) {
-      render(data);
-      statusBox.textContent = data.hits.length + " results";
-    }).catch(function (err) {
-      statusBox.textContent = "";
-      results.textContent = "";
-      predicted.textContent = "";
-      showError(err.message || String(err));
-    });
-  }
-  input.addEventListener("change", function () { search(input.files[0]); });
-  document.getElementById("k").addEventListener("change", function () { if (last) { search(last); } });
-  ["dragenter", "dragover"].forEach(function (name) {
-    drop.addEventListener(name, function (e) { e.preventDefault(); drop.classList.add("over"); });
-  });
-  ["dragleave", "drop"].forEach(function (name) {
-    drop.addEventListener(name, function (e) { e.preventDefault(); drop.classList.remove("over"); });
-  });
-  drop.addEventListener("drop", function (e) {
-    var files = e.dataTransfer && e.dataTransfer.files;
-    if (files && files.length) { search(files[0]); }
-  });
-  fetch("stats").then(function (r) { return r.json(); }).then(function (s) {
-    document.getElementById("stats").textContent = s.count + " images indexed \\u00b7 " + s.n_bits +
-      "-bit codes \\u00b7 " + s.backend + " " + s.kind;
-  }).catch(function () {});
-}());
-</script>
-</body>
-</html>
-"""
