@@ -164,3 +164,12 @@ def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
         main(["index", "build", "--help"])
     assert "--backend {faiss,milvus} faiss: an index directory in this process (default); milvus" in " ".join(
         capsys.readouterr().out.split())
+
+
+def test_the_parser_loads_neither_scikit_learn_nor_skada() -> None:
+    """``dahash --help`` and every command but select and reproduce start without them (skada's
+    import alone switches on scikit-learn's metadata routing and takes seconds)."""
+    code = ("import sys; from dahash.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('sklearn', 'skada') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "[]"

@@ -21,8 +21,8 @@ from dahash.errors import ConfigError, DahashError, DataError
 __version__ = "0.1.0"
 
 # Names that need torch, scikit-learn or skada load on first use: importing skada switches on
-# scikit-learn's metadata routing, which ``import dahash`` alone should not do, and the modules
-# above these names import ``dahash`` themselves.
+# scikit-learn's metadata routing, which ``import dahash`` alone should not do, and Python runs this
+# file before any ``dahash.x`` module, so importing them here would load all of them for every one.
 _LAZY = {
     "DAH": "dahash.runs.estimator",
     "TrainConfig": "dahash.training.config",

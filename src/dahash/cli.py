@@ -221,7 +221,7 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from dahash.retrieval.serve import require_server_packages
+    from dahash.retrieval.settings import require_server_packages
 
     require_server_packages()  # one line naming what to install, before anything is loaded
     from dahash.retrieval.serve import serve
@@ -327,9 +327,7 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
 
 def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     """``dahash reproduce``."""
-    from dahash.experiments.reproduce import ALL_METHODS, DATASET_DOMAINS, METHODS
-    from dahash.experiments.retrieval_tables import RETRIEVAL_METHODS
-    from dahash.experiments.selection import CRITERIA
+    from dahash.experiments.catalog import ALL_METHODS, CRITERIA, DATASET_DOMAINS, METHODS, RETRIEVAL_METHODS
 
     rep = sub.add_parser("reproduce", help="the paper's tables: every task x method x seed (resumable)",
                          description="Accuracy tables (default): every transfer task for every method and seed, "

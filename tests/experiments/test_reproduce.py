@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import functools
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +17,9 @@ from dahash.cli import main
 from dahash.errors import ConfigError, DahashError
 from dahash.runs.estimator import DAH
 from dahash.training.methods import DEEP_METHODS, method_config
-from dahash.experiments.reproduce import (ALL_METHODS, DEEP, METHODS, SELECTED, SELECTION_BUDGET, SELECTION_GRIDS, SHALLOW,
-                              ReproduceConfig, domain_code, plan_cells, resolve_tasks, with_selected)
+from dahash.experiments.catalog import (ALL_METHODS, DEEP, METHODS, SELECTED, SELECTION_BUDGET, SELECTION_GRIDS,
+                                       SHALLOW)
+from dahash.experiments.reproduce import ReproduceConfig, domain_code, plan_cells, resolve_tasks, with_selected
 from dahash.shallow import api as shallow_api
 
 
@@ -282,3 +284,22 @@ def test_a_task_typed_by_name_or_code_is_one_cell(tiny_office31: Path, tmp_path:
                                progress=False)
     assert results.stat().st_mtime_ns == written
     assert (first["cells"], first["computed"]) == (1, 1) and (everything["cells"], everything["computed"]) == (6, 5)
+
+
+def test_shallow_cells_and_selections_say_which_images_they_skipped(tiny_office31: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """An unreadable image is one stderr line per cell and selection, and the list is in its folder."""
+    root = tmp_path / "office31"
+    shutil.copytree(tiny_office31, root)
+    broken = root / "amazon" / "images" / "mug" / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    rep.reproduce(_config(root, tmp_path / "out", methods=["CORAL", "SA-sel"], tasks=["A:W"], seeds=1,
+                          selection_grids={"SA": [{"n_components": 3}, {"n_components": 5}]}, shallow_params={}),
+                  progress=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "could not be read" in line]
+    assert len(lines) == 3  # the CORAL cell, the SA selection and the SA-sel cell
+    assert all(line.startswith(f"dahash: 1 image(s) could not be read and were skipped (first: {broken}: ")
+               for line in lines)
+    for folder in ("cells/CORAL/A_W/seed0", "selection/SA-sel/A_W", "cells/SA-sel/A_W/seed0"):
+        with open(tmp_path / "out" / folder / "skipped_images.csv") as f:
+            assert [row["path"] for row in csv.DictReader(f)] == [str(broken)]

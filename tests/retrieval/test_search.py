@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -388,10 +389,14 @@ def test_a_search_whose_every_query_is_unreadable_fails(flat: Path, dslr: list[s
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
-    with pytest.warns(UserWarning, match="could not be read"):
-        line = one_line_error(capsys, main(["search", "--index", str(flat), "--image", str(broken)]))
-    assert line == f"dahash: error: no query image could be read: {broken}"
-    # One readable query among unreadable ones still answers.
-    with pytest.warns(UserWarning, match="1 of 2 images could not be read"):
+    line = one_line_error(capsys, main(["search", "--index", str(flat), "--image", str(broken)]))
+    assert line.startswith(f"dahash: error: no image could be read (1 given; first: {broken}: ")
+    # One readable query among unreadable ones still answers, and says in one line what it skipped
+    # (not as a Python warning: warnings are errors here).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         assert main(["search", "--index", str(flat), "--image", str(broken), dslr[0], "--json"]) == 0
-    assert [q["query"] for q in json.loads(capsys.readouterr().out)] == [dslr[0]]
+    captured = capsys.readouterr()
+    assert [q["query"] for q in json.loads(captured.out)] == [dslr[0]]
+    assert captured.err.startswith(f"dahash: 1 image(s) could not be read and were skipped (first: {broken}: ")
+    assert len(captured.err.strip().splitlines()) == 1

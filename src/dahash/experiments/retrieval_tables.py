@@ -37,6 +37,7 @@ import numpy as np
 
 from dahash.cores import use_threads
 from dahash.errors import ConfigError, DahashError
+from dahash.experiments.catalog import RETRIEVAL_METHODS
 from dahash.experiments.published import MAP_METHODS, published_rows
 from dahash.experiments.reproduce import (
     Cell,
@@ -69,7 +70,6 @@ from dahash.runs.run import run
 from dahash.training.methods import method_config
 from dahash.training.trainer import flat_settings_differ
 
-RETRIEVAL_METHODS = ("NoDA", "ITQ", "KMeans", "BA", "BDNN", "DAH", "SuH")
 UNSUPERVISED = ("ITQ", "KMeans", "BA", "BDNN")
 #: The paper's source for each target domain (Table 4's caption); Office-Caltech, which the paper
 #: does not use, follows the same rule: the first domain is the source of the others, the second its.

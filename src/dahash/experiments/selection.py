@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from dahash.data.normalize import FeatureNormalizer
 from dahash.errors import ConfigError, DahashError, DataError
+from dahash.experiments.catalog import CRITERIA
 from dahash.io import write_csv, write_json, write_text
 from dahash.runs.data import load_domains
 from dahash.runs.estimator import DAH, INPUT_SETTINGS
@@ -45,8 +46,6 @@ from dahash.validation import check_choice
 __all__ = ["CRITERIA", "SCORES", "Selection", "choose", "domain_classifier_error", "expand_grid", "parse_grid",
            "select_config", "select_setting"]
 
-#: Selection rules: the paper's domain-classifier rule, or the best value of one skada scorer.
-CRITERIA: tuple[str, ...] = ("paper", "dev", "iw", "snd", "entropy")
 #: Every score recorded per candidate, in table order.
 SCORES: tuple[str, ...] = ("source_val_accuracy", "domain_error", "iw", "dev", "snd", "entropy")
 #: The paper rule considers candidates whose source accuracy is within this many points of the best.

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from dahash.errors import ConfigError
+from dahash.errors import ConfigError, DataError
 from dahash.images.backbones import Backbone, load_backbone
 from dahash.images.extract import batch_features, cached_features, extract_features, image_tensor
 from dahash.images.features import collect_images, default_cache_dir
 from dahash.models.predict import encode, export_codes
-from dahash.runs.data import extraction_device, load_domains, prepare_image_domains
+from dahash.runs.data import extraction_device, load_domains, prepare_image_domains, report_skipped
 from dahash.training.config import TrainConfig
 from dahash.training.finetune import load_finetuned_backbone, network_features
 from dahash.training.trainer import MODEL, Domains, Head, load_model
@@ -76,19 +76,27 @@ def _cache_dir(config: Any, cache_dir: str | os.PathLike | None) -> Path:
 
 def image_outputs(run: str | os.PathLike | LoadedRun, inputs: list[str], *, cache_dir: str | None = None,
                   progress: bool = True, num_workers: int | None = None,
-                  write_cache: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
-    """A trained run's hash outputs u for image files and folders: ``(u, paths kept, run's classes)``
-    (unreadable images are reported and skipped). ``num_workers`` overrides the run's decoding
-    processes (0 decodes in this process, as a server does for one upload); ``write_cache=False``
-    reads the feature cache without adding to it."""
+                  write_cache: bool = True, report: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
+    """A trained run's hash outputs u for image files and folders: ``(u, paths kept, run's classes)``.
+
+    Unreadable images are skipped: with ``report``, said in one line on stderr, and a
+    :class:`DataError` when not one image could be read; without, silently (a server answers each
+    upload itself). ``num_workers`` overrides the run's decoding processes (0 decodes in this
+    process, as a server does for one upload); ``write_cache=False`` reads the feature cache
+    without adding to it."""
     loaded = run if isinstance(run, LoadedRun) else load_image_run(run)
     config = loaded.config
     paths = collect_images(inputs)
-    X, kept, _ = extract_features(paths, loaded.backbone,
-                                  cache_dir=_cache_dir(config, cache_dir),
-                                  batch_size=config.extract_batch_size,
-                                  num_workers=config.num_workers if num_workers is None else num_workers,
-                                  progress=progress, write_cache=write_cache)
+    X, kept, failed = extract_features(paths, loaded.backbone,
+                                       cache_dir=_cache_dir(config, cache_dir),
+                                       batch_size=config.extract_batch_size,
+                                       num_workers=config.num_workers if num_workers is None else num_workers,
+                                       progress=progress, write_cache=write_cache, warn=False)
+    if report and failed:
+        if not len(kept):
+            first, reason = failed[0]
+            raise DataError(f"no image could be read ({len(failed)} given; first: {first}: {reason})")
+        report_skipped([(str(path), reason) for path, reason in failed], None)
     return encode(loaded.model, loaded.normalizer.transform(X)), [str(paths[i]) for i in kept], loaded.classes
 
 
