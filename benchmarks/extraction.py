@@ -79,8 +79,8 @@ def main() -> None:
     backbones = {mode: load_backbone(args.backbone, decode=mode) for mode in DECODE_MODES}
     backbone = backbones["reduced"]
     batch = args.batch_size
-    model_images = 64 if args.quick else 160
-    repeats = 1 if args.quick else 3
+    model_images = 64 if args.quick else 320
+    repeats = 1 if args.quick else 5
     lanes = default_threads  # extract_features' default on the CPU: one lane per torch thread
     # (torch threads, DataLoader workers, lanes): the default, the default before lanes (workers
     # feeding the model on every thread), decoding in the model's thread, one thread fed by workers.

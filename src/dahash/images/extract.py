@@ -28,11 +28,12 @@ import itertools
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -360,21 +361,27 @@ def model_only_throughput(backbone: Backbone, batch_size: int = 64, n_batches: i
             for _ in range(n):
                 net(x)
 
+    def timed(warm_up: Callable[[], Any], work: Callable[[], Any]) -> float:
+        warm_up()  # first-call allocations and kernel selection are not throughput
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        work()
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
     threads = torch.get_num_threads()
     try:
         net = backbone.inference()  # the module extract_features runs
-        if lanes > 1 and not cuda:
-            torch.set_num_threads(1)  # the lanes' threads start with one torch thread each
-        with ThreadPoolExecutor(max_workers=lanes) as pool:
-            # Warm-up: first-call allocations and kernel selection are not throughput.
-            list(pool.map(run, [1] * lanes))
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            list(pool.map(run, [n_batches] * lanes))
-            if cuda:
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
+        if lanes == 1:  # in this thread, as extract_features runs one lane
+            elapsed = timed(lambda: run(1), lambda: run(n_batches))
+        else:
+            if not cuda:
+                torch.set_num_threads(1)  # the lanes' threads start with one torch thread each
+            with ThreadPoolExecutor(max_workers=lanes) as pool:
+                elapsed = timed(lambda: list(pool.map(run, [1] * lanes)),
+                                lambda: list(pool.map(run, [n_batches] * lanes)))
     finally:
         torch.set_num_threads(threads)
         model.train(was_training)
