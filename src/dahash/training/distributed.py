@@ -82,6 +82,10 @@ def init_distributed(device: torch.device) -> Distributed | None:
 def shutdown(ctx: Distributed | None) -> None:
     """Leave the job (every rank must call it)."""
     if ctx is not None and dist.is_initialized():
+        # Every rank reaches this point before any tears its group down: rank 0's process holds
+        # the TCP store the others still talk to, and one rank of the two-process test once
+        # aborted at exit ("terminate called without an active exception") after the other left.
+        dist.barrier()
         dist.destroy_process_group()
 
 
