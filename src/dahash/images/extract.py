@@ -166,9 +166,7 @@ def extract_features(
     use_cache = cache_dir is not None and backbone.weights_id not in (RANDOM_WEIGHTS, FINETUNED_WEIGHTS)
     features, failures, todo = _plan(paths, backbone, cache_dir if use_cache else None)
     if todo:
-        if use_cache and write_cache:
-            use_cache = _write_cache_meta(Path(cache_dir), backbone)
-        use_cache = use_cache and write_cache
+        use_cache = use_cache and write_cache and _write_cache_meta(Path(cache_dir), backbone)
         model = backbone.model.to(device)
         was_training = model.training
         model.eval()
