@@ -232,9 +232,11 @@ def _serve(args: argparse.Namespace) -> int:
         raise DahashError(f"--max-batch must be a positive integer, got {args.max_batch}")
     if not 0 <= args.max_wait_ms < 60_000:  # also refuses nan and inf
         raise DahashError(f"--max-wait-ms must be from 0 to 60000 milliseconds, got {args.max_wait_ms:g}")
+    if args.lanes is not None and args.lanes < 1:
+        raise DahashError(f"--lanes must be a positive integer, got {args.lanes}")
     serve(args.index, args.run, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
           max_concurrent=args.max_concurrent, queue_timeout=args.queue_timeout, cache_dir=args.cache_dir,
-          threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+          threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, lanes=args.lanes)
     return 0
 
 
@@ -444,8 +446,11 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
                      help="milliseconds a batch waits after its first upload for uploads still being decoded "
                           "(default 10)")
     srv.add_argument("--threads", type=int, default=None,
-                     help="torch and FAISS threads of the server (default: every core with batching; with "
-                          "--max-batch 1, cores // --max-concurrent, at least 1)")
+                     help="cores the server uses: FAISS threads, and torch threads across the lanes (default: "
+                          "every core with batching; with --max-batch 1, cores // --max-concurrent, at least 1)")
+    srv.add_argument("--lanes", type=int, default=None,
+                     help="batches run side by side, each on --threads // --lanes torch threads (default: "
+                          "--threads with batching, one thread each; 1 with --max-batch 1)")
     srv.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
     srv.set_defaults(func=_serve)
 

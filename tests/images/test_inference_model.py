@@ -54,6 +54,15 @@ def test_fused_copy_is_rebuilt_after_training_changes_the_weights() -> None:
         torch.testing.assert_close(refreshed(x), model(x), rtol=1e-4, atol=1e-4 * float(model(x).abs().max()))
 
 
+def test_a_pinned_copy_is_kept_without_checking_the_weights() -> None:
+    backbone = _lite()
+    pinned = backbone.pin_inference()
+    assert backbone.inference() is pinned
+    with torch.no_grad():
+        next(backbone.model.parameters()).add_(1.0)
+    assert backbone.inference() is pinned  # the caller promised nothing trains the model any more
+
+
 def test_other_models_are_returned_as_they_are() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
     assert inference_model(model) is model

@@ -276,18 +276,152 @@ def test_the_batcher_hands_each_item_its_row_and_each_error_to_its_batch() -> No
     assert batcher.stats()["batches"] == 4 and batcher.stats()["images"] == 4
 
 
+def test_lanes_run_batches_side_by_side_and_each_item_gets_its_row() -> None:
+    """Two lanes: two batches are inside ``encode`` at the same time (a barrier that one lane alone
+    could never pass), and each request still gets its own row."""
+    barrier = threading.Barrier(2, timeout=HANG)
+    seen: list[list[int]] = []
+
+    def slow_double(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        barrier.wait()
+        return [2 * i for i in items]
+
+    batcher = Batcher(slow_double, max_batch=8, max_wait=0.0, lanes=2)
+    try:
+        with batcher.announce() as submit:
+            first = submit(3)
+        with batcher.announce() as submit:
+            second = submit(4)
+        assert (first.result(timeout=HANG), second.result(timeout=HANG)) == (6, 8)
+        assert sorted(seen) == [[3], [4]]
+        assert batcher.stats()["lanes"] == 2 and batcher.stats()["batches"] == 2
+        # Closed, then used again: both lanes start again.
+        batcher.close()
+        with batcher.announce() as submit:
+            first = submit(5)
+        with batcher.announce() as submit:
+            second = submit(6)
+        assert (first.result(timeout=HANG), second.result(timeout=HANG)) == (10, 12)
+    finally:
+        barrier.abort()  # a failed assertion must not leave a lane waiting
+        batcher.close()
+
+
+def test_a_lane_takes_its_share_and_waits_for_stragglers_only_when_no_other_lane_is_free() -> None:
+    """Two lanes, ``max_wait`` an hour: a lane with a free neighbour does not wait for an announced
+    item; the last free lane does, then takes half the queue (rounded up) and leaves the rest to the
+    lane that frees up next."""
+    sizes: list[list[int]] = []
+    gate = threading.Event()
+
+    def held(items: list[int]) -> list[int]:
+        sizes.append(list(items))
+        if items == [1]:
+            assert gate.wait(HANG)
+        return items
+
+    batcher = Batcher(held, max_batch=16, max_wait=3600, lanes=2)
+    try:
+        with batcher.announce():  # a request still preparing its item, for the whole first step
+            with batcher.announce() as submit:
+                first = submit(1)
+            deadline = time.monotonic() + HANG
+            while sizes != [[1]]:  # taken at once: the other lane was free
+                assert time.monotonic() < deadline, sizes
+                time.sleep(0.01)
+            announcements = [batcher.announce() for _ in range(3)]
+            submits = [a.__enter__() for a in announcements]
+            futures = [submit(i) for submit, i in zip(submits, (2, 3, 4))]
+            for a in announcements:
+                a.__exit__(None, None, None)
+            # The open announcement above still keeps the one free lane waiting, up to an hour.
+            time.sleep(0.05)
+            assert sizes == [[1]] and batcher.queued == 3
+        # Nothing is coming any more: the free lane takes its share, 2 of 3, then the last one, all
+        # while the first lane is still held.
+        assert [f.result(timeout=HANG) for f in futures] == [2, 3, 4]
+        assert sizes == [[1], [2, 3], [4]] and not first.done()
+        gate.set()
+        assert first.result(timeout=HANG) == 1
+    finally:
+        gate.set()
+        batcher.close()
+
+
+def test_a_lane_that_waits_for_more_lets_another_take_the_items() -> None:
+    """With two lanes waiting on one queue, every item is run exactly once."""
+    batcher = Batcher(lambda items: [i + 1 for i in items], max_batch=4, max_wait=0.005, lanes=2)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            def one(i: int) -> int:
+                with batcher.announce() as submit:
+                    return submit(i).result(timeout=HANG)
+
+            assert list(pool.map(one, range(200))) == list(range(1, 201))
+        assert batcher.stats()["images"] == 200
+    finally:
+        batcher.close()
+
+
+def test_a_real_server_with_two_lanes_answers_as_one_by_one(setup: dict[str, Any]) -> None:
+    app = create_app(setup["index"], lanes=2)
+    state = app.state.dahash
+    queries = setup["queries"] * 3
+    want = {p: _unbatched(state, p, 6) for p in setup["queries"]}
+    with running_server(app) as base, httpx.Client(base_url=base, timeout=HANG) as http:
+        with ThreadPoolExecutor(12) as pool:
+            got = list(pool.map(lambda p: _answer(_post(http, p, 6)), queries))
+        stats = http.get("/stats").json()["batching"]
+    assert got == [want[p] for p in queries]
+    assert stats["images"] == len(queries) and stats["lanes"] == 2
+
+
 # ---------------------------------------------------------------------------------- settings
 
 
 def test_batch_settings_are_checked(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     for bad in ({"max_batch": 0}, {"max_batch": 2.5}, {"max_batch": True}, {"max_wait_ms": -1},
-                {"max_wait_ms": float("nan")}, {"max_wait_ms": float("inf")}):
+                {"max_wait_ms": float("nan")}, {"max_wait_ms": float("inf")}, {"lanes": 0}, {"lanes": True},
+                {"lanes": 1.5}):
         with pytest.raises(DahashError, match=next(iter(bad))):
             create_app(setup["index"], **bad)
     line = one_line_error(capsys, main(["serve", "--index", str(setup["index"]), "--max-batch", "0"]))
     assert "--max-batch" in line
     line = one_line_error(capsys, main(["serve", "--index", str(setup["index"]), "--max-wait-ms", "-5"]))
     assert "--max-wait-ms" in line
+    line = one_line_error(capsys, main(["serve", "--index", str(setup["index"]), "--lanes", "0"]))
+    assert "--lanes" in line
+
+
+def test_serve_runs_each_lane_on_its_share_of_the_threads(setup: dict[str, Any],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve``: by default one lane per thread with batching, each lane on one torch thread;
+    ``--lanes 1`` gives the one lane every thread; without batching, no lanes."""
+    import torch
+    import uvicorn
+
+    seen: list[tuple[int, int, int]] = []
+
+    def fake_run(app: Any, **kwargs: Any) -> None:
+        # Read in a new thread, as a lane is: FAISS's OpenMP setting shares the calling thread's count.
+        with ThreadPoolExecutor(1) as pool:
+            lane_threads = pool.submit(torch.get_num_threads).result()
+        batcher = app.state.dahash.batcher
+        seen.append((lane_threads, batcher.lanes if batcher else 0, kwargs["port"]))
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    threads = torch.get_num_threads()
+    try:
+        serve_module.serve(setup["index"], threads=2, port=1)
+        serve_module.serve(setup["index"], threads=2, lanes=1, port=2)
+        serve_module.serve(setup["index"], threads=3, lanes=2, port=3)
+        serve_module.serve(setup["index"], threads=2, max_batch=1, port=4)
+        with pytest.raises(DahashError, match="lanes"):
+            serve_module.serve(setup["index"], threads=2, lanes=0)
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [(1, 2, 1), (2, 1, 2), (1, 2, 3), (2, 0, 4)]
 
 
 def test_help_shows_the_batch_flags_and_their_defaults(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""Dynamic batching: one worker thread runs a function on batches of the items that concurrent
+"""Dynamic batching: worker threads (lanes) run a function on batches of the items that concurrent
 requests submit, each request getting its own row (bounded batch size, bounded wait)."""
 
 from __future__ import annotations
@@ -13,25 +13,33 @@ from typing import Any
 
 
 class Batcher:
-    """One worker thread that runs ``encode`` on batches of the items concurrent requests submit.
+    """``lanes`` worker threads that run ``encode`` on batches of the items concurrent requests submit.
 
     A request announces itself (:meth:`announce`) before it prepares its item (decoding, in its
     own thread) and submits the item when ready; it gets a Future of its own row of the batch's
-    output (or of the batch's exception). The worker takes the oldest waiting item and more, until
-    it holds ``max_batch`` items, ``max_wait`` seconds have passed since the oldest was submitted,
-    or no announced request is still preparing one: a lone request never waits.
+    output (or of the batch's exception). A free worker takes the oldest waiting item and more,
+    until it holds ``max_batch`` items, ``max_wait`` seconds have passed since the oldest was
+    submitted, or no announced request is still preparing one: a lone request never waits.
 
-    The thread starts on the first submission (an app that is never asked gets none) and stops
-    on :meth:`close`, after the items already submitted; a later submission starts it again.
+    With ``lanes`` > 1, that many batches run side by side (``encode`` must then be safe to call
+    from several threads at once). A lane then takes at most its share of the waiting items (the
+    queue divided by the lanes, rounded up), and waits for items still being prepared only when no
+    other lane is free: a lane that took every item while another sat idle would leave a core
+    unused, and on a CPU a batch does not run its images faster than one image at a time.
+
+    The workers start on the first submission (an app that is never asked gets none) and stop
+    on :meth:`close`, after the items already submitted; a later submission starts them again.
     """
 
-    def __init__(self, encode: Callable[[list[Any]], Sequence[Any]], max_batch: int, max_wait: float) -> None:
-        self.encode, self.max_batch, self.max_wait = encode, max_batch, max_wait
+    def __init__(self, encode: Callable[[list[Any]], Sequence[Any]], max_batch: int, max_wait: float,
+                 lanes: int = 1) -> None:
+        self.encode, self.max_batch, self.max_wait, self.lanes = encode, max_batch, max_wait, lanes
         self._cond = threading.Condition()
         self._queue: deque[tuple[Any, Future, float]] = deque()  # (item, its Future, submitted at)
         self._coming = 0  # requests announced and still preparing their item
         self._closing = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._running = 0  # lanes running a batch
         self.batches = self.images = self.largest = 0  # for /stats
 
     @contextlib.contextmanager
@@ -64,36 +72,45 @@ class Batcher:
                     self._cond.notify_all()
 
     def _start(self) -> None:
-        """Start the worker if it is not running (called holding the lock)."""
-        if self._thread is None or not self._thread.is_alive():
+        """Start the workers that are not running (called holding the lock)."""
+        self._threads = [t for t in self._threads if t.is_alive()]
+        if len(self._threads) < self.lanes:
             self._closing = False
-            self._thread = threading.Thread(target=self._work, name="dahash-serve-batcher", daemon=True)
-            self._thread.start()
+        while len(self._threads) < self.lanes:
+            thread = threading.Thread(target=self._work, name=f"dahash-serve-lane{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def close(self) -> None:
-        """Stop the worker once the submitted items are done."""
+        """Stop the workers once the submitted items are done."""
         with self._cond:
             self._closing = True
-            thread = self._thread
+            threads = list(self._threads)
             self._cond.notify_all()
-        if thread is not None:
+        for thread in threads:
             thread.join()
 
     def _next_batch(self) -> list[tuple[Any, Future]] | None:
         """The next batch to run (a worker that is told to close drains the queue, then gets None)."""
         with self._cond:
-            while not self._queue:
-                if self._closing:
-                    self._thread = None  # a submission from now on starts a new worker
-                    return None
-                self._cond.wait()
-            deadline = self._queue[0][2] + self.max_wait
-            while len(self._queue) < self.max_batch and self._coming > 0 and not self._closing:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            while True:
+                while not self._queue:
+                    if self._closing:
+                        self._threads.remove(threading.current_thread())  # a submission from now on starts it again
+                        return None
+                    self._cond.wait()
+                deadline = self._queue[0][2] + self.max_wait
+                while (0 < len(self._queue) < self.max_batch and self._coming > 0 and not self._closing
+                       and len(self._threads) - self._running <= 1):  # no other lane is free
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                if self._queue:  # else another lane took the items while this one waited for more
                     break
-                self._cond.wait(left)
-            taken = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            share = -(-len(self._queue) // self.lanes)
+            taken = [self._queue.popleft() for _ in range(min(self.max_batch, share))]
+            self._running += 1
         # A request cancelled meanwhile (its client went away) is dropped from the batch.
         batch = [(item, future) for item, future, _ in taken if future.set_running_or_notify_cancel()]
         with self._cond:
@@ -105,20 +122,28 @@ class Batcher:
     def _work(self) -> None:
         """The worker: run batches until closed; each request gets its row or the batch's exception."""
         while (batch := self._next_batch()) is not None:
-            if not batch:
-                continue
             try:
-                rows = self.encode([item for item, _ in batch])
-                if len(rows) != len(batch):
-                    raise RuntimeError(f"a batch of {len(batch)} items gave {len(rows)} rows")
-            except BaseException as exc:  # noqa: BLE001 - handed to every request of the batch
-                for _, future in batch:
-                    future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, future), row in zip(batch, rows):
-                future.set_result(row)
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()  # a lane waiting for stragglers may now leave them to this one
+
+    def _run(self, batch: list[tuple[Any, Future]]) -> None:
+        if not batch:
+            return
+        try:
+            rows = self.encode([item for item, _ in batch])
+            if len(rows) != len(batch):
+                raise RuntimeError(f"a batch of {len(batch)} items gave {len(rows)} rows")
+        except BaseException as exc:  # noqa: BLE001 - handed to every request of the batch
+            for _, future in batch:
+                future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (_, future), row in zip(batch, rows):
+            future.set_result(row)
 
     @property
     def queued(self) -> int:
@@ -129,5 +154,5 @@ class Batcher:
     def stats(self) -> dict[str, Any]:
         """The bounds, and the batches run so far: how many, of how many images, the largest."""
         with self._cond:
-            return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000, "batches": self.batches,
-                    "images": self.images, "largest_batch": self.largest}
+            return {"max_batch": self.max_batch, "max_wait_ms": self.max_wait * 1000, "lanes": self.lanes,
+                    "batches": self.batches, "images": self.images, "largest_batch": self.largest}

@@ -17,7 +17,7 @@ it, so the API's codes and hits are the CLI's (features come from the same featu
 file content; uploads read it but are not added to it).
 
 Dynamic batching: concurrent uploads are decoded side by side in worker threads, then go through
-the backbone and the head together, one batch at a time in one worker thread
+the backbone and the head together, in ``lanes`` worker threads that each run one batch at a time
 (:class:`dahash.retrieval.batching.Batcher`): a batch holds at most ``max_batch`` uploads (16 by default) and waits at most
 ``max_wait_ms`` (10) after its first upload for more, and only while other uploads are still
 being decoded, so a lone upload never waits. Each upload gets its own row; its code is the one
@@ -42,8 +42,8 @@ Safety and limits:
   requests hold no thread.
 
 Nothing is global: the index, the encoder, the thumbnail cache, the limiter and the batcher belong
-to the app that :func:`create_app` returns (``app.state.dahash``); the batcher's thread starts with
-the first upload and stops when the server shuts down.
+to the app that :func:`create_app` returns (``app.state.dahash``); the batcher's lanes start with
+the first upload and stop when the server shuts down.
 
 Uploads are saved and checked, and ``code`` and ``k`` parsed, in :mod:`dahash.retrieval.uploads`;
 the settings are checked and defaulted in :mod:`dahash.retrieval.settings`; the web page is
@@ -71,7 +71,7 @@ from dahash.index import open_index
 from dahash.retrieval.batching import Batcher
 from dahash.retrieval.page import PAGE
 from dahash.retrieval.search import run_of
-from dahash.retrieval.settings import check_settings, default_threads, require_server_packages
+from dahash.retrieval.settings import check_settings, default_lanes, default_threads, require_server_packages
 from dahash.retrieval.uploads import (MAX_K, MULTIPART_OVERHEAD, NotAnImage, TooLarge, TooManyPixels, capped,
                                       check_upload_header, check_upload_image, parse_code, parse_k, save_upload,
                                       upload_suffix)
@@ -131,10 +131,11 @@ class _State:
 
     def __init__(self, index_path: str | os.PathLike, run_dir: str | os.PathLike | None, *,
                  max_upload_bytes: int, max_concurrent: int, queue_timeout: float,
-                 cache_dir: str | None, max_batch: int, max_wait_ms: float) -> None:
+                 cache_dir: str | None, max_batch: int, max_wait_ms: float, lanes: int) -> None:
         self.index_path = Path(index_path)
         self.index = open_index(index_path)
         self.encoder = run_of(self.index, index_path, run_dir)
+        self.encoder.run.backbone.pin_inference()  # a server never trains its model
         self.n_bits = int(self.encoder.n_bits)
         if int(self.index.n_bits) != self.n_bits:
             raise DataError(f"{index_path} holds {self.index.n_bits}-bit codes but the run "
@@ -145,7 +146,7 @@ class _State:
         self.cache_dir = cache_dir
         self.limiter = _Limiter(max_concurrent, queue_timeout)
         # max_batch 1: every upload is encoded on its own, in its request's thread (no batcher).
-        self.batcher = Batcher(self.encode_batch, max_batch, max_wait_ms / 1000) if max_batch > 1 else None
+        self.batcher = Batcher(self.encode_batch, max_batch, max_wait_ms / 1000, lanes) if max_batch > 1 else None
         self.encoded_singly = 0  # batched uploads re-encoded on their own (a component of u near 0)
         self._thumbs: OrderedDict[int, bytes] = OrderedDict()
         self._paths: dict[int, str] = {}  # id -> indexed path, of every hit served so far
@@ -198,7 +199,7 @@ class _State:
         return pack_codes(row), self.encoder.predict(row)[0]
 
     def close(self) -> None:
-        """Stop the batcher's thread (the server is shutting down)."""
+        """Stop the batcher's lanes (the server is shutting down)."""
         if self.batcher is not None:
             self.batcher.close()
 
@@ -299,7 +300,7 @@ _SEARCH_OPENAPI = {
 
 def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *,
                max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 16, queue_timeout: float = 30.0,
-               cache_dir: str | None = None, max_batch: int = 16, max_wait_ms: float = 10.0) -> Any:
+               cache_dir: str | None = None, max_batch: int = 16, max_wait_ms: float = 10.0, lanes: int = 1) -> Any:
     """A FastAPI app serving the index at ``index_path``, whose queries the run that built it
     (or ``run_dir``, holding the same model) encodes; see the module docstring.
 
@@ -307,16 +308,17 @@ def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None 
     model is not the index's, is a :class:`DahashError` now rather than on the first request.
     ``cache_dir`` is the feature cache (default: the run's, as ``dahash search``). Concurrent
     uploads are encoded together, up to ``max_batch`` at a time, a batch waiting at most
-    ``max_wait_ms`` for stragglers; ``max_batch=1`` encodes each upload on its own.
+    ``max_wait_ms`` for stragglers, ``lanes`` batches at a time; ``max_batch=1`` encodes each upload
+    on its own.
     """
     require_server_packages()
     check_settings(max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
-                    queue_timeout=queue_timeout, max_batch=max_batch, max_wait_ms=max_wait_ms)
+                    queue_timeout=queue_timeout, max_batch=max_batch, max_wait_ms=max_wait_ms, lanes=lanes)
     from fastapi import FastAPI
 
     state = _State(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
                    queue_timeout=float(queue_timeout), cache_dir=cache_dir, max_batch=max_batch,
-                   max_wait_ms=float(max_wait_ms))
+                   max_wait_ms=float(max_wait_ms), lanes=lanes)
     app = FastAPI(title="dahash", version=_version(), lifespan=_lifespan,
                   description=f"Hamming search over the index {state.index_path} "
                               f"({state.n_bits}-bit codes of the run {state.encoder.run.run_dir}).")
@@ -327,7 +329,7 @@ def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None 
 
 @contextlib.asynccontextmanager
 async def _lifespan(app: Any) -> AsyncIterator[None]:
-    """Stop the upload batcher's thread when the server shuts down."""
+    """Stop the upload batcher's lanes when the server shuts down."""
     from starlette.concurrency import run_in_threadpool
 
     yield
@@ -517,12 +519,14 @@ def _version() -> str:
 def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *, host: str = "127.0.0.1",
           port: int = 8000, max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 16,
           queue_timeout: float = 30.0, cache_dir: str | None = None, log_level: str = "info",
-          threads: int | None = None, max_batch: int = 16, max_wait_ms: float = 10.0) -> None:
+          threads: int | None = None, max_batch: int = 16, max_wait_ms: float = 10.0,
+          lanes: int | None = None) -> None:
     """Load the index and serve it with uvicorn until interrupted (loopback only unless ``host`` says).
 
-    ``threads`` is the torch and FAISS thread count of this process; by default
+    ``threads`` is the cores this process uses (FAISS's thread count); by default
     :func:`default_threads`. ``max_batch`` and ``max_wait_ms`` bound the batches of concurrent
-    uploads (``max_batch=1``: each upload encoded on its own).
+    uploads (``max_batch=1``: each upload encoded on its own); ``lanes`` batches run side by side
+    (by default :func:`default_lanes`: one per thread), each on ``threads // lanes`` torch threads.
     """
     require_server_packages()
     import faiss
@@ -535,12 +539,17 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
         threads = default_threads(max_concurrent, max_batch)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be a positive integer, got {threads!r}")
+    if lanes is None:
+        lanes = default_lanes(threads, max_batch)
+    check_settings(max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent, queue_timeout=queue_timeout,
+                   max_batch=max_batch, max_wait_ms=max_wait_ms, lanes=lanes)
     # This function owns the process (it runs until interrupted), so setting its thread pools is not
     # a side effect on anyone else; create_app, which tests run in-process, leaves them alone.
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, threads // lanes))
     faiss.omp_set_num_threads(threads)
     app = create_app(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
-                     queue_timeout=queue_timeout, cache_dir=cache_dir, max_batch=max_batch, max_wait_ms=max_wait_ms)
+                     queue_timeout=queue_timeout, cache_dir=cache_dir, max_batch=max_batch, max_wait_ms=max_wait_ms,
+                     lanes=lanes)
     if host not in ("127.0.0.1", "localhost", "::1"):
         import sys
 

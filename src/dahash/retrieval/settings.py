@@ -8,7 +8,7 @@ from typing import Any
 
 from dahash.errors import ConfigError, DahashError
 
-__all__ = ["INSTALL_HINT", "require_server_packages", "check_settings", "default_threads"]
+__all__ = ["INSTALL_HINT", "require_server_packages", "check_settings", "default_threads", "default_lanes"]
 
 INSTALL_HINT = "pip install 'dahash[serve]'"
 
@@ -39,7 +39,7 @@ def _seconds(value: Any) -> bool:
 
 
 def check_settings(*, max_upload_bytes: Any, max_concurrent: Any, queue_timeout: Any, max_batch: Any,
-                   max_wait_ms: Any) -> None:
+                   max_wait_ms: Any, lanes: Any = 1) -> None:
     """A :class:`ConfigError` naming the first setting of :func:`dahash.retrieval.serve.create_app`
     out of its range."""
     if not _positive_int(max_upload_bytes):
@@ -52,6 +52,8 @@ def check_settings(*, max_upload_bytes: Any, max_concurrent: Any, queue_timeout:
         raise ConfigError(f"max_batch must be a positive integer, got {max_batch!r}")
     if not _seconds(max_wait_ms):
         raise ConfigError(f"max_wait_ms must be a finite number of milliseconds >= 0, got {max_wait_ms!r}")
+    if not _positive_int(lanes):
+        raise ConfigError(f"lanes must be a positive integer, got {lanes!r}")
 
 
 def default_threads(max_concurrent: int, max_batch: int, cores: int | None = None) -> int:
@@ -61,3 +63,10 @@ def default_threads(max_concurrent: int, max_batch: int, cores: int | None = Non
     each of them slower, see benchmarks/serve_load.py)."""
     cores = cores or os.cpu_count() or 1
     return cores if max_batch > 1 else max(1, cores // max(1, int(max_concurrent)))
+
+
+def default_lanes(threads: int, max_batch: int) -> int:
+    """The batch lanes of ``dahash serve`` by default: one per thread when uploads are batched, each
+    lane running its batches on one torch thread (on 2 cores, two lanes of one thread ran the model
+    at 1.46x one lane of two, see benchmarks/README.md); none (1) without batching."""
+    return threads if max_batch > 1 else 1
