@@ -8,9 +8,10 @@ Nothing here unpickles.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,23 @@ def _head(path: str) -> bytes:
     return head
 
 
+@contextlib.contextmanager
+def _numpy_errors(path: str, invalid: str, pickled: str) -> Iterator[None]:
+    """numpy's failures while the block reads ``path``, as one DataError naming it: ``pickled`` for
+    an object array (nothing here unpickles), else ``invalid`` with numpy's reason in its ``{}``."""
+    try:
+        yield
+    except DataError:
+        raise  # already names the file
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Python objects" in str(exc):
+            raise data_error(path, pickled) from exc
+        raise data_error(path, invalid.format(reason(exc))) from exc
+    except Exception as exc:  # noqa: BLE001 - truncated or corrupt files raise assorted errors
+        reraise_memory(exc)
+        raise data_error(path, invalid.format(reason(exc))) from exc
+
+
 # ----------------------------------------------------------------------------- .npz
 
 
@@ -82,20 +100,11 @@ def read_npz(path: str, keys: FeatureKeys) -> RawArrays:
         names = list(archive.files)
 
         def read(name: str) -> Any:
-            try:
+            with _numpy_errors(path, f"not a valid .npz file (array '{name}': {{}})",
+                               f"array '{name}' is a pickled object array, which dahash does not load "
+                               "(re-save it as a numeric or string array)"):
                 _check_npz_member_size(archive.zip, name + ".npy")
                 return archive[name]
-            except ValueError as exc:
-                if "allow_pickle" in str(exc):
-                    raise data_error(
-                        path,
-                        f"array '{name}' is a pickled object array, which dahash does not load "
-                        "(re-save it as a numeric or string array)",
-                    ) from exc
-                raise data_error(path, f"not a valid .npz file (array '{name}': {reason(exc)})") from exc
-            except Exception as exc:  # noqa: BLE001 - corrupt zip members surface as many types
-                reraise_memory(exc)
-                raise data_error(path, f"not a valid .npz file (array '{name}': {reason(exc)})") from exc
 
         return _select(path, names, read, keys)
     finally:
@@ -171,7 +180,8 @@ def _read_npy_array(path: str) -> np.ndarray:
     """Read one .npy array without unpickling."""
     if not _head(path).startswith(_NPY_MAGIC):
         raise data_error(path, "not a valid .npy file (no NumPy header)")
-    try:
+    with _numpy_errors(path, "not a valid .npy file ({})",
+                       "holds a pickled object array, which dahash does not load (re-save it as a numeric array)"):
         # Mapped first: a header that claims more data than the file holds fails here instead of
         # allocating what it claims (terabytes, for a damaged or hostile file).
         with np.errstate(over="ignore"):  # numpy's own size arithmetic on an absurd header
@@ -179,16 +189,6 @@ def _read_npy_array(path: str) -> np.ndarray:
         array = np.array(mapped)
         del mapped
         return array
-    except ValueError as exc:
-        if "allow_pickle" in str(exc) or "Python objects" in str(exc):
-            raise data_error(
-                path,
-                "holds a pickled object array, which dahash does not load (re-save it as a numeric array)",
-            ) from exc
-        raise data_error(path, f"not a valid .npy file ({reason(exc)})") from exc
-    except Exception as exc:  # noqa: BLE001 - truncated or corrupt files raise assorted errors
-        reraise_memory(exc)
-        raise data_error(path, f"not a valid .npy file ({reason(exc)})") from exc
 
 
 # ----------------------------------------------------------------------------- .mat
