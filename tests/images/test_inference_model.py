@@ -56,7 +56,8 @@ def test_fused_copy_is_rebuilt_after_training_changes_the_weights() -> None:
 
 def test_a_pinned_copy_is_kept_without_checking_the_weights() -> None:
     backbone = _lite()
-    pinned = backbone.pin_inference()
+    backbone.pin_inference()
+    pinned = backbone.inference()
     assert backbone.inference() is pinned
     with torch.no_grad():
         next(backbone.model.parameters()).add_(1.0)

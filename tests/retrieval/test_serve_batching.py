@@ -215,9 +215,11 @@ def test_a_failing_batch_is_a_500_and_the_server_keeps_serving(setup: dict[str, 
         assert _post(client, setup["queries"][0], 3).status_code == 200
 
 
-def test_a_real_server_batches_concurrent_uploads(setup: dict[str, Any]) -> None:
-    """uvicorn on loopback, 36 uploads from 12 threads: all answered as one by one."""
-    app = create_app(setup["index"])
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_real_server_batches_concurrent_uploads(setup: dict[str, Any], lanes: int) -> None:
+    """uvicorn on loopback, 36 uploads from 12 threads: all answered as one by one, with one lane
+    and with two running batches side by side."""
+    app = create_app(setup["index"], lanes=lanes)
     state = app.state.dahash
     queries = setup["queries"] * 3
     want = {p: _unbatched(state, p, 6) for p in setup["queries"]}
@@ -226,7 +228,7 @@ def test_a_real_server_batches_concurrent_uploads(setup: dict[str, Any]) -> None
             got = list(pool.map(lambda p: _answer(_post(http, p, 6)), queries))
         stats = http.get("/stats").json()["batching"]
     assert got == [want[p] for p in queries]
-    assert stats["images"] == len(queries)
+    assert stats["images"] == len(queries) and stats["lanes"] == lanes
     print(f"\n{len(queries)} uploads from 12 threads: {stats['batches']} batches, largest {stats['largest_batch']}")
 
 
@@ -362,19 +364,6 @@ def test_a_lane_that_waits_for_more_lets_another_take_the_items() -> None:
         assert batcher.stats()["images"] == 200
     finally:
         batcher.close()
-
-
-def test_a_real_server_with_two_lanes_answers_as_one_by_one(setup: dict[str, Any]) -> None:
-    app = create_app(setup["index"], lanes=2)
-    state = app.state.dahash
-    queries = setup["queries"] * 3
-    want = {p: _unbatched(state, p, 6) for p in setup["queries"]}
-    with running_server(app) as base, httpx.Client(base_url=base, timeout=HANG) as http:
-        with ThreadPoolExecutor(12) as pool:
-            got = list(pool.map(lambda p: _answer(_post(http, p, 6)), queries))
-        stats = http.get("/stats").json()["batching"]
-    assert got == [want[p] for p in queries]
-    assert stats["images"] == len(queries) and stats["lanes"] == 2
 
 
 # ---------------------------------------------------------------------------------- settings

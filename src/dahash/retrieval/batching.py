@@ -130,6 +130,7 @@ class Batcher:
                     self._cond.notify_all()  # a lane waiting for stragglers may now leave them to this one
 
     def _run(self, batch: list[tuple[Any, Future]]) -> None:
+        """Encode one batch and hand each request its row, or every request the batch's exception."""
         if not batch:
             return
         try:
