@@ -14,7 +14,9 @@
 #
 # Usage: bash benchmarks/gpu_check.sh [--data-root DIR] [extra finetune_gpu.py flags]
 # Environment: PYTHON (default: python), EPOCHS (default 60), COMPILE (unset: skip the compiled epoch),
-# OUT (default: a temporary directory, removed at the end unless KEEP is set).
+# SELECT (default 1: DAH with the setting dahash select chooses; 0: the defaults), DATA_ROOT (for the
+# selection; default ../shared/data/office_caltech_10), OUT (default: a temporary directory, removed
+# at the end unless KEEP is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
@@ -34,9 +36,25 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 echo "== the fine-tuning data path (A->W, 3 epochs each): DataLoader workers and the tensor cache on the GPU,"
 echo "   against the model-only training rate (benchmarks/finetune_data_path.py, about 1 minute)"
 "$PYTHON" benchmarks/finetune_data_path.py --device cuda --task A:W --epochs 3 --out "$OUT/data_path"
+# DAH's gamma for A->W, chosen without target labels on frozen features (DAH-sel's grid and the
+# paper's rule, docs/adaptation.md): with the literal gamma = 5000 at 50-row batches, fine-tuning
+# lost to the frozen head on D->W while the selected gamma matched it (docs/finetuning.md).
+# SELECT=0 fine-tunes DAH with the defaults instead.
+DAH_SET=()
+if [ "${SELECT:-1}" != 0 ]; then
+    echo "== DAH's setting for A->W, selected without target labels on frozen features (about 1 minute)"
+    "$PYTHON" -m dahash select --method DAH --data-root "${DATA_ROOT:-../shared/data/office_caltech_10}" \
+        --source amazon --target webcam --grid gamma=0,500,5000,50000 --grid mmd_estimator=authors,balanced \
+        --seed 0 --out "$OUT/select" --quiet
+    read -r -a DAH_SET < <("$PYTHON" -c "import json, sys; p = json.load(open(sys.argv[1]))['best_params']; \
+print(' '.join(f'{k}={v}' for k, v in p.items()))" "$OUT/select/selection.json")
+    echo "selected: ${DAH_SET[*]}"
+fi
 echo "== A->W, $EPOCHS epochs: heads on frozen features, then fine-tuned end to end"
-"$PYTHON" benchmarks/finetune_gpu.py --task A:W --epochs "$EPOCHS" --methods NoDA DAH \
+"$PYTHON" benchmarks/finetune_gpu.py --task A:W --epochs "$EPOCHS" --methods NoDA \
     --variants frozen-features finetune-fixed --out "$OUT/compare" "$@"
+"$PYTHON" benchmarks/finetune_gpu.py --task A:W --epochs "$EPOCHS" --methods DAH \
+    --variants frozen-features finetune-fixed --out "$OUT/compare-dah" "$@" ${DAH_SET[@]:+--set "${DAH_SET[@]}"}
 if [ -n "${COMPILE:-}" ]; then
     echo "== one D->W epoch, torch.compile"
     "$PYTHON" benchmarks/finetune_gpu.py --task D:W --epochs 1 --methods DAH --variants finetune-fixed \
