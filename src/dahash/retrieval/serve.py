@@ -541,15 +541,15 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
         raise ConfigError(f"threads must be a positive integer, got {threads!r}")
     if lanes is None:
         lanes = default_lanes(threads, max_batch)
-    check_settings(max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent, queue_timeout=queue_timeout,
-                   max_batch=max_batch, max_wait_ms=max_wait_ms, lanes=lanes)
-    # This function owns the process (it runs until interrupted), so setting its thread pools is not
-    # a side effect on anyone else; create_app, which tests run in-process, leaves them alone.
-    torch.set_num_threads(max(1, threads // lanes))
-    faiss.omp_set_num_threads(threads)
     app = create_app(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
                      queue_timeout=queue_timeout, cache_dir=cache_dir, max_batch=max_batch, max_wait_ms=max_wait_ms,
                      lanes=lanes)
+    # This function owns the process (it runs until interrupted), so setting its thread pools is not
+    # a side effect on anyone else; create_app, which tests run in-process, leaves them alone. Set
+    # after create_app has checked lanes, and before any lane starts (they start with the first
+    # upload and take the torch thread count then).
+    torch.set_num_threads(max(1, threads // lanes))
+    faiss.omp_set_num_threads(threads)
     if host not in ("127.0.0.1", "localhost", "::1"):
         import sys
 
