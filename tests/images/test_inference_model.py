@@ -1,11 +1,12 @@
-"""The fused inference copy of EfficientNet-Lite: same features, rebuilt when the weights change."""
+"""The fused inference copy of EfficientNet-Lite: same features, traced on the CPU to the same bits,
+rebuilt when the weights change."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from dahash.images.backbones import RANDOM_WEIGHTS, Backbone, inference_model, load_backbone
+from dahash.images.backbones import RANDOM_WEIGHTS, Backbone, inference_model, load_backbone, traced_for_cpu
 
 
 def _lite() -> Backbone:
@@ -27,7 +28,7 @@ def _lite() -> Backbone:
 def test_fused_copy_matches_the_model_and_has_no_batchnorm() -> None:
     backbone = _lite()
     model = backbone.model
-    fused = backbone.inference()
+    fused = inference_model(model)
     assert fused is not model
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
@@ -35,7 +36,28 @@ def test_fused_copy_matches_the_model_and_has_no_batchnorm() -> None:
     with torch.no_grad():
         ref, out = model(x), fused(x)
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
-    assert backbone.inference() is fused  # reused while the weights are unchanged
+
+
+def test_on_the_cpu_the_inference_module_is_the_fused_copy_traced_to_the_same_bits() -> None:
+    backbone = _lite()
+    traced = backbone.inference()
+    assert isinstance(traced, torch.jit.ScriptModule)
+    assert backbone.inference() is traced  # reused while the weights are unchanged
+    fused = inference_model(backbone.model)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        # Traced at batch 1; other batch sizes and layouts run the same kernels. Several calls,
+        # because TorchScript's profiling executor optimises the graph after the first ones.
+        for batch in (1, 3, 16, 1, 3, 2):
+            x = torch.randn(batch, 3, 224, 224)
+            if batch != 2:
+                x = x.contiguous(memory_format=torch.channels_last)
+            assert torch.equal(traced(x), fused(x)), batch
+
+
+def test_a_model_off_the_cpu_is_not_traced() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten()).to("meta")
+    assert traced_for_cpu(model, 8) is model
 
 
 def test_fused_copy_is_rebuilt_after_training_changes_the_weights() -> None:

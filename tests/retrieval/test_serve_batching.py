@@ -5,10 +5,11 @@ the upload alone gives (packed code, predicted class, hit ids and distances), ex
 Why exactly, when a batch rounds the network's output u differently from a batch of one: the code
 is the signs of u, and the predicted class (eq. 6 with binary codes) and the hits depend on the
 code alone. A sign can flip only for a component of u closer to 0 than the rounding difference;
-the server re-encodes on its own every upload with a component within SIGN_MARGIN of 0, and
-:func:`test_a_batch_rounds_u_far_below_the_sign_margin` measures the difference here to be far
-below that margin. The HTTP tests run with the margin as shipped, with a margin of 0 (every answer
-straight from a batch) and with a margin above 1 (every upload re-encoded on its own).
+the server runs again as a batch of one every upload of a larger batch with a component within
+SIGN_MARGIN of 0, and :func:`test_a_batch_rounds_u_far_below_the_sign_margin` measures the
+difference here to be far below that margin (and a batch of one to be one-by-one encoding, bit for
+bit). The HTTP tests run with the margin as shipped, with a margin of 0 (every answer straight
+from a batch) and with a margin above 1 (every upload of a larger batch run again alone).
 
 No test is timed: waits are for events, with generous deadlines only against a hang.
 """
@@ -113,11 +114,28 @@ def test_a_batch_rounds_u_far_below_the_sign_margin(setup: dict[str, Any]) -> No
     for item, p in zip(items, setup["queries"]):
         assert np.array_equal(prepared_outputs(run, [item]),
                               image_outputs(run, [p], num_workers=0, write_cache=False, progress=False)[0])
-    # Every row's answer, margin check included, is the one-by-one answer.
-    for row, p in zip(batched, setup["queries"]):
-        codes, predicted = state.code_of_output(row, p)
+    # The server's rows, margin check included, give the one-by-one answers.
+    for row, p in zip(state.encode_batch(items), setup["queries"]):
+        codes, predicted, hits = state.answer_of_output(row, 5, "")
         want_codes, want_predicted = state.encode_file(p)
         assert np.array_equal(codes, want_codes) and predicted == want_predicted
+        assert [h["id"] for h in hits] == open_index(state.index_path).search(want_codes, 5).ids[0].tolist()
+
+
+def test_rows_near_zero_are_run_again_alone_and_batches_of_one_never(setup: dict[str, Any],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a margin above every |u|, each row of a batch of several is its upload's own batch of
+    one, bit for bit; a batch of one is never run twice."""
+    monkeypatch.setattr(serve_module, "SIGN_MARGIN", 2.0)
+    state = create_app(setup["index"]).state.dahash
+    run = state.encoder.run
+    items = [prepare_image(run, p) for p in setup["queries"]]
+    alone = np.concatenate([prepared_outputs(run, [item]) for item in items])
+    assert np.abs(alone).max() < 2.0
+    assert np.array_equal(state.encode_batch(items), alone)
+    assert state.encoded_singly == len(items)
+    assert np.array_equal(state.encode_batch(items[:1]), alone[:1])
+    assert state.encoded_singly == len(items)
 
 
 # ------------------------------------------------------------------------------------ over HTTP
@@ -165,7 +183,8 @@ def test_concurrent_uploads_share_batches_and_answer_as_one_by_one(setup: dict[s
     assert stats["batches"] == len(sizes) and stats["images"] == len(queries) and stats["largest_batch"] == max(sizes)
     assert max(sizes) >= len(queries) // 2
     if margin == 2.0:
-        assert stats["encoded_singly"] == len(queries)  # |u| < 1 < 2: every upload re-encoded alone
+        # |u| < 1 < 2: every upload of a batch of several run again alone (a batch of one is already)
+        assert stats["encoded_singly"] == sum(size for size in sizes if size > 1)
     elif margin == 0.0:
         assert stats["encoded_singly"] == 0  # every answer straight from its batch
 

@@ -265,7 +265,8 @@ def _loader_batches(paths: list[Path], backbone: Backbone, batch_size: int, num_
     # Pinned host memory lets a batch's copy to the GPU overlap the decoding of the next.
     loader = ForkSafeLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                             collate_fn=_collate, pin_memory=torch.device(device).type == "cuda")
-    # EfficientNet-Lite: a BatchNorm-folded copy, twice as fast on CPU (backbones.inference_model).
+    # EfficientNet-Lite: a BatchNorm-folded copy, twice as fast on CPU (backbones.inference_model),
+    # traced there, so that its forward pass does not take the GIL between layers (backbones.traced_for_cpu).
     net = backbone.inference()
     with torch.no_grad():
         for batch, done, failed in loader:

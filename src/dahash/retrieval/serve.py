@@ -21,9 +21,10 @@ the backbone and the head together, in ``lanes`` worker threads that each run on
 (:class:`dahash.retrieval.batching.Batcher`): a batch holds at most ``max_batch`` uploads (16 by default) and waits at most
 ``max_wait_ms`` (10) after its first upload for more, and only while other uploads are still
 being decoded, so a lone upload never waits. Each upload gets its own row; its code is the one
-encoding it alone would give: a batch rounds the network's output differently by a few 1e-6, and
-an upload whose output has a component within :data:`SIGN_MARGIN` of 0 (where that could flip
-a bit) is encoded again on its own with :meth:`dahash.retrieval.search.Encoder.encode`. With
+encoding it alone would give: a batch of one is that very computation (the same pixels through the
+same kernels), a larger batch rounds the network's output differently by a few 1e-6, and an
+upload of a larger batch whose output has a component within :data:`SIGN_MARGIN` of 0 (where that
+could flip a bit) is run again as a batch of one, in its lane, from its decoded pixels. With
 ``max_batch=1`` every upload is encoded on its own in its request's thread, as before batching.
 
 Safety and limits:
@@ -82,7 +83,7 @@ __all__ = ["create_app", "serve", "THUMBNAIL_SIZE", "SIGN_MARGIN"]
 THUMBNAIL_SIZE = 160
 # Thumbnails kept in memory (about 5 KB each).
 THUMBNAIL_CACHE = 2048
-# A batched upload whose output u has a component closer to 0 than this is encoded again on its own:
+# An upload of a batch of several whose output u has a component closer to 0 than this is run again alone:
 # a batch rounds u differently from a batch of one by a few 1e-6 (3.4e-6 at most, EfficientNet-Lite0
 # and a 64-bit head, batches of 2 to 16), so beyond this margin the signs, hence the code, are the same.
 SIGN_MARGIN = 1e-3
@@ -147,7 +148,7 @@ class _State:
         self.limiter = _Limiter(max_concurrent, queue_timeout)
         # max_batch 1: every upload is encoded on its own, in its request's thread (no batcher).
         self.batcher = Batcher(self.encode_batch, max_batch, max_wait_ms / 1000, lanes) if max_batch > 1 else None
-        self.encoded_singly = 0  # batched uploads re-encoded on their own (a component of u near 0)
+        self.encoded_singly = 0  # rows of batches of several run again alone (a component of u near 0)
         self._thumbs: OrderedDict[int, bytes] = OrderedDict()
         self._paths: dict[int, str] = {}  # id -> indexed path, of every hit served so far
         self._lock = threading.Lock()
@@ -168,6 +169,13 @@ class _State:
             raise NotAnImage("the uploaded file could not be decoded as an image")
         return codes, predicted[0]
 
+    def answer_file(self, path: str, k: int, root_path: str) -> tuple[np.ndarray, str | None, list[dict[str, Any]]]:
+        """(packed code, predicted class, hits) of an upload checked (:func:`check_upload_image`)
+        and encoded on its own: the server's answer with ``max_batch`` 1."""
+        check_upload_image(path)
+        codes, predicted = self.encode_file(path)
+        return codes, predicted, self.search(codes, k, root_path)
+
     def prepare_upload(self, path: str) -> PreparedImage:
         """An upload checked (:class:`TooManyPixels`, :class:`NotAnImage`) and made ready for a
         batch: its features when the feature cache holds them, else its decoded, preprocessed pixels."""
@@ -178,25 +186,33 @@ class _State:
             raise NotAnImage(f"the upload is not a readable image ({exc.reason})") from None
 
     def encode_batch(self, items: list[PreparedImage]) -> np.ndarray:
-        """Hash outputs u of prepared uploads, the backbone and the head run once on all of them."""
-        return prepared_outputs(self.encoder.run, items)
+        """Hash outputs u of prepared uploads, each row the one encoding its upload alone gives.
 
-    def code_of_output(self, u: np.ndarray, path: str) -> tuple[np.ndarray, str | None]:
-        """(packed code (1, n_bytes), predicted class) of the upload at ``path`` from its row ``u``
-        of a batch: the very answer of :meth:`encode_file`.
-
-        A batch may round u differently from a batch of one (measured: a few 1e-6), which can
-        flip only a component within that of 0; a row with a component within SIGN_MARGIN of 0
-        is therefore encoded again on its own, by :meth:`encode_file`. Every other row has the
-        signs, hence the code, of one-by-one encoding, and the predicted class (eq. 6 with
-        binary codes) and the hits depend on the code alone.
+        The backbone and the head run once on all of them. A batch of several may round u
+        differently from a batch of one (measured: a few 1e-6), which can flip only a component
+        within that of 0; a row with a component within SIGN_MARGIN of 0 is therefore run again
+        as a batch of one, here in the lane, from the pixels already decoded. A batch of one is
+        :func:`~dahash.runs.loading.image_outputs` of the file, bit for bit (tested), so its row
+        needs no check; every other row has the signs, hence the code, of one-by-one encoding,
+        and the predicted class (eq. 6 with binary codes) and the hits depend on the code alone.
         """
-        if float(np.abs(u).min()) < SIGN_MARGIN:
-            with self._lock:
-                self.encoded_singly += 1
-            return self.encode_file(path)
+        u = prepared_outputs(self.encoder.run, items)
+        if len(items) > 1:
+            near_zero = np.flatnonzero(np.abs(u).min(1) < SIGN_MARGIN)
+            for i in near_zero:
+                u[i] = prepared_outputs(self.encoder.run, [items[i]])[0]
+            if len(near_zero):
+                with self._lock:
+                    self.encoded_singly += len(near_zero)
+        return u
+
+    def answer_of_output(self, u: np.ndarray, k: int, root_path: str
+                         ) -> tuple[np.ndarray, str | None, list[dict[str, Any]]]:
+        """(packed code (1, n_bytes), predicted class, hits) of an upload from its row ``u`` of
+        :meth:`encode_batch`: the very answer of :meth:`encode_file` and :meth:`search`."""
         row = np.asarray(u, dtype=np.float32)[None, :]
-        return pack_codes(row), self.encoder.predict(row)[0]
+        codes = pack_codes(row)
+        return codes, self.encoder.predict(row)[0], self.search(codes, k, root_path)
 
     def close(self) -> None:
         """Stop the batcher's lanes (the server is shutting down)."""
@@ -429,30 +445,30 @@ async def _search_upload(state: _State, request: Any, root: str) -> Any:
                 return _error(400, "the uploaded image is empty")
             async with state.limiter.slot():
                 try:
-                    codes, predicted = await _encode_upload(state, target)
+                    codes, predicted, hits = await _answer_upload(state, target, k, root)
                 except NotAnImage as exc:
                     return _error(415, str(exc))
                 except TooManyPixels as exc:
                     return _error(413, str(exc))
-                except DahashError as exc:  # the run, not the upload: e.g. its model file is gone
-                    return _error(500, f"encoding the image failed: {exc}")
-                hits = await run_in_threadpool(state.search, codes, k, root)
+                except DahashError as exc:  # the run or the index, not the upload: e.g. its model file is gone
+                    return _error(500, f"encoding or searching the upload failed: {exc}")
     return _answer(state, codes, predicted, hits)
 
 
-async def _encode_upload(state: _State, path: str) -> tuple[np.ndarray, str | None]:
-    """(packed code (1, n_bytes), predicted class) of a saved upload: decoded in a worker thread
-    (so concurrent uploads decode in parallel), then encoded in the batcher's next batch; or,
-    with ``max_batch`` 1, checked and encoded on its own in a worker thread."""
+async def _answer_upload(state: _State, path: str, k: int, root: str
+                         ) -> tuple[np.ndarray, str | None, list[dict[str, Any]]]:
+    """(packed code (1, n_bytes), predicted class, hits) of a saved upload: decoded in a worker
+    thread (so concurrent uploads decode in parallel), encoded in the batcher's next batch, then
+    searched in a worker thread; or, with ``max_batch`` 1, checked, encoded on its own and
+    searched in one worker thread."""
     from starlette.concurrency import run_in_threadpool
 
     if state.batcher is None:
-        await run_in_threadpool(check_upload_image, path)
-        return await run_in_threadpool(state.encode_file, path)
+        return await run_in_threadpool(state.answer_file, path, k, root)
     with state.batcher.announce() as submit:
         item = await run_in_threadpool(state.prepare_upload, path)
         u = await asyncio.wrap_future(submit(item))
-    return await run_in_threadpool(state.code_of_output, u, path)
+    return await run_in_threadpool(state.answer_of_output, u, k, root)
 
 
 async def _search_code(state: _State, request: Any, root: str) -> Any:
