@@ -14,6 +14,7 @@ import shutil
 import warnings
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from tiny_runs import backbone_built_once, tiny_train_args  # noqa: F401 (the fi
 from cli_errors import one_line_error
 from dahash.cli import main
 from dahash.index import open_index
+from dahash.models.predict import class_probabilities
 from dahash.retrieval.search import Encoder, add_images, build_index, model_id, path_ids, search_images
 
 CLASSES = ("bike", "mug", "pen")
@@ -400,3 +402,18 @@ def test_a_search_whose_every_query_is_unreadable_fails(flat: Path, dslr: list[s
     assert [q["query"] for q in json.loads(captured.out)] == [dslr[0]]
     assert captured.err.startswith(f"dahash: 1 image(s) could not be read and were skipped (first: {broken}: ")
     assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_predict_is_eq6_on_the_binary_codes_of_the_outputs() -> None:
+    """Encoder.predict binarizes only the queries (its bank holds +-1 codes already): the class
+    of eq. 6 with binary codes, sgn(0) = +1 included, as class_probabilities(binary=True) gives."""
+    rng = np.random.default_rng(0)
+    bank = np.where(rng.standard_normal((60, 16)) >= 0, 1.0, -1.0).astype(np.float32)
+    labels = rng.integers(0, 4, 60)
+    classes = ["a", "b", "c", "d"]
+    encoder = Encoder(SimpleNamespace(classes=classes), bank, labels)
+    u = rng.standard_normal((200, 16)).astype(np.float32)
+    u[:50, :4] = 0.0
+    want = class_probabilities(u, bank, labels, len(classes), binary=True).argmax(1)
+    assert encoder.predict(u) == [classes[i] for i in want]
+    assert len(set(encoder.predict(u))) > 1
