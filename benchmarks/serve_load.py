@@ -29,8 +29,8 @@ holds (decode, backbone, head, search: what batching is for); ``indexed``, an up
 image (its features come from the feature cache); ``code``, a JSON hex code (an indexed code with
 3 bits flipped). Each row reports req/s, its ratio to the model-only rate (same threads and lanes,
 batch ``--max-batch``) and to the best model-only rate on as many cores, over the lanes and the batch
-sizes measured (the model's limit on those cores), its speed-up over batching off with as many clients, the latency percentiles and
-the mean batch the server ran (from its /stats). Any non-200 answer counts as an error. The client
+sizes measured (the model's limit on those cores), its speed-up over batching off with as many
+clients, the latency percentiles and the mean batch the server ran (from its /stats). Any non-200 answer counts as an error. The client
 runs on the same cores as the server, so the figures include its cost.
 """
 
