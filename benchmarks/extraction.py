@@ -12,7 +12,11 @@ image decoded and run through the model) and reports, for exact and reduced JPEG
 * how far the reduced features are from the exact ones (cosine similarity per image);
 * exponents: pipeline time when the number of images doubles, model time when the batch doubles.
 
-Usage: python benchmarks/extraction.py [--quick] [--out benchmarks/results]
+``--default-only`` times just the default pipeline (reduced decoding, one lane per torch thread),
+its two model-only references and decoding alone (about a minute): for runs that alternate two
+versions of the code.
+
+Usage: python benchmarks/extraction.py [--quick | --default-only] [--out benchmarks/results]
        [--domains dslr webcam] [--batch-size 16]
 """
 
@@ -62,6 +66,8 @@ def model_ips(backbone, batch: int, threads: int, n_images: int, repeats: int, l
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="48 images, fewer settings (seconds)")
+    parser.add_argument("--default-only", action="store_true",
+                        help="only the default pipeline, its references and decoding alone (a minute)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--data-root", default=str(REPO.parent / "shared" / "data" / "office_caltech_10"))
     parser.add_argument("--domains", nargs="+", default=["dslr", "webcam"])
@@ -76,7 +82,8 @@ def main() -> None:
                    if p.is_file() and is_image_file(p))
     if args.quick:
         paths = paths[:48]
-    backbones = {mode: load_backbone(args.backbone, decode=mode) for mode in DECODE_MODES}
+    modes = ["reduced"] if args.default_only else DECODE_MODES
+    backbones = {mode: load_backbone(args.backbone, decode=mode) for mode in modes}
     backbone = backbones["reduced"]
     batch = args.batch_size
     model_images = 64 if args.quick else 320
@@ -87,6 +94,8 @@ def main() -> None:
     settings = [(default_threads, 2, lanes), (default_threads, 2, 1), (default_threads, 0, 1), (1, 2, 1)]
     if args.quick:
         settings = settings[:2]
+    if args.default_only:
+        settings = settings[:1]
     settings = list(dict.fromkeys(settings))
     rows: list[dict] = []
 
@@ -122,6 +131,17 @@ def main() -> None:
                          "model_lanes_ips": model_lanes})
             print(table[-1], flush=True)
     torch.set_num_threads(default_threads)
+    after = results[("reduced", default_threads, 2, lanes)]
+    if args.default_only:
+        md = "\n".join([
+            "# Feature extraction, the default pipeline only", "",
+            f"{len(paths)} images ({' + '.join(args.domains)}), backbone {backbone.name}, batch {batch}, no cache.", "",
+            f"Machine: {line}", "", refs + ".", "", *table, "",
+            f"Decode + preprocess alone (one process, {len(sub)} images): reduced {decode_ips['reduced']:.1f} img/s.", "",
+            f"Wall time {time.perf_counter() - t_start:.0f} s; load average at end {os.getloadavg()[0]:.2f}.", ""])
+        print(md)
+        write_results(args.out, "extraction_default", md, rows)
+        return
     a, b = features["exact"], features["reduced"]
     cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     rows.append({"what": "reduced vs exact features", "cosine_min": float(cosine.min()),
@@ -144,7 +164,6 @@ def main() -> None:
                 f"| batch size, model-only time per batch | {', '.join(map(str, batches))} | "
                 f"{', '.join(f'{s:.3f}' for s in batch_s)} | {e_batch:.2f} |"]
     before = results[("exact", default_threads, 2, 1)]
-    after = results[("reduced", default_threads, 2, lanes)]
     wall = time.perf_counter() - t_start
     md = "\n".join([
         "# Feature extraction",

@@ -1,12 +1,22 @@
 """The fused inference copy of EfficientNet-Lite: same features, traced on the CPU to the same bits,
-rebuilt when the weights change."""
+run in chunks of CPU_CHUNK images there, rebuilt when the weights change."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from dahash.images.backbones import RANDOM_WEIGHTS, Backbone, inference_model, load_backbone, traced_for_cpu
+from dahash.errors import ConfigError
+from dahash.images.backbones import (
+    CPU_CHUNK,
+    RANDOM_WEIGHTS,
+    Backbone,
+    InChunks,
+    inference_model,
+    load_backbone,
+    traced_for_cpu,
+)
 
 
 def _lite() -> Backbone:
@@ -40,9 +50,11 @@ def test_fused_copy_matches_the_model_and_has_no_batchnorm() -> None:
 
 def test_on_the_cpu_the_inference_module_is_the_fused_copy_traced_to_the_same_bits() -> None:
     backbone = _lite()
-    traced = backbone.inference()
+    net = backbone.inference()
+    assert isinstance(net, InChunks) and net.chunk == CPU_CHUNK
+    traced = net.module
     assert isinstance(traced, torch.jit.ScriptModule)
-    assert backbone.inference() is traced  # reused while the weights are unchanged
+    assert backbone.inference() is net  # reused while the weights are unchanged
     fused = inference_model(backbone.model)
     torch.manual_seed(1)
     with torch.no_grad():
@@ -53,6 +65,26 @@ def test_on_the_cpu_the_inference_module_is_the_fused_copy_traced_to_the_same_bi
             if batch != 2:
                 x = x.contiguous(memory_format=torch.channels_last)
             assert torch.equal(traced(x), fused(x)), batch
+        # Run in chunks: a batch's rows are those of its chunks run alone, the last one short.
+        x = torch.randn(2 * CPU_CHUNK + 1, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+        chunks = [fused(x[i:i + CPU_CHUNK]) for i in range(0, len(x), CPU_CHUNK)]
+        assert torch.equal(net(x), torch.cat(chunks))
+
+
+def test_in_chunks_splits_only_batches_larger_than_a_chunk() -> None:
+    calls: list[int] = []
+
+    class Rows(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(len(x))
+            return x * 2
+
+    x = torch.arange(7.0).view(7, 1)
+    assert torch.equal(InChunks(Rows(), 3)(x), x * 2) and calls == [3, 3, 1]
+    calls.clear()
+    assert torch.equal(InChunks(Rows(), 7)(x), x * 2) and calls == [7]
+    with pytest.raises(ConfigError, match="chunk must be a positive integer, got 0"):
+        InChunks(Rows(), 0)
 
 
 def test_a_model_off_the_cpu_is_not_traced() -> None:

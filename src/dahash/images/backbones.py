@@ -47,7 +47,7 @@ from dahash.errors import ConfigError, DahashError, DataError
 from dahash.images.preprocess import DEFAULT_DECODE, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "FINETUNED_WEIGHTS", "RANDOM_WEIGHTS", "Backbone", "load_backbone", "file_sha256",
-           "inference_model", "traced_for_cpu"]
+           "InChunks", "inference_model", "traced_for_cpu"]
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 RANDOM_WEIGHTS = "random"
@@ -56,6 +56,11 @@ FINETUNED_WEIGHTS = "finetuned"
 # (x - 127) / 128 on 0..255 pixels, as in TF's efficientnet/lite/efficientnet_lite_builder.py.
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
+# Images a CPU forward pass of EfficientNet-Lite takes at a time (InChunks). Per image, batches of
+# 2-8 run fastest on this project's 2-core VMs and 16 runs 1.25-1.4x slower: the activations of 16
+# images at 112 x 112 x 32 channels (26 MB) outgrow the caches (benchmarks/README.md, "Traced
+# inference").
+CPU_CHUNK = 4
 _LITE_SIZES = {0: 224, 1: 240, 2: 260}
 
 
@@ -86,9 +91,9 @@ class Backbone:
 
     def inference(self) -> nn.Module:
         """The module to run for inference in place of ``model``: :func:`inference_model` of it,
-        on the CPU :func:`traced_for_cpu`, kept and reused (a server encodes one upload at a time)
-        while the model's weights, statistics and device stay the same, or for good after
-        :meth:`pin_inference`."""
+        on the CPU :func:`traced_for_cpu` run :class:`InChunks` of :data:`CPU_CHUNK` images; kept and
+        reused (a server encodes one upload at a time) while the model's weights, statistics and
+        device stay the same, or for good after :meth:`pin_inference`."""
         if self._pinned is not None:
             return self._pinned
         if not _is_lite(self.model):
@@ -97,8 +102,8 @@ class Backbone:
         with self._inference_lock:
             cached = self._inference
             if cached is None or cached[0] != identity or not torch.equal(cached[1], norms):
-                self._inference = cached = (identity, norms,
-                                            traced_for_cpu(inference_model(self.model), self.preprocessing.crop))
+                net = traced_for_cpu(inference_model(self.model), self.preprocessing.crop)
+                self._inference = cached = (identity, norms, InChunks(net, CPU_CHUNK) if _on_cpu(self.model) else net)
             if self._pin:
                 self._pinned = cached[2]
             return cached[2]
@@ -259,6 +264,33 @@ def inference_model(model: nn.Module) -> nn.Module:
     return _fused_lite(model) if _is_lite(model) else model
 
 
+def _on_cpu(model: nn.Module) -> bool:
+    return all(t.device.type == "cpu" for t in model.state_dict().values())
+
+
+class InChunks(nn.Module):
+    """``module`` run on ``chunk`` images at a time, the outputs concatenated.
+
+    Why: on the CPU a batch larger than the caches hold runs slower per image (see
+    :data:`CPU_CHUNK`), while callers batch for other reasons (a progress bar, a cache file, a
+    server's queue). A row's output then matches a batch of ``chunk`` images, not one of the
+    whole batch: convolutions round differently by batch size, in the last bits (7e-6 at most on
+    EfficientNet-Lite0 features), as they already did between two callers' batch sizes.
+    """
+
+    def __init__(self, module: nn.Module, chunk: int) -> None:
+        super().__init__()
+        if chunk < 1:
+            raise ConfigError(f"chunk must be a positive integer, got {chunk}")
+        self.module = module
+        self.chunk = chunk
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) <= self.chunk:
+            return self.module(x)
+        return torch.cat([self.module(part) for part in x.split(self.chunk)])
+
+
 def traced_for_cpu(model: nn.Module, crop: int) -> nn.Module:
     """``model`` (eval-only, for inputs of ``crop`` x ``crop`` pixels) traced by TorchScript when its
     weights are on the CPU; elsewhere, or where tracing fails, ``model`` itself.
@@ -274,7 +306,7 @@ def traced_for_cpu(model: nn.Module, crop: int) -> nn.Module:
     GPU fusers would change the rounding. So does Python 3.14+, where torch says TorchScript may
     break.
     """
-    if any(t.device.type != "cpu" for t in model.state_dict().values()) or sys.version_info >= (3, 14):
+    if not _on_cpu(model) or sys.version_info >= (3, 14):
         return model
     example = torch.zeros(1, 3, crop, crop).contiguous(memory_format=torch.channels_last)
     try:
