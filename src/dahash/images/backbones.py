@@ -57,7 +57,7 @@ FINETUNED_WEIGHTS = "finetuned"
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 # Images a CPU forward pass of EfficientNet-Lite takes at a time (InChunks). Per image, batches of
-# 2-8 run fastest on this project's 2-core VMs and 16 runs 1.25-1.4x slower: the activations of 16
+# 2-8 run fastest on this project's 2-core VMs and 16 runs 1.1-1.35x slower: the activations of 16
 # images at 112 x 112 x 32 channels (26 MB) outgrow the caches (benchmarks/README.md, "Traced
 # inference").
 CPU_CHUNK = 4
@@ -274,8 +274,8 @@ class InChunks(nn.Module):
     Why: on the CPU a batch larger than the caches hold runs slower per image (see
     :data:`CPU_CHUNK`), while callers batch for other reasons (a progress bar, a cache file, a
     server's queue). A row's output then matches a batch of ``chunk`` images, not one of the
-    whole batch: convolutions round differently by batch size, in the last bits (7e-6 at most on
-    EfficientNet-Lite0 features), as they already did between two callers' batch sizes.
+    whole batch: convolutions may round differently by batch size, in the last bits (7.6e-6 at most
+    on EfficientNet-Lite0 features up to 5.7), as they already did between two callers' batch sizes.
     """
 
     def __init__(self, module: nn.Module, chunk: int) -> None:
