@@ -9,7 +9,7 @@ runs in its own process with ``PYTHONPATH`` set to the version's source tree (``
 * ``extract``: the model alone at batch 16 on 2 torch threads (the issue's reference) and in 2
   lanes of 1 thread (best of 3 each), one cold ``extract_features`` of the DSLR + Webcam images
   (``cache_dir=None``, batch 16, the default decoding and lanes), and decoding + preprocessing
-  alone on 96 of them;
+  alone on the first 96 of them (DSLR photos, the largest);
 * ``serve``: the same two references plus 2 lanes at batch 1, then ``--requests`` uploads of new
   images (mirrored JPEGs) from ``--clients`` closed-loop clients to ``dahash serve --threads 2
   --lanes 2`` (the default), over the index ``--index`` of the run ``--run``.

@@ -58,8 +58,8 @@ LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 # Images a CPU forward pass of EfficientNet-Lite takes at a time (InChunks). Per image, batches of
 # 2-8 run fastest on this project's 2-core VMs and 16 runs 1.1-1.35x slower: the activations of 16
-# images at 112 x 112 x 32 channels (26 MB) outgrow the caches (benchmarks/README.md, "Traced
-# inference").
+# images at 112 x 112 x 32 channels (26 MB) outgrow the caches (benchmarks/README.md, "Inference
+# in chunks").
 CPU_CHUNK = 4
 _LITE_SIZES = {0: 224, 1: 240, 2: 260}
 
@@ -265,6 +265,7 @@ def inference_model(model: nn.Module) -> nn.Module:
 
 
 def _on_cpu(model: nn.Module) -> bool:
+    """Whether every weight and buffer of ``model`` is on the CPU."""
     return all(t.device.type == "cpu" for t in model.state_dict().values())
 
 
