@@ -57,6 +57,18 @@ START_TIMEOUT_S = 180
 _SERVER_ENV = {"QUERYCOORD_UPDATENEXTTARGETINTERVAL": "1"}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of the Milvus server must be marked ``xdist_group("milvus")``: under
+    pytest-xdist (``-n 2 --dist loadgroup``, the README's command) they then run in one worker,
+    beside one embedded server.  A second server, started by the other worker, did not come up
+    within START_TIMEOUT_S and skipped its tests."""
+    unmarked = [item.nodeid for item in items if "milvus_uri" in getattr(item, "fixturenames", ())
+                and "milvus" not in {m.args[0] for m in item.iter_markers("xdist_group") if m.args}]
+    if unmarked:
+        raise pytest.UsageError("tests of the Milvus server need @pytest.mark.xdist_group(\"milvus\"): "
+                                + ", ".join(unmarked))
+
+
 @pytest.fixture(scope="session")
 def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URI of a live Milvus server for the whole session (skips the test if none can start)."""

@@ -33,3 +33,10 @@ def test_public_names_resolve() -> None:
     assert dahash.encode.__module__ == "dahash.models.predict"
     assert dahash.load_run.__module__ == "dahash.runs.loading"
     assert "DAH" in dir(dahash)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    command = re.search(r"## Tests\n\n```bash\n(.+?)\n```", README.read_text(encoding="utf-8"))
+    assert command, "README.md's '## Tests' section must open with a ```bash block holding the test command"
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
+    assert ci.endswith("&& " + command.group(1)), (ci, command.group(1))

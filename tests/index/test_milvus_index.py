@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pymilvus", reason="the Milvus backend needs pymilvus (extra 'milvus')")
+pytestmark = pytest.mark.xdist_group("milvus")  # one server, one xdist worker (conftest.py)
 
 from dahash.errors import DataError  # noqa: E402
 from dahash.index.base import HammingIndex  # noqa: E402

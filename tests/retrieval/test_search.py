@@ -340,6 +340,7 @@ def _ranking(ids: np.ndarray, distances: np.ndarray) -> dict[int, set[int]]:
     return dict(groups)
 
 
+@pytest.mark.xdist_group("milvus")  # one server, one xdist worker (conftest.py)
 def test_milvus_gives_the_faiss_results(runs: dict[str, Path], dslr: list[str], flat: Path, tmp_path: Path,
                                         milvus_uri: str, collection_name: str) -> None:
     pytest.importorskip("pymilvus")
