@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 CLASSES = np.array(["ant", "bee", "cat", "dog"])
-TINY: dict[str, Any] = dict(bits=16, hidden=(16, 16), k=3, epochs=3, lr_start=1e-2, lr_end=1e-3,
+TINY: dict[str, Any] = dict(bits=16, hidden=(16, 16), k=3, epochs=3, lr_start=1e-2, lr_end=1e-3, gamma=5000.0,
                             feature_norm="standardize", num_threads=1)
 
 

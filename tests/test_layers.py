@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dahash"
 # Bottom to top. A module belongs to the longest package or module listed that holds it; the CLI
 # and the package's front door (``dahash`` itself, its __init__) sit on top.
 LAYERS: list[tuple[str, ...]] = [
-    ("dahash.errors", "dahash.io", "dahash.isolation", "dahash.validation", "dahash.codes", "dahash.cores"),
+    ("dahash.errors", "dahash.io", "dahash.isolation", "dahash.validation", "dahash.codes", "dahash.cores",
+     "dahash.selection_grids"),
     ("dahash.data",),
     ("dahash.images",),
     ("dahash.losses", "dahash.models", "dahash.metrics", "dahash.index", "dahash.shallow", "dahash.hashing"),

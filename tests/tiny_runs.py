@@ -38,7 +38,7 @@ def backbone_built_once() -> Iterator[None]:
 
 def tiny_train_args(root: Path, cache: Path, out: Path, seed: int = 0, bits: int = 16) -> list[str]:
     """``dahash train`` of a tiny image run on the generated Office-31 layout (seconds, one thread)."""
-    return ["train", "--data-root", str(root), "--source", "amazon", "--target", "webcam", "--bits", str(bits),
+    return ["train", "--gamma", "5000", "--data-root", str(root), "--source", "amazon", "--target", "webcam", "--bits", str(bits),
             "--epochs", "2", "--hidden", "16", "16", "--k", "2", "--cache-dir", str(cache), "--out", str(out),
             "--seed", str(seed), "--num-threads", "1", "--quiet"]
 

@@ -7,7 +7,9 @@ Each command imports the module it runs when it runs: ``serve`` needs FastAPI, `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +18,14 @@ import yaml
 
 from dahash.errors import DahashError
 from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
-from dahash.training.config import SETTINGS_BEFORE_THEY_EXISTED, add_config_arguments, resolve_config
+from dahash.selection_grids import CRITERIA, SELECTION_GRIDS, TUNED_SETTING, auto_grid
+from dahash.training.config import (
+    SETTINGS_BEFORE_THEY_EXISTED,
+    TrainConfig,
+    add_config_arguments,
+    load_yaml,
+    resolve_config,
+)
 from dahash.training.methods import DEEP_METHODS
 
 SUMMARY_KEYS = ("target_accuracy", "target_accuracy_codes", "map", "map_target_within", "source_accuracy",
@@ -29,8 +38,16 @@ def _print_summary(metrics: dict) -> None:
             print(f"{key:>24}: {metrics[key]:.4f}")
 
 
+def _explicit_settings(args: argparse.Namespace, yaml_path: str | Path | None) -> dict:
+    """The training settings the user gave, in the YAML file or as flags (flags win)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in (load_yaml(yaml_path) if yaml_path else {}).items() if k in names}
+    return given | {k: v for k, v in vars(args).items() if k in names}
+
+
 def _train(args: argparse.Namespace) -> int:
     from dahash.runs.run import run
+    from dahash.runs.tuning import SELECTION_DIR, train_selected
     from dahash.training.trainer import CHECKPOINT, checkpoint_epoch
 
     saved = Path(args.out) / "config.yaml" if getattr(args, "out", None) else None
@@ -42,10 +59,27 @@ def _train(args: argparse.Namespace) -> int:
     config = resolve_config(args, yaml_path, preset)
     if not config.out:
         raise DahashError("--out DIR is required (where checkpoints and results go)")
-    epoch = checkpoint_epoch(Path(config.out) / CHECKPOINT, config) if args.resume else None
+    given = _explicit_settings(args, yaml_path)
+    # The paper's procedure (Sec. 5.2): a method's tuned setting, unless given, is chosen per task
+    # without target labels among its grid; a run's saved config.yaml already holds the choice.
+    tuned = TUNED_SETTING.get(args.method)
+    grid = auto_grid(args.method, given) if tuned and tuned not in given else []
+    if grid and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise DahashError(f"under torchrun, choose {tuned} first: 'dahash select --method {args.method} ...' on one "
+                          f"process, then 'torchrun ... dahash train --config SELECT_OUT/config.yaml' (or give --"
+                          f"{tuned.replace('_', '-')})")
+    epoch = checkpoint_epoch(Path(config.out) / CHECKPOINT, config) if args.resume and not grid else None
     if epoch is not None:
         print(f"resumed at epoch {epoch} of {config.epochs} ({Path(config.out) / CHECKPOINT})", file=sys.stderr)
-    metrics = run(config, resume=args.resume, progress=not args.quiet)
+    if grid:
+        selection, metrics = train_selected(config, grid, method=args.method, criterion=args.criterion,
+                                            resume=args.resume, progress=not args.quiet)
+        chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
+        print(f"{tuned} chosen without target labels among {len(grid)} candidates: {chosen} ({selection.rule}); "
+              f"every candidate: {Path(config.out) / SELECTION_DIR}/selection.md (give --{tuned.replace('_', '-')} "
+              "to train one value)")
+    else:
+        metrics = run(config, resume=args.resume, progress=not args.quiet)
     if metrics is None:  # a rank other than 0 of a torchrun job: rank 0 reports
         return 0
     _print_summary(metrics)
@@ -54,14 +88,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _select(args: argparse.Namespace) -> int:
-    from dahash.experiments.selection import parse_grid, select_config
+    from dahash.runs.selection import parse_grid
+    from dahash.runs.tuning import select_config
 
     if not args.out:
         raise DahashError("--out DIR is required (where selection.json, .csv, .md and config.yaml go)")
-    if not args.grid:
-        raise DahashError("give at least one --grid KEY=V1,V2,..., e.g. --grid gamma=0,500,5000")
     config = resolve_config(args, args.config, DEEP_METHODS[args.method])
-    selection, _ = select_config(config, parse_grid(args.grid), method=args.method, criterion=args.criterion,
+    grid = parse_grid(args.grid) if args.grid else SELECTION_GRIDS.get(args.method) or auto_grid(args.method)
+    if not grid:
+        raise DahashError(f"method {args.method} has no default grid; give at least one --grid KEY=V1,V2,..., "
+                          "e.g. --grid epochs=50,100,300")
+    selection, _ = select_config(config, grid, method=args.method, criterion=args.criterion,
                                  val_fraction=args.val_fraction, out=args.out, progress=not args.quiet)
     print(selection.table())
     chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
@@ -130,7 +167,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         with_selected,
     )
     from dahash.experiments.retrieval_tables import RETRIEVAL_METHODS, RetrievalConfig, reproduce_retrieval
-    from dahash.experiments.selection import expand_grid, parse_grid
+    from dahash.runs.selection import expand_grid, parse_grid
 
     retrieval = args.tables == "retrieval"
     overrides = {}
@@ -250,6 +287,21 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study(args: argparse.Namespace) -> int:
+    from dahash.experiments.validator_study import demo_groups, reproduce_groups, write_study
+
+    if not args.runs and not args.demo:
+        raise DahashError("give --runs (a 'dahash reproduce --select-all' output) and/or --demo")
+    parts = reproduce_groups(args.runs, progress=not args.quiet) if args.runs else {}
+    if args.demo:
+        parts["demo"] = demo_groups(Path(args.out) / "demo", progress=not args.quiet)
+    result = write_study(args.out, parts)
+    print(Path(args.out, "study.md").read_text())
+    if result["decision"]:
+        print(f"default criterion by the declared rule: {result['decision'][0]}")
+    return 0
+
+
 class DefaultsHelpFormatter(argparse.HelpFormatter):
     """Each option's help ends with its default, unless the help already names one or there is none."""
 
@@ -270,8 +322,21 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
                        help="start from this method's settings (default DAH; Deep, DAN and DANN are the softmax "
                             "baselines, NoDA and DAH-e DAH without some terms); YAML and flags override them")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    train.add_argument("--criterion", choices=CRITERIA, default="paper",
+                       help="label-free rule that chooses the method's tuned setting when it is not given (default "
+                            "paper, Sec. 5.2; docs/selection.md)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
-    add_config_arguments(train)
+    tuned = ", ".join(f"{m}: {k}" for m, k in TUNED_SETTING.items())
+    add_config_arguments(train, help_overrides={
+        "gamma": "MK-MMD weight (0 disables domain alignment). Not given: chosen per task without target labels "
+                 "among the method's candidates, by --criterion, then trained on the whole source (the paper's "
+                 "procedure; recorded in OUT/selection/); the method's preset value for methods that tune "
+                 "another setting or none",
+        "adversarial_weight": "with adversarial: weight of DANN's domain loss (its lambda, Ganin et al., JMLR 2016), "
+                              "on top of the reversal coefficient's 0-to-1 schedule. Not given, with --method DANN: "
+                              "chosen per task without target labels, as --gamma is"})
+    train.epilog = (f"Settings chosen per task unless given (method: setting): {tuned}. Give the setting (e.g. "
+                    "--gamma 5000) to train that value alone.")
     train.set_defaults(func=_train)
 
 
@@ -321,7 +386,7 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     """``dahash demo``."""
     demo = sub.add_parser("demo", help="offline demo: printed-font digits -> handwritten digits, NoDA vs DAH")
     demo.add_argument("--out", default="dahash-demo", help="output directory (default: dahash-demo)")
-    demo.add_argument("--seeds", type=int, default=3, help="seeds per method (default 3)")
+    demo.add_argument("--seeds", type=int, default=10, help="seeds per method (default 10)")
     demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
@@ -497,6 +562,22 @@ class _SubcommandParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
 
+def _add_study_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash study``."""
+    study = sub.add_parser("study", help="the validator study: each label-free rule's regret and rank correlation",
+                           description="Score every candidate of finished label-free selections against the "
+                                       "target's labels (read only here, after every score was written), then each "
+                                       "validator by its regret (best candidate's accuracy minus the chosen one's) "
+                                       "and its rank correlation with accuracy; apply the rule declared in "
+                                       "docs/selection.md to the halves of Office-Caltech-10.")
+    study.add_argument("--runs", default=None, help="the --out of 'dahash reproduce --select-all'")
+    study.add_argument("--demo", action="store_true",
+                       help="also select NoDA's and DAH's candidates on the demo's digits (OUT/demo) and score them")
+    study.add_argument("--out", required=True, help="output directory: study.md and candidates.csv")
+    study.add_argument("--quiet", action="store_true", help="no progress bars")
+    study.set_defaults(func=_study)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="dahash", description="Domain Adaptive Hashing (CVPR 2017).")
@@ -511,6 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_command(sub)
     _add_serve_command(sub)
     _add_analyze_command(sub)
+    _add_study_command(sub)
     _add_download_command(sub)
     return parser
 

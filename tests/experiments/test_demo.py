@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from dahash.experiments.demo import METHODS, demo_config, prepare_data, run_demo, summarize, summary_csv
+from dahash.selection_grids import auto_grid
 from dahash.runs.run import run
 
 
@@ -29,7 +30,8 @@ def test_short_demo_writes_table_plots_and_skips_finished_runs(tmp_path, capsys)
     printed = capsys.readouterr().out.splitlines()
     # What it does comes first, before any run has finished; the table after.
     assert printed[0] == (f"dahash demo: NoDA and DAH, 2 seed(s) each, 2 epochs, on 1000 printed -> 1797 handwritten "
-                          f"digits, {min(2, os.cpu_count() or 1)} run(s) at a time; results go to {tmp_path}/")
+                          f"digits, {min(2, os.cpu_count() or 1)} run(s) at a time; DAH's gamma chosen first among 7 "
+                          f"candidates without target labels; results go to {tmp_path}/")
     rows = list(csv.DictReader(open(tmp_path / "demo_results.csv")))
     assert [r["method"] for r in rows] == list(METHODS)
     assert float(rows[1]["target_accuracy_mean"]) == pytest.approx(np.mean([r["target_accuracy"] for r in results["DAH"]]))
@@ -37,8 +39,16 @@ def test_short_demo_writes_table_plots_and_skips_finished_runs(tmp_path, capsys)
     assert "| NoDA | 2 |" in table and "| DAH | 2 |" in table
     for png in ("pr_curve.png", "digits.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    saved = json.loads((tmp_path / "DAH" / "seed1" / "results.json").read_text())
-    assert saved["config"]["gamma"] == 5000.0 and saved["config"]["seed"] == 1
+    # DAH trains the setting its label-free selection chose, on every seed.
+    selection = json.loads((tmp_path / "selection" / "selection.json").read_text())
+    assert [c["params"] for c in selection["candidates"]] == auto_grid("DAH")
+    for seed in (0, 1):
+        saved = json.loads((tmp_path / "DAH" / f"seed{seed}" / "results.json").read_text())
+        assert {k: saved["config"][k] for k in selection["best_params"]} == selection["best_params"]
+        assert saved["config"]["seed"] == seed
+    # The paired comparison: its mean is the mean of the per-seed differences.
+    gaps = [d["target_accuracy"] - n["target_accuracy"] for d, n in zip(results["DAH"], results["NoDA"])]
+    assert f"| accuracy (%) | {np.mean(gaps):+.1f} [" in table and "DAH - NoDA, paired by seed" in table
     noda = json.loads((tmp_path / "NoDA" / "seed0" / "results.json").read_text())
     assert noda["config"]["gamma"] == 0.0 and noda["config"]["eta"] == 0.0
     # A second call finds every run finished and reuses it unchanged.

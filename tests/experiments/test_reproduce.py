@@ -86,6 +86,16 @@ def test_every_method_runs_and_the_table_has_the_papers_layout(tiny_office31: Pa
                  for task in ("A_W", "W_D")]
     assert all(len(v) == 2 for v in cell_maps)
     assert noda == pytest.approx([np.mean(v) for v in cell_maps], abs=6e-4)
+    # The paired comparison with NoDA: DAH's mean difference over the 2 tasks x 2 seeds, by hand from the cells.
+    def accuracies(method: str) -> list[float]:
+        return [json.loads((tmp_path / "out" / "cells" / method / task / f"seed{k}" / "results.json").read_text())
+                ["metrics"]["target_accuracy"] for task in ("A_W", "W_D") for k in (0, 1)]
+
+    paired = {r[0]: r for r in csv.reader(open(tmp_path / "out" / "paired.csv"))}
+    assert paired["method"][1:] == ["mean [95 % interval] vs NoDA", "ahead / behind vs NoDA"]
+    gaps = np.subtract(accuracies("DAH"), accuracies("NoDA"))
+    assert paired["DAH"][1].startswith(f"{gaps.mean():+.2f} [") and paired["DAH"][2].endswith("of 4")
+    assert paired["NoDA"][1:] == ["", ""] and paired["GFK"][2].endswith("of 2")  # one shallow run per task
     # Colour is the class: the methods must do far better than chance (33 %). (Three epochs on
     # 18 images are no test of the deep methods' learning; tests/training covers that.)
     average = {r[1]: float(r[-1].split(" ± ")[0]) for r in ours}

@@ -52,11 +52,13 @@ def fitted(task) -> DAH:
 def test_parameters_are_train_config_fields_and_defaults_cannot_drift() -> None:
     signature = inspect.signature(DAH.__init__)
     names = [n for n in signature.parameters if n != "self"]
-    assert names == [*PARAMETERS, "method", "extra", "out", "progress"]
+    assert names == [*PARAMETERS, "method", "criterion", "extra", "out", "progress"]
     fields = TrainConfig().to_dict()
     assert set(PARAMETERS) <= set(fields)
-    # None means "the method's value": left unset, every parameter resolves to TrainConfig's default.
-    assert all(signature.parameters[n].default is None for n in PARAMETERS)
+    # None means "the method's value": left unset, every parameter resolves to TrainConfig's default;
+    # gamma's "auto" too, until fit chooses it.
+    assert all(signature.parameters[n].default is None for n in PARAMETERS if n != "gamma")
+    assert signature.parameters["gamma"].default == "auto"
     assert DAH().make_config().to_dict() == fields
     for method in DEEP_METHODS:
         assert DAH(method=method).make_config().to_dict() == method_config(method, {}).to_dict(), method

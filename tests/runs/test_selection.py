@@ -1,4 +1,4 @@
-"""Tests of label-free model selection (dahash.experiments.selection, ``dahash select``): the choice rules on
+"""Tests of label-free model selection (dahash.runs.selection, ``dahash select``): the choice rules on
 hand-made score tables, target labels never reaching an estimator, the files written, the CLI
 end to end, and finite scores for DAH and a shallow skada pipeline on tiny shifted data."""
 
@@ -19,7 +19,7 @@ from cli_errors import one_line_error  # tests/ is on sys.path (no __init__.py)
 from dahash import DAH
 from dahash.cli import main
 from dahash.errors import ConfigError, DahashError
-from dahash.experiments.selection import (
+from dahash.runs.selection import (
     ACCURACY_GUARD,
     CRITERIA,
     SCORES,
@@ -75,12 +75,12 @@ def test_interrupted_selection_keeps_finished_candidates_and_load_rechooses(tmp_
         fits.append(params)
         if len(fits) == 2 and stop and stop.pop():
             raise Interrupted  # the user stops it while the second candidate trains
-        return DAH(**{**TINY, "epochs": 2}, **params)
+        return DAH(**{**TINY, "epochs": 2, **params})
 
     grid = {"gamma": [0.0, 10.0]}
     with pytest.raises(Interrupted):
         select_setting(make, grid, Xs, ys, Xt, out=tmp_path / "sel", progress=False)
-    assert len(list((tmp_path / "sel" / "candidates").iterdir())) == 1
+    assert [p.name for p in sorted((tmp_path / "sel" / "candidates").iterdir())] == ["000.json", "000.target.npy"]
     fits.clear()
     selection = select_setting(make, grid, Xs, ys, Xt, out=tmp_path / "sel", progress=False)
     assert fits == [{"gamma": 10.0}]  # only the unfinished candidate trained again
@@ -109,7 +109,7 @@ def test_paper_rule_guard_boundary_and_nans() -> None:
         choose(_table(source_val_accuracy=[NAN, NAN]), "paper")
 
 
-@pytest.mark.parametrize("criterion", ["dev", "iw", "snd", "entropy"])
+@pytest.mark.parametrize("criterion", ["dev", "iw", "snd", "entropy", "mixval", "mano"])
 def test_scorer_rules_take_the_largest_value(criterion: str) -> None:
     # skada's scorers are greater-is-better: DEV and entropy come negated, so -0.1 beats -0.5.
     table = _table(**{criterion: [-0.5, -0.1, NAN, -0.1, -0.3]}, source_val_accuracy=[99.0, 1.0, 50.0, 2.0, 3.0])
@@ -119,10 +119,21 @@ def test_scorer_rules_take_the_largest_value(criterion: str) -> None:
         choose(_table(**{criterion: [NAN, NAN]}), criterion)
 
 
+def test_source_rule_and_the_paper_rule_without_its_guard() -> None:
+    table = _table(source_val_accuracy=[90.0, 80.0, NAN], domain_error=[30.0, 49.0, 50.0])
+    assert choose(table, "source")[0] == 0
+    assert choose(table, "paper")[0] == 0  # 80 is more than a point below 90: only candidate 0 is eligible
+    best, rule = choose(table, "domain")  # every candidate with a source accuracy: 49 % is closest to chance
+    assert best == 1 and "among every candidate" in rule
+    # Distance from chance, both sides: 55 % beats 40 %.
+    assert choose(_table(source_val_accuracy=[1.0, 1.0], domain_error=[40.0, 55.0]), "domain")[0] == 1
+
+
 def test_unknown_criterion() -> None:
-    with pytest.raises(ConfigError, match="criterion must be one of 'paper', 'dev', 'iw', 'snd', 'entropy', got 'acc'"):
+    with pytest.raises(ConfigError, match="criterion must be one of 'paper', 'domain', 'source', 'dev', 'iw', 'snd', "
+                                          "'entropy', 'mixval', 'mano', got 'acc'"):
         choose(_table(source_val_accuracy=[1.0]), "acc")
-    assert CRITERIA == ("paper", "dev", "iw", "snd", "entropy")
+    assert CRITERIA == ("paper", "domain", "source", "dev", "iw", "snd", "entropy", "mixval", "mano")
 
 
 def test_grid_expansion_and_parsing() -> None:
@@ -187,7 +198,7 @@ def test_target_labels_never_reach_an_estimator() -> None:
     assert list(inspect.signature(select_setting).parameters)[:5] == ["make_estimator", "grid", "Xs", "ys", "Xt"]
     Xs, ys, Xt, yt = shifted_task()
     SpyDAH.calls = []
-    selection = select_setting(lambda p: SpyDAH(**{**TINY, "epochs": 2}, **p), {"gamma": [0.0, 10.0]}, Xs, ys, Xt,
+    selection = select_setting(lambda p: SpyDAH(**{**TINY, "epochs": 2, **p}), {"gamma": [0.0, 10.0]}, Xs, ys, Xt,
                                progress=False)
     assert len(selection.candidates) == 2
     names = {name for name, _ in SpyDAH.calls}
@@ -324,7 +335,7 @@ def test_cli_select_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (["--grid", "source_features=a.npz"], "grid key 'source_features' names data or files"),
     (["--grid", "gamma=0,1", "--criterion", "accuracy"], "criterion must be one of 'paper'"),
     (["--grid", "gamma=0,1", "--val-fraction", "1.5"], "val_fraction must be a number strictly between 0 and 1"),
-    ([], "give at least one --grid"),
+    (["--method", "Deep"], "method Deep has no default grid; give at least one --grid"),
 ])
 def test_cli_select_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
                            message: str) -> None:

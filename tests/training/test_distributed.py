@@ -167,7 +167,7 @@ def _train_args(source: Path, target: Path, out: Path) -> list[str]:
     # 3 epochs of 10 steps of 15 + 15 rows. Training amplifies rounding: in this run, initial weights
     # perturbed by 1e-7 (relative) end 2e-5 away and move the logged losses by 6e-5 (relative); at
     # lr 1e-2 by 3e-4. Hence lr 1e-3 and tolerances of 2e-4: a wrong gradient is off by far more.
-    return ["train", "--source-features", str(source), "--target-features", str(target), "--bits", "16",
+    return ["train", "--gamma", "5000", "--source-features", str(source), "--target-features", str(target), "--bits", "16",
             "--hidden", "32", "32", "--k", str(K), "--epochs", "3", "--lr-start", "0.001", "--lr-end", "0.0001",
             "--num-threads", "1", "--out", str(out), "--quiet"]
 
@@ -220,7 +220,7 @@ def test_torchrun_fine_tunes_backbone_and_head_with_batch_wide_batchnorm(tmp_pat
 
     _tree(tmp_path / "images")
     out = tmp_path / "run"
-    done = _torchrun(["train", "--finetune", "--data-root", str(tmp_path / "images"), "--source", "photos",
+    done = _torchrun(["train", "--gamma", "5000", "--finetune", "--data-root", str(tmp_path / "images"), "--source", "photos",
                       "--target", "sketches", "--bits", "8", "--hidden", "16", "16", "--k", "2", "--epochs", "1",
                       "--num-workers", "0", "--device", "cpu", "--extract-batch-size", "4", "--num-threads", "1",
                       "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--quiet"], free_port())

@@ -224,7 +224,7 @@ def test_refused_restart_leaves_the_run_untouched(task: tuple[Path, Path], finis
     out = tmp_path / "copy"
     shutil.copytree(finished[0], out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    args = ["train", "--source-features", str(task[0]), "--target-features", str(task[1]), "--out", str(out),
+    args = ["train", "--gamma", "5000", "--source-features", str(task[0]), "--target-features", str(task[1]), "--out", str(out),
             "--bits", "16", "--hidden", "32", "32", "--k", "5", "--epochs", "5", "--lr-start", "1e-2",
             "--lr-end", "1e-3", "--feature-norm", "standardize", "--num-threads", "1", "--quiet"]
     assert main(args) == 2
@@ -290,7 +290,7 @@ def test_absurd_learning_rate_fails_with_a_loss_error(task: tuple[Path, Path], t
     assert "'mmd'" in str(info.value) and "\n" not in str(info.value)
     assert not (out / CHECKPOINT).exists() and not (out / MODEL).exists()
     # Through the command line it is a one-line error with exit status 2.
-    code = main(["train", "--source-features", str(task[0]), "--target-features", str(task[1]),
+    code = main(["train", "--gamma", "5000", "--source-features", str(task[0]), "--target-features", str(task[1]),
                  "--out", str(tmp_path / "cli"), "--lr-start", "1e6", "--lr-end", "1e6", "--bits", "16",
                  "--hidden", "32", "32", "--num-threads", "1", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -303,7 +303,7 @@ RESUME_EPOCHS = 16
 
 
 def _train_cmd(source: Path, target: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "dahash", "train", "--source-features", str(source),
+    return [sys.executable, "-m", "dahash", "train", "--gamma", "5000", "--source-features", str(source),
             "--target-features", str(target), "--out", str(out), "--epochs", str(RESUME_EPOCHS),
             "--bits", "16", "--hidden", "128", "128", "--k", "5", "--lr-start", "1e-2", "--lr-end", "1e-3",
             "--feature-norm", "standardize", "--bank-per-class", "50", "--num-threads", "1", "--quiet", *extra]

@@ -24,7 +24,7 @@ module imports skada). Pass it as ``params={"sample_domain": sample_domain}``::
 serves both domains); ``score`` also requests ``sample_weight``, which
 ``ImportanceWeightedScorer`` needs. ``DeepEmbeddedValidation`` reads ``module_.layer_name``
 and ``predict_features`` (fc7) and indexes class probabilities by the label, so give it
-labels ``0..C-1`` (:func:`dahash.experiments.selection.select_setting` encodes them so).
+labels ``0..C-1`` (:func:`dahash.runs.selection.select_setting` encodes them so).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from skada.base import DAEstimator
-from sklearn.base import ClassifierMixin
+from sklearn.base import ClassifierMixin, clone
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_is_fitted
@@ -50,9 +50,12 @@ from dahash.losses.entropy import class_log_probabilities
 from dahash.models import ClassifierHead
 from dahash.models.predict import class_probabilities, select_bank
 from dahash.models.predict import encode as head_outputs
+from dahash.runs.selection import CRITERIA, Selection, select_setting
+from dahash.selection_grids import AUTO, GAMMA_GRIDS, VAL_FRACTION, auto_grid
 from dahash.training.config import TrainConfig
 from dahash.training.methods import DEEP_METHODS, method_config
 from dahash.training.trainer import Domains, train_model
+from dahash.validation import check_choice
 
 __all__ = ["DAH", "Bank", "INPUT_SETTINGS", "PARAMETERS"]
 
@@ -87,13 +90,21 @@ class DAH(ClassifierMixin, DAEstimator):
 
     Parameters
     ----------
-    bits, hidden, k, epochs, lr_start, lr_end, gamma, eta, beta, like_weight, inner_product_scale,
+    bits, hidden, k, epochs, lr_start, lr_end, eta, beta, like_weight, inner_product_scale,
     feature_norm, mmd_layers, mmd_reduction, mmd_estimator, reference_batch, entropy_reduction,
     bank_per_class, seed, num_threads
         The :class:`dahash.training.config.TrainConfig` settings of the same names. ``None`` (the default)
         takes the value of ``method``'s preset, which is TrainConfig's default unless the preset
         changes it; a value given here always wins, so ``DAH(method="NoDA", gamma=5000)``
         trains with gamma 5000.
+    gamma : float, "auto" or None, default "auto"
+        The MMD weight. ``"auto"``: for the methods that tune it (DAH, DAH-e, DAH-paper, DAH-cw, DAN:
+        :data:`dahash.selection_grids.GAMMA_GRIDS`) ``fit`` first chooses it per task without target labels
+        among the method's candidates (those that agree with the parameters given, e.g. ``mmd_estimator``),
+        by ``criterion`` on a stratified 20 % of the source (Venkateswara et al., CVPR 2017, Sec. 5.2), then
+        trains the choice on every row; the preset's value for the other methods. ``None``: the preset's value.
+    criterion : str, default "paper"
+        The rule of ``gamma="auto"`` (:data:`dahash.selection_grids.CRITERIA`, docs/selection.md).
     method : str, default "DAH"
         A preset of :data:`dahash.training.methods.DEEP_METHODS` (DAH, DAH-e, NoDA; the softmax baselines
         Deep, DAN, DANN classify by softmax and have no hash codes).
@@ -115,6 +126,8 @@ class DAH(ClassifierMixin, DAEstimator):
     bank_ : :class:`Bank` of eq. 6 (None for softmax methods)
     history_ : per-epoch losses (list of dicts) when ``out`` is given, else None
     n_features_in_ : input feature dimension
+    selection_ : the :class:`dahash.runs.selection.Selection` of ``gamma="auto"`` (every candidate's scores
+        and the rule), or None when gamma was not chosen
     """
 
     # ImportanceWeightedScorer requires an estimator whose score consumes sample_weight.
@@ -123,14 +136,14 @@ class DAH(ClassifierMixin, DAEstimator):
 
     def __init__(self, *, bits: int | None = None, hidden: tuple[int, int] | None = None, k: int | None = None,
                  epochs: int | None = None, lr_start: float | None = None, lr_end: float | None = None,
-                 gamma: float | None = None, eta: float | None = None, beta: float | None = None,
+                 gamma: float | str | None = AUTO, eta: float | None = None, beta: float | None = None,
                  like_weight: float | None = None, inner_product_scale: float | None = None,
                  feature_norm: str | None = None, mmd_layers: tuple[str, ...] | None = None,
                  mmd_reduction: str | None = None, mmd_estimator: str | None = None,
                  reference_batch: int | None = None, entropy_reduction: str | None = None,
                  bank_per_class: int | None = None, seed: int | None = None, num_threads: int | None = None,
-                 method: str = "DAH", extra: dict[str, Any] | None = None, out: str | None = None,
-                 progress: bool = False) -> None:
+                 method: str = "DAH", criterion: str = "paper", extra: dict[str, Any] | None = None,
+                 out: str | None = None, progress: bool = False) -> None:
         self.bits = bits
         self.hidden = hidden
         self.k = k
@@ -152,6 +165,7 @@ class DAH(ClassifierMixin, DAEstimator):
         self.seed = seed
         self.num_threads = num_threads
         self.method = method
+        self.criterion = criterion
         self.extra = extra
         self.out = out
         self.progress = progress
@@ -170,7 +184,8 @@ class DAH(ClassifierMixin, DAEstimator):
         changed = {k: v for k, v in values.items() if k not in INPUT_SETTINGS and v != preset[k]}
         params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in changed.items() if k in PARAMETERS}
         extra = {k: v for k, v in changed.items() if k not in PARAMETERS}
-        return cls(method=method, extra=extra or None, **params)
+        # The config's gamma, never "auto": this estimator trains what the config says.
+        return cls(method=method, extra=extra or None, **{**params, "gamma": values["gamma"]})
 
     def make_config(self) -> TrainConfig:
         """The TrainConfig ``fit`` trains with: ``method``'s preset, then the parameters set, then
@@ -185,7 +200,7 @@ class DAH(ClassifierMixin, DAEstimator):
                               "(and the run folder as out=)")
         if self.method not in DEEP_METHODS:
             raise ConfigError(f"method must be one of {', '.join(DEEP_METHODS)}; got {self.method!r}")
-        settings = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) is not None}
+        settings = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) not in (None, AUTO)}
         for name in ("hidden", "mmd_layers"):
             if name in settings and isinstance(settings[name], tuple):
                 settings[name] = list(settings[name])
@@ -209,6 +224,9 @@ class DAH(ClassifierMixin, DAEstimator):
         if len(encoder.classes_) < 2:
             raise DataError(f"the source rows hold {len(encoder.classes_)} class(es); DAH needs at least 2")
         ys = encoder.transform(y[source]).astype(np.int64)
+        self.selection_ = self._select(X[source], ys, X[target])
+        if self.selection_ is not None:
+            config = clone(self).set_params(**self.selection_.best_params).make_config()
         self.classes_ = encoder.classes_
         self.n_features_in_ = X.shape[1]
         # As load_domains does for feature files: the normaliser is fitted on both domains, no labels.
@@ -229,6 +247,22 @@ class DAH(ClassifierMixin, DAEstimator):
             self.bank_ = Bank(head_outputs(model, src.X)[rows], ys[rows], rows)
         self.history_ = _read_history(Path(config.out) / "history.csv") if config.out else None
         return self
+
+    def _select(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> Selection | None:
+        """``gamma="auto"``: the label-free selection among the method's candidates that agree with the
+        parameters given (None when gamma is given or the method does not tune it)."""
+        if self.gamma != AUTO or self.method not in GAMMA_GRIDS:
+            return None
+        check_choice("criterion", self.criterion, CRITERIA)
+        given = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) not in (None, AUTO)}
+        grid = auto_grid(self.method, {**given, **(self.extra or {})})
+        if not grid:
+            raise ConfigError(f"no {self.method} candidate agrees with the parameters given ({given}); give gamma")
+        seed = self.make_config().seed
+        quiet = clone(self).set_params(out=None, progress=False)
+        return select_setting(lambda setting: clone(quiet).set_params(**setting), grid, Xs, ys, Xt,
+                              criterion=self.criterion, val_fraction=VAL_FRACTION, seed=seed,
+                              progress=self.progress)
 
     # ------------------------------------------------------------------ outputs
 
@@ -277,6 +311,11 @@ class DAH(ClassifierMixin, DAEstimator):
             parts = [class_log_probabilities(u[i:i + 2048], bank, labels, len(self.classes_))
                      for i in range(0, len(u), 2048)]
         return torch.cat(parts).numpy().astype(np.float64) if parts else np.zeros((0, len(self.classes_)))
+
+    def infer(self, X: Any, **params: Any) -> torch.Tensor:
+        """Class logits, what skada's MaNoScorer normalises: a softmax method's, or eq. 6's log class
+        probabilities (their softmax is eq. 6's probabilities)."""
+        return torch.from_numpy(self.predict_log_proba(X))
 
     def predict(self, X: Any, sample_domain: Any = None, *, allow_source: bool = False,
                 codes: bool = False) -> np.ndarray:

@@ -8,18 +8,21 @@ plus the whole unlabeled target, scores it without target labels and picks one:
 * ``source_val_accuracy``: accuracy (%) on the held-out source rows;
 * ``domain_error``: error (%) of a linear domain classifier telling held-out source features
   from target features (the paper's criterion: closer to 50 means better-aligned domains);
-* ``iw``, ``dev``, ``snd``, ``entropy``: skada's ``ImportanceWeightedScorer`` (Sugiyama et al.,
-  JMLR 2007), ``DeepEmbeddedValidation`` (You et al., ICML 2019), ``SoftNeighborhoodDensity``
-  (Saito et al., ICCV 2021) and ``PredictionEntropyScorer`` (Morerio et al., ICLR 2018), as skada
-  returns them: greater is better (DEV and entropy are negated losses).
+* ``iw``, ``dev``, ``snd``, ``entropy``, ``mixval``, ``mano``: skada's ``ImportanceWeightedScorer``
+  (Sugiyama et al., JMLR 2007), ``DeepEmbeddedValidation`` (You et al., ICML 2019),
+  ``SoftNeighborhoodDensity`` (Saito et al., ICCV 2021), ``PredictionEntropyScorer`` (Morerio et al.,
+  ICLR 2018), ``MixValScorer`` (Hu et al., NeurIPS 2023) and ``MaNoScorer`` (Xie et al., NeurIPS 2024),
+  as skada returns them: greater is better (DEV and entropy are negated losses).
 
-Target labels are never read: no function here takes them. :func:`select_config` is the same for
-DAH on the data of a :class:`dahash.training.config.TrainConfig`, what ``dahash select`` calls.
+Target labels are never read: no function here takes them. With ``out``, each candidate's predicted
+target classes are kept beside its scores (``candidates/<index>.target.npy``), so that a validator
+study (:mod:`dahash.experiments.validator_study`) can score the validators later, against labels this
+module never sees. :func:`dahash.runs.tuning.select_config` is the same selection for DAH on the data
+of a :class:`dahash.training.config.TrainConfig`, what ``dahash select`` and ``dahash train`` call.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
@@ -34,24 +37,21 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from dahash.data.normalize import FeatureNormalizer
 from dahash.errors import ConfigError, DahashError, DataError
-from dahash.experiments.catalog import CRITERIA
-from dahash.io import write_csv, write_json, write_text
-from dahash.runs.data import load_domains
-from dahash.runs.estimator import DAH, INPUT_SETTINGS
-from dahash.training.config import TrainConfig
+from dahash.selection_grids import CRITERIA, CRITERION_SCORE
+from dahash.io import atomic_path, write_csv, write_json, write_text
 from dahash.validation import check_choice
 
 __all__ = ["CRITERIA", "SCORES", "Selection", "choose", "domain_classifier_error", "expand_grid", "parse_grid",
-           "select_config", "select_setting"]
+           "select_setting", "setting_text"]
 
 #: Every score recorded per candidate, in table order.
-SCORES: tuple[str, ...] = ("source_val_accuracy", "domain_error", "iw", "dev", "snd", "entropy")
+SCORES: tuple[str, ...] = ("source_val_accuracy", "domain_error", "iw", "dev", "snd", "entropy", "mixval", "mano")
 #: The paper rule considers candidates whose source accuracy is within this many points of the best.
 ACCURACY_GUARD = 1.0
 SOURCE_DOMAIN, TARGET_DOMAIN, MASKED = 1, -2, -1  # skada's default domain labels and masked target label
 CANDIDATES = "candidates"  # folder of finished candidates' records under a selection's out
+PREDICTIONS = "{index:03d}.target.npy"  # a candidate's predicted target classes, in that folder
 _MAX_REASON = 200
 # Warnings about library versions, not about a candidate: not recorded.
 _LIBRARY_NOISE = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
@@ -96,7 +96,8 @@ class Selection:
     def table(self) -> str:
         """The candidates as a Markdown table; the chosen row is marked."""
         names = self.param_names()
-        header = ["#", *names, "src val acc %", "domain err %", "IW", "DEV", "SND", "entropy", "fit s", "chosen"]
+        header = ["#", *names, "src val acc %", "domain err %", "IW", "DEV", "SND", "entropy", "MixVal", "MaNo",
+                  "fit s", "chosen"]
         rows = []
         for c in self.candidates:
             cells = [str(c["index"]), *(_cell(c["params"].get(n, "")) for n in names)]
@@ -120,7 +121,7 @@ class Selection:
         write_csv(out / "selection.csv", ["index", *names, *SCORES, "fit_seconds", "chosen", "errors"], rows)
         failed = [f"- candidate {c['index']}, {k}: {v}" for c in self.candidates for k, v in c["errors"].items()]
         text = (f"# Label-free selection ({self.criterion})\n\n{self.table()}\n"
-                f"Chosen: candidate {self.best_index}, {_settings(self.best_params)}.\n\nRule: {self.rule}\n")
+                f"Chosen: candidate {self.best_index}, {setting_text(self.best_params)}.\n\nRule: {self.rule}\n")
         if failed:
             text += "\nNot scored (NaN):\n\n" + "\n".join(failed) + "\n"
         write_text(out / "selection.md", text)
@@ -219,12 +220,15 @@ def _scorers(seed: int) -> dict[str, Any]:
     from skada.metrics import (
         DeepEmbeddedValidation,
         ImportanceWeightedScorer,
+        MaNoScorer,
+        MixValScorer,
         PredictionEntropyScorer,
         SoftNeighborhoodDensity,
     )
 
     return {"iw": ImportanceWeightedScorer(), "dev": DeepEmbeddedValidation(random_state=seed),
-            "snd": SoftNeighborhoodDensity(), "entropy": PredictionEntropyScorer()}
+            "snd": SoftNeighborhoodDensity(), "entropy": PredictionEntropyScorer(),
+            "mixval": MixValScorer(random_state=seed), "mano": MaNoScorer()}
 
 
 def _features(estimator: Estimator, X: np.ndarray, sample_domain: np.ndarray) -> np.ndarray:
@@ -292,30 +296,30 @@ def choose(candidates: Sequence[dict[str, Any]], criterion: str = "paper") -> tu
     50 % is no better alignment but a classifier that is wrong out of fold, which happens when
     the training objective pushes each domain's items closer to the other domain's than to their
     own (a linear MMD estimate driven below zero), so it counts by its distance from chance, as the
-    proxy A-distance 2|1 - 2 err| does. Otherwise the largest value of that skada score (greater
-    is better).
+    proxy A-distance 2|1 - 2 err| does. ``"domain"``: the same among every candidate (no guard).
+    Otherwise the largest value of the criterion's score (:data:`CRITERION_SCORE`; greater is better).
     """
     check_choice("criterion", criterion, CRITERIA)
-    if criterion != "paper":
-        best = _argmax([c[criterion] for c in candidates])
+    if criterion not in ("paper", "domain"):
+        score = CRITERION_SCORE[criterion]
+        best = _argmax([c.get(score, math.nan) for c in candidates])
         if best is None:
-            raise DahashError(f"criterion {criterion!r}: no candidate has a finite {criterion} score")
-        return best, f"{criterion}: the largest {criterion} score ({candidates[best][criterion]:.4g})"
+            raise DahashError(f"criterion {criterion!r}: no candidate has a finite {score} score")
+        return best, f"{criterion}: the largest {score} ({candidates[best][score]:.4g})"
     accuracy = [c["source_val_accuracy"] for c in candidates]
     top = _argmax(accuracy)
     if top is None:
-        raise DahashError("criterion 'paper': no candidate has a finite source_val_accuracy")
-    floor = accuracy[top] - ACCURACY_GUARD
-    eligible = [i for i, a in enumerate(accuracy) if math.isfinite(a) and a >= floor - 1e-9]
+        raise DahashError(f"criterion {criterion!r}: no candidate has a finite source_val_accuracy")
+    guard = ACCURACY_GUARD if criterion == "paper" else math.inf
+    eligible = [i for i, a in enumerate(accuracy) if math.isfinite(a) and a >= accuracy[top] - guard - 1e-9]
     confusion = [min(candidates[i]["domain_error"], 100.0 - candidates[i]["domain_error"]) for i in eligible]
     best_local = _argmax(confusion)
+    among = (f"the {len(eligible)} candidate(s) whose source_val_accuracy is within {ACCURACY_GUARD:g} point of the "
+             f"best ({accuracy[top]:.2f})" if criterion == "paper" else "every candidate")
     if best_local is None:
-        return top, (f"paper: no candidate within {ACCURACY_GUARD:g} point of the best source_val_accuracy "
-                     f"({accuracy[top]:.2f}) has a domain_error; the best source_val_accuracy")
+        return top, f"{criterion}: no candidate among {among} has a domain_error; the best source_val_accuracy"
     best = eligible[best_local]
-    return best, (f"paper: the domain_error closest to chance ({candidates[best]['domain_error']:.2f} %) among "
-                  f"the {len(eligible)} candidate(s) whose source_val_accuracy is within {ACCURACY_GUARD:g} point "
-                  f"of the best ({accuracy[top]:.2f})")
+    return best, f"{criterion}: the domain_error closest to chance ({candidates[best]['domain_error']:.2f} %) among {among}"
 
 
 def _argmax(values: Sequence[float]) -> int | None:
@@ -345,7 +349,7 @@ def select_setting(make_estimator: Callable[[dict[str, Any]], Estimator],
     ``selection.json``, ``.csv`` and ``.md`` are written there.
     """
     check_choice("criterion", criterion, CRITERIA)
-    _check_fraction(val_fraction)
+    check_val_fraction(val_fraction)
     candidates = expand_grid(grid)
     Xs, Xt = _matrix(Xs, "Xs"), _matrix(Xt, "Xt")
     if Xs.shape[1] != Xt.shape[1]:
@@ -364,7 +368,7 @@ def select_setting(make_estimator: Callable[[dict[str, Any]], Estimator],
     records = []
     bar = tqdm(candidates, desc="select", unit="candidate", disable=not progress, dynamic_ncols=True)
     for index, params in enumerate(bar):
-        bar.set_postfix_str(_settings(params), refresh=False)
+        bar.set_postfix_str(setting_text(params), refresh=False)
         # A finished candidate of an interrupted selection is kept (out/candidates/<index>.json).
         saved = Path(out) / CANDIDATES / f"{index:03d}.json" if out is not None else None
         if saved is not None and saved.exists():
@@ -386,6 +390,8 @@ def select_setting(make_estimator: Callable[[dict[str, Any]], Estimator],
         else:
             seconds = time.perf_counter() - t0
             scores = _score(estimator, Xs[val], y[val], Xt, seed, errors, notes)
+            if saved is not None:  # before the record, whose presence marks the candidate finished
+                _save_predictions(saved.parent / PREDICTIONS.format(index=index), estimator, Xt, classes, errors)
         records.append({"index": index, "params": dict(params), **scores, "fit_seconds": seconds,
                         "errors": errors, "warnings": notes})
         if saved is not None:
@@ -400,7 +406,19 @@ def select_setting(make_estimator: Callable[[dict[str, Any]], Estimator],
     return selection
 
 
-def _check_fraction(val_fraction: Any) -> None:
+def _save_predictions(path: Path, estimator: Estimator, Xt: np.ndarray, classes: np.ndarray,
+                      errors: dict[str, str]) -> None:
+    """The candidate's predicted class of every target row, as values of ``classes``, written atomically
+    to ``path`` (no label is read: what a validator study later holds against the target's labels)."""
+    try:
+        predicted = np.asarray(_call(estimator.predict, Xt, np.full(len(Xt), TARGET_DOMAIN)))
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, classes[predicted.astype(np.int64)], allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - the scores stand without it
+        errors["predictions"] = _reason(exc)
+
+
+def check_val_fraction(val_fraction: Any) -> None:
     """ConfigError unless ``val_fraction`` is a number in (0, 1)."""
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
         raise ConfigError(f"val_fraction must be a number strictly between 0 and 1, got {val_fraction!r}")
@@ -422,51 +440,6 @@ def _stratified_split(y: np.ndarray, classes: np.ndarray, val_fraction: float,
         raise DataError(f"val_fraction {val_fraction!r} cannot split {len(y)} source rows of {len(classes)} "
                         f"classes ({_reason(exc)})") from None
     return np.sort(train), np.sort(val)
-
-
-# ----------------------------------------------------------------------------- DAH on a TrainConfig's data
-
-
-def select_config(config: TrainConfig, grid: dict[str, Sequence[Any]] | Sequence[dict[str, Any]], *,
-                  method: str = "DAH", criterion: str = "paper", val_fraction: float = 0.2,
-                  out: str | os.PathLike | None = None,
-                  progress: bool = True) -> tuple[Selection, TrainConfig]:
-    """:func:`select_setting` for DAH (``method``, any :data:`dahash.training.methods.DEEP_METHODS` preset)
-    on ``config``'s data (feature files or cached image features), each candidate ``config``
-    updated by one setting of ``grid`` (TrainConfig fields); returns the selection and the chosen
-    TrainConfig (its ``out`` unset), which ``out`` also receives as ``config.yaml``.
-
-    The target domain's labels, if its file has them, are dropped as soon as it is read.
-    """
-    check_choice("criterion", criterion, CRITERIA)
-    _check_fraction(val_fraction)
-    candidates = expand_grid(grid)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    for key in dict.fromkeys(k for c in candidates for k in c):
-        if key not in known:
-            raise ConfigError(f"grid key {key!r} is not a training setting; known: {', '.join(sorted(known))}")
-        if key in INPUT_SETTINGS:
-            raise ConfigError(f"grid key {key!r} names data or files, which selection cannot vary")
-    if config.finetune:
-        raise ConfigError("selection trains heads on fixed features; finetune must be false")
-    base = dataclasses.replace(config, out=None)
-    for params in candidates:  # every candidate's settings are checked before anything trains
-        TrainConfig.from_dict({**base.to_dict(), **params}, source=f"grid setting {_settings(params)}")
-    DAH.from_config(base, method=method).make_config()
-    # Raw features: each candidate's estimator fits its normaliser on its own training rows.
-    domains = load_domains(base, normalizer=FeatureNormalizer("none"), progress=progress)
-    if domains.pretrained_fc is not None:
-        raise ConfigError(f"backbone {base.backbone!r} starts the head from its pretrained fc6/fc7, which "
-                          "selection does not support; use a backbone without them (e.g. efficientnet_lite0)")
-    domains.target.y = None  # target labels never reach selection
-    Xs, ys, Xt = domains.source.X, np.asarray(domains.source.classes)[domains.source.y], domains.target.X
-    selection = select_setting(lambda params: DAH.from_config(base, method=method, **params), candidates, Xs, ys,
-                               Xt, criterion=criterion, val_fraction=val_fraction, seed=base.seed, out=out,
-                               progress=progress)
-    chosen = TrainConfig.from_dict({**base.to_dict(), **selection.best_params}, source="chosen setting")
-    if out is not None:
-        chosen.save(Path(out) / "config.yaml")
-    return selection, chosen
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -494,7 +467,7 @@ def _reason(exc: BaseException | Warning | str) -> str:
     return text if len(text) <= _MAX_REASON else text[:_MAX_REASON - 3] + "..."
 
 
-def _settings(params: dict[str, Any]) -> str:
+def setting_text(params: dict[str, Any]) -> str:
     """``gamma=500, epochs=100``."""
     return ", ".join(f"{k}={v}" for k, v in params.items()) or "(defaults)"
 

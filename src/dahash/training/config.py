@@ -233,8 +233,10 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per TrainConfig field; unset flags stay absent so YAML values win."""
+def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (),
+                         help_overrides: dict[str, str] | None = None) -> None:
+    """Add one ``--flag`` per TrainConfig field (``help_overrides``: a field's help in place of its own, no default
+    shown); unset flags stay absent so YAML values win."""
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
@@ -243,8 +245,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] 
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
         # Defaults stay out of the namespace (YAML values must win over them); help still shows them.
-        text = f.metadata.get("help", "").replace("%", "%%")
-        if default is not None:
+        text = (help_overrides or {}).get(f.name, f.metadata.get("help", "")).replace("%", "%%")
+        if default is not None and f.name not in (help_overrides or {}):
             text += f" (default: {str(shown).replace('%', '%%')})"
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": text.lstrip()}
         if typing.get_origin(hint) is list:

@@ -1,0 +1,100 @@
+"""Choosing a run's setting without target labels (Venkateswara et al., CVPR 2017, Sec. 5.2): the selection on a
+:class:`dahash.training.config.TrainConfig`'s data, and a run whose tuned setting is chosen that way first.
+
+``dahash train --method DAH`` without ``--gamma`` and ``dahash select`` call these. The candidates of a
+method's tuned setting are :func:`dahash.selection_grids.auto_grid`'s; the rule and the validators are
+:mod:`dahash.runs.selection`'s. Target labels are dropped as soon as the target is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dahash.data.normalize import FeatureNormalizer
+from dahash.errors import ConfigError
+from dahash.runs.data import load_domains
+from dahash.runs.estimator import DAH, INPUT_SETTINGS
+from dahash.runs.run import run
+from dahash.runs.selection import (
+    CRITERIA,
+    Selection,
+    check_val_fraction,
+    expand_grid,
+    select_setting,
+    setting_text,
+)
+from dahash.selection_grids import VAL_FRACTION
+from dahash.training.config import TrainConfig
+from dahash.validation import check_choice
+
+__all__ = ["SELECTION_DIR", "select_config", "train_selected"]
+
+#: Where a run whose setting was chosen keeps that selection: every candidate's scores and the rule.
+SELECTION_DIR = "selection"
+
+
+def select_config(config: TrainConfig, grid: dict[str, Sequence[Any]] | Sequence[dict[str, Any]], *,
+                  method: str = "DAH", criterion: str = "paper", val_fraction: float = 0.2,
+                  out: str | os.PathLike | None = None,
+                  progress: bool = True) -> tuple[Selection, TrainConfig]:
+    """:func:`dahash.runs.selection.select_setting` for DAH (``method``, any :data:`dahash.training.methods.DEEP_METHODS` preset)
+    on ``config``'s data (feature files or cached image features), each candidate ``config``
+    updated by one setting of ``grid`` (TrainConfig fields); returns the selection and the chosen
+    TrainConfig (its ``out`` unset), which ``out`` also receives as ``config.yaml``.
+
+    The target domain's labels, if its file has them, are dropped as soon as it is read.
+    """
+    check_choice("criterion", criterion, CRITERIA)
+    check_val_fraction(val_fraction)
+    candidates = expand_grid(grid)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for key in dict.fromkeys(k for c in candidates for k in c):
+        if key not in known:
+            raise ConfigError(f"grid key {key!r} is not a training setting; known: {', '.join(sorted(known))}")
+        if key in INPUT_SETTINGS:
+            raise ConfigError(f"grid key {key!r} names data or files, which selection cannot vary")
+    if config.finetune:
+        raise ConfigError("selection trains heads on fixed features; finetune must be false")
+    base = dataclasses.replace(config, out=None)
+    for params in candidates:  # every candidate's settings are checked before anything trains
+        TrainConfig.from_dict({**base.to_dict(), **params}, source=f"grid setting {setting_text(params)}")
+    DAH.from_config(base, method=method).make_config()
+    # Raw features: each candidate's estimator fits its normaliser on its own training rows.
+    domains = load_domains(base, normalizer=FeatureNormalizer("none"), progress=progress)
+    if domains.pretrained_fc is not None:
+        raise ConfigError(f"backbone {base.backbone!r} starts the head from its pretrained fc6/fc7, which "
+                          "selection does not support; use a backbone without them (e.g. efficientnet_lite0)")
+    domains.target.y = None  # target labels never reach selection
+    Xs, ys, Xt = domains.source.X, np.asarray(domains.source.classes)[domains.source.y], domains.target.X
+    selection = select_setting(lambda params: DAH.from_config(base, method=method, **params), candidates, Xs, ys,
+                               Xt, criterion=criterion, val_fraction=val_fraction, seed=base.seed, out=out,
+                               progress=progress)
+    chosen = TrainConfig.from_dict({**base.to_dict(), **selection.best_params}, source="chosen setting")
+    if out is not None:
+        chosen.save(Path(out) / "config.yaml")
+    return selection, chosen
+
+
+def train_selected(config: TrainConfig, grid: Sequence[dict[str, Any]], *, method: str = "DAH",
+                   criterion: str = "paper", resume: bool = False,
+                   progress: bool = True) -> tuple[Selection, dict[str, Any] | None]:
+    """Choose ``config``'s setting among ``grid`` without target labels, then train the choice on the whole
+    source into ``config.out`` (the paper's procedure, Sec. 5.2); returns the selection and the run's metrics.
+
+    The selection runs on frozen features into ``OUT/selection/`` (every candidate's scores, the rule,
+    its table); a fine-tuning ``config`` fine-tunes with the setting chosen there (docs/finetuning.md).
+    An interrupted selection keeps its finished candidates, so rerunning resumes it.
+    """
+    if not config.out:
+        raise ConfigError("out is required: the run directory keeps the selection beside the run")
+    frozen = dataclasses.replace(config, finetune=False)
+    selection, _ = select_config(frozen, grid, method=method, criterion=criterion, val_fraction=VAL_FRACTION,
+                                 out=Path(config.out) / SELECTION_DIR, progress=progress)
+    chosen = TrainConfig.from_dict({**config.to_dict(), **selection.best_params}, source="chosen setting")
+    return selection, run(chosen, resume=resume, progress=progress)

@@ -1,0 +1,136 @@
+"""The paper's procedure as the default: a method's tuned setting, when not given, is chosen per task without
+target labels (``dahash train``, ``DAH(gamma="auto")``), recorded in the run, and a given value trains alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cli_errors import one_line_error  # tests/ is on sys.path (no __init__.py)
+from dahash import DAH
+from dahash.cli import main
+from dahash.runs.estimator import PARAMETERS
+from dahash.runs.loading import load_run
+from dahash.runs.selection import PREDICTIONS
+from dahash.selection_grids import GAMMA_GRIDS, SELECTION_GRIDS, TUNED_SETTING, auto_grid
+from shifted_task import CLASSES, TINY, shifted_task  # tests/ is on sys.path (no __init__.py)
+
+
+def _files(tmp_path: Path) -> tuple[Path, Path]:
+    Xs, ys, Xt, yt = shifted_task()
+    source, target = tmp_path / "source.npz", tmp_path / "target.npz"
+    np.savez(source, X=Xs, y=np.searchsorted(CLASSES, ys), classes=CLASSES)
+    np.savez(target, X=Xt, y=np.searchsorted(CLASSES, yt), classes=CLASSES)
+    return source, target
+
+
+def _train_args(source: Path, target: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--source-features", str(source), "--target-features", str(target), "--epochs", "2",
+            "--hidden", "8", "8", "--bits", "8", "--k", "2", "--feature-norm", "standardize", "--num-threads", "1",
+            "--quiet", "--out", str(out), *extra]
+
+
+def test_auto_grid_is_the_sel_rows_grid_filtered_by_what_is_given() -> None:
+    assert auto_grid("DAH") == SELECTION_GRIDS["DAH"] and len(auto_grid("DAH")) == 7
+    assert auto_grid("DAH", {"mmd_estimator": "authors"}) == [
+        {"gamma": 0.0}, *({"gamma": g, "mmd_estimator": "authors"} for g in (500.0, 5000.0, 50000.0))]
+    assert auto_grid("DAH-cw") == [{"gamma": 0.0}, *({"gamma": g, "mmd_estimator": "class-weighted"}
+                                                      for g in (500.0, 5000.0, 50000.0))]
+    assert auto_grid("DAN") == SELECTION_GRIDS["DAN"] and auto_grid("DANN") == SELECTION_GRIDS["DANN"]
+    assert auto_grid("NoDA") == [] and auto_grid("Deep") == []
+    assert set(TUNED_SETTING) == {*GAMMA_GRIDS, "DANN"}
+
+
+def test_train_without_gamma_selects_records_and_trains_the_choice(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = _files(tmp_path)
+    out = tmp_path / "run"
+    assert main(_train_args(source, target, out)) == 0
+    selection = json.loads((out / "selection" / "selection.json").read_text())
+    assert [c["params"] for c in selection["candidates"]] == SELECTION_GRIDS["DAH"]
+    assert all((out / "selection" / "candidates" / PREDICTIONS.format(index=i)).exists() for i in range(7))
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert {k: config[k] for k in selection["best_params"]} == selection["best_params"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["gamma"] == selection["best_params"]["gamma"]
+    assert "gamma chosen without target labels among 7 candidates: gamma=" in capsys.readouterr().out
+    # A finished run with its choice: evaluate and load_run read the chosen setting from config.yaml.
+    assert main(["evaluate", "--run", str(out)]) == 0
+    model, loaded, _ = load_run(out)
+    assert loaded.gamma == selection["best_params"]["gamma"]
+    # --resume reads the saved config.yaml, whose gamma is given: nothing is selected again.
+    before = (out / "selection" / "selection.json").read_bytes()
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert (out / "selection" / "selection.json").read_bytes() == before
+
+
+def test_a_given_gamma_trains_that_value_alone(tmp_path: Path) -> None:
+    source, target = _files(tmp_path)
+    out = tmp_path / "run"
+    assert main(_train_args(source, target, out, "--gamma", "10")) == 0
+    assert not (out / "selection").exists()
+    assert yaml.safe_load((out / "config.yaml").read_text())["gamma"] == 10.0
+    # A method that tunes nothing (NoDA) trains its preset at once.
+    assert main(_train_args(source, target, tmp_path / "noda", "--method", "NoDA")) == 0
+    assert not (tmp_path / "noda" / "selection").exists()
+
+
+def test_an_interrupted_auto_run_resumes_its_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source, target = _files(tmp_path)
+    out = tmp_path / "run"
+    fits = []
+    fit = DAH.fit
+
+    def stop_at_third(self, X, y, sample_domain=None):
+        fits.append(self.gamma)
+        if len(fits) == 3:
+            raise KeyboardInterrupt
+        return fit(self, X, y, sample_domain)
+
+    monkeypatch.setattr(DAH, "fit", stop_at_third)
+    assert main(_train_args(source, target, out)) == 130  # Ctrl-C: the CLI's exit code, nothing half-written
+    monkeypatch.setattr(DAH, "fit", fit)
+    assert sorted(p.name for p in (out / "selection" / "candidates").glob("*.json")) == ["000.json", "001.json"]
+    assert not (out / "config.yaml").exists()
+    seen = []
+    monkeypatch.setattr(DAH, "fit", lambda self, X, y, sample_domain=None: seen.append(self.gamma)
+                        or fit(self, X, y, sample_domain))
+    assert main(_train_args(source, target, out, "--resume")) == 0
+    assert len(seen) == 5  # the two finished candidates are kept
+    assert (out / "results.json").exists()
+
+
+def test_torchrun_asks_for_a_selection_first(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    source, target = _files(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    line = one_line_error(capsys, main(_train_args(source, target, tmp_path / "run")))
+    assert "under torchrun, choose gamma first" in line and "dahash select --method DAH" in line
+    assert not (tmp_path / "run" / "selection").exists()
+
+
+def test_estimator_auto_selects_then_trains_every_row() -> None:
+    Xs, ys, Xt, _ = shifted_task()
+    X = np.concatenate([Xs, Xt])
+    y = np.r_[np.searchsorted(CLASSES, ys), -np.ones(len(Xt), int)]
+    sd = np.r_[np.ones(len(Xs), int), -2 * np.ones(len(Xt), int)]
+    tiny = {k: v for k, v in TINY.items() if k != "gamma"}
+    model = DAH(**tiny).fit(X, y, sample_domain=sd)
+    assert model.gamma == "auto"  # scikit-learn's rule: fit never changes a parameter
+    assert [c["params"] for c in model.selection_.candidates] == SELECTION_GRIDS["DAH"]
+    best = model.selection_.best_params
+    assert model.config_.gamma == best["gamma"]
+    assert model.config_.mmd_estimator == best.get("mmd_estimator", model.config_.mmd_estimator)
+    # The chosen setting, trained on every row, is exactly the model a given gamma trains.
+    fixed = DAH(**tiny, **best).fit(X, y, sample_domain=sd)
+    assert fixed.selection_ is None
+    np.testing.assert_array_equal(model.encode(Xt), fixed.encode(Xt))
+    # Parameters given narrow the candidates; a method that tunes no gamma selects nothing.
+    narrowed = DAH(**tiny, mmd_estimator="authors").fit(X, y, sample_domain=sd)
+    assert [c["params"].get("mmd_estimator", "authors") for c in narrowed.selection_.candidates] == ["authors"] * 4
+    assert DAH(**tiny, method="NoDA").fit(X, y, sample_domain=sd).selection_ is None
+    assert "gamma" in PARAMETERS
