@@ -288,11 +288,15 @@ def _analyze(args: argparse.Namespace) -> int:
 
 
 def _study(args: argparse.Namespace) -> int:
-    from dahash.experiments.validator_study import demo_groups, reproduce_groups, write_study
+    from dahash.experiments.validator_study import demo_groups, read_candidates, reproduce_groups, write_study
 
-    if not args.runs and not args.demo:
-        raise DahashError("give --runs (a 'dahash reproduce --select-all' output) and/or --demo")
-    parts = reproduce_groups(args.runs, progress=not args.quiet) if args.runs else {}
+    if not args.runs and not args.demo and not args.candidates:
+        raise DahashError("give --runs (a 'dahash reproduce --select-all' output), --demo, or --candidates")
+    if args.candidates and (args.runs or args.demo):
+        raise DahashError("--candidates remakes a study from its file alone; give it without --runs and --demo")
+    parts = read_candidates(args.candidates) if args.candidates else {}
+    if args.runs:
+        parts = reproduce_groups(args.runs, progress=not args.quiet)
     if args.demo:
         parts["demo"] = demo_groups(Path(args.out) / "demo", progress=not args.quiet)
     result = write_study(args.out, parts)
@@ -573,6 +577,8 @@ def _add_study_command(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--runs", default=None, help="the --out of 'dahash reproduce --select-all'")
     study.add_argument("--demo", action="store_true",
                        help="also select NoDA's and DAH's candidates on the demo's digits (OUT/demo) and score them")
+    study.add_argument("--candidates", default=None,
+                       help="remake the study from a candidates.csv it wrote (e.g. docs/results/), without the runs")
     study.add_argument("--out", required=True, help="output directory: study.md and candidates.csv")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.set_defaults(func=_study)

@@ -17,6 +17,7 @@ from dahash.cli import main
 from dahash.errors import ConfigError, DahashError
 from dahash.runs.estimator import DAH
 from dahash.training.methods import DEEP_METHODS, method_config
+from dahash.experiments.cell_results import read_cells
 from dahash.experiments.catalog import (ALL_METHODS, DEEP, METHODS, SELECTED, SELECTION_BUDGET, SELECTION_GRIDS,
                                        SHALLOW)
 from dahash.experiments.reproduce import ReproduceConfig, domain_code, plan_cells, resolve_tasks, with_selected
@@ -96,6 +97,7 @@ def test_every_method_runs_and_the_table_has_the_papers_layout(tiny_office31: Pa
     gaps = np.subtract(accuracies("DAH"), accuracies("NoDA"))
     assert paired["DAH"][1].startswith(f"{gaps.mean():+.2f} [") and paired["DAH"][2].endswith("of 4")
     assert paired["NoDA"][1:] == ["", ""] and paired["GFK"][2].endswith("of 2")  # one shallow run per task
+    assert len(read_cells(tmp_path / "out" / "cells.csv")) == summary["cells"]
     # Colour is the class: the methods must do far better than chance (33 %). (Three epochs on
     # 18 images are no test of the deep methods' learning; tests/training covers that.)
     average = {r[1]: float(r[-1].split(" ± ")[0]) for r in ours}

@@ -16,6 +16,7 @@ from dahash.experiments.validator_study import (
     Group,
     decide,
     load_group,
+    read_candidates,
     summary,
     validator_score,
     write_study,
@@ -88,3 +89,15 @@ def test_accuracies_come_from_the_saved_predictions(tmp_path: Path) -> None:
     # Predictions of another length than the target's labels are refused, naming the file.
     with pytest.raises(Exception, match="000.target.npy: 32 predictions for 3 target rows"):
         load_group(tmp_path / "sel", "DAH", "A_C", yt[:3])
+
+
+def test_the_study_remade_from_its_candidates_file(tmp_path: Path) -> None:
+    groups = {"S": [_group([70.0, 90.0, 80.0], source_val_accuracy=[99.0, 95.0, 98.5], domain_error=[30.0, 45.0, 48.0],
+                           dev=[-3.0, -1.0, -2.0])],
+              "H": [_group([60.0, 65.0], source_val_accuracy=[90.0, 90.0], domain_error=[40.0, 49.0], dev=[-1.0, -2.0])]}
+    first = write_study(tmp_path / "a", groups)
+    again = write_study(tmp_path / "b", read_candidates(tmp_path / "a" / "candidates.csv"))
+    assert (tmp_path / "a" / "study.md").read_text() == (tmp_path / "b" / "study.md").read_text()
+    # dev picks the best on S (regret 0 against paper's 10) but not on H (5 against 0): paper stays.
+    assert first["decision"][0] == "paper" and "not on H" in first["decision"][1]
+    assert again["decision"] == first["decision"]

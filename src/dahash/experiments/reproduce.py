@@ -46,7 +46,7 @@ from dahash.experiments.catalog import (
     SHALLOW,
     VAL_FRACTION,
 )
-from dahash.experiments.paired import paired_difference
+from dahash.experiments.cell_results import paired_table, write_cells
 from dahash.experiments.published import published_rows
 from dahash.runs.selection import CRITERIA, Selection, expand_grid, select_setting
 from dahash.runs.tuning import select_config
@@ -574,35 +574,6 @@ def summarize(config: ReproduceConfig, results: dict[tuple[str, str, int], dict[
     return header, body, means
 
 
-#: The references of the paired comparison: DAH's source-only ablation, fixed and with its training length selected.
-PAIRED_REFERENCES = ("NoDA", "NoDA-sel")
-
-
-def paired_rows(config: ReproduceConfig, results: dict[tuple[str, str, int], dict[str, Any]],
-                tasks: list[tuple[str, str]], metric: str = "target_accuracy") -> tuple[list[str], list[list[Any]]]:
-    """Every method's mean paired difference of ``metric`` to each reference of :data:`PAIRED_REFERENCES` that
-    ran, over the (task, seed) cells both have (a shallow method's one run pairs with the reference's seed 0),
-    with its 95 % t interval and the cells won and lost."""
-    labels = [task_label(s, t) for s, t in tasks]
-    references = [r for r in PAIRED_REFERENCES if r in config.methods]
-    header = ["method"] + [f"{what} vs {r}" for r in references for what in ("mean [95 % interval]", "ahead / behind")]
-    rows = []
-    for method in config.methods:
-        row: list[Any] = [method]
-        for reference in references:
-            keys = [(label, seed) for label in labels for seed in range(config.seeds)
-                    if (method, label, seed) in results and (reference, label, seed) in results
-                    and metric in results[(method, label, seed)]]
-            if method == reference or not keys:
-                row += ["", ""]
-                continue
-            p = paired_difference([results[(method, *k)][metric] for k in keys],
-                                  [results[(reference, *k)][metric] for k in keys])
-            row += [p.text(), f"{p.wins} / {p.losses} of {p.n}"]
-        rows.append(row)
-    return header, rows
-
-
 def _published(config: ReproduceConfig, labels: list[str]) -> tuple[str, list[list[str]]]:
     """The paper's rows for the same tasks (Tables 2 and 3, and for Office-Home Table 5's other
     code lengths), as Markdown and CSV rows."""
@@ -684,8 +655,10 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
         write_text(out / "map.md", map_text)
         write_csv(out / "map.csv", map_header, map_body)
         text += "\n" + map_text
-    paired_header, paired_body = paired_rows(config, results, tasks)
-    if len(paired_header) > 1:
+    rows = [{"method": m, "task": task, "seed": seed, **metrics} for (m, task, seed), metrics in results.items()]
+    write_cells(out / "cells.csv", rows)  # per cell: what benchmarks/cell_tables.py remakes every table from
+    paired_header, paired_body = paired_table(rows, config.methods)
+    if paired_body:
         paired_text = ("## Paired differences in target accuracy (points)\n\nEach method minus the reference on the "
                        "same task and seed, averaged over the (task, seed) cells they share, with a 95 % t interval "
                        "(over these tasks, which are a fixed set), and the cells where the method is ahead or "

@@ -14,6 +14,7 @@ applies it.
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -255,3 +256,24 @@ def demo_groups(out: str | os.PathLike, *, epochs: int | None = None, progress: 
                       progress=progress)
         groups.append(load_group(directory, method, "printed_handwritten", np.asarray(source.classes)[target.y]))
     return groups
+
+
+def read_candidates(path: str | os.PathLike) -> dict[str, list[Group]]:
+    """The groups of a ``candidates.csv`` that :func:`write_study` wrote, by part: the study remade from the
+    committed file alone (docs/results), without the runs."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        needed = {"part", "method", "task", "index", "target_accuracy", *SCORES}
+        if not needed <= set(reader.fieldnames or []):
+            raise DataError(f"{path}: not a study's candidates.csv (no column {', '.join(sorted(needed - set(reader.fieldnames or [])))})")
+        params = [c for c in reader.fieldnames or [] if c not in needed | {"chosen_by"}]
+        grouped: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+        for row in reader:
+            grouped.setdefault((row["part"], row["method"], row["task"]), []).append(row)
+    parts: dict[str, list[Group]] = {}
+    for (part, method, task), rows in grouped.items():
+        candidates = [{"index": int(r["index"]), "errors": {}, "params": {p: r[p] for p in params if r[p] != ""},
+                       **{s: float(r[s]) if r[s] != "" else math.nan for s in SCORES}} for r in rows]
+        parts.setdefault(part, []).append(Group(method, task, candidates,
+                                                np.array([float(r["target_accuracy"]) for r in rows])))
+    return parts
