@@ -15,7 +15,10 @@ from dahash import DAH
 from dahash.cli import main
 from dahash.runs.estimator import PARAMETERS
 from dahash.runs.loading import load_run
+from dahash.errors import ConfigError
 from dahash.runs.selection import PREDICTIONS
+from dahash.runs.tuning import fit_predict_selected
+from dahash.shallow import fit_predict_shallow
 from dahash.selection_grids import GAMMA_GRIDS, SELECTION_GRIDS, TUNED_SETTING, auto_grid
 from shifted_task import CLASSES, TINY, shifted_task  # tests/ is on sys.path (no __init__.py)
 
@@ -134,3 +137,18 @@ def test_estimator_auto_selects_then_trains_every_row() -> None:
     assert [c["params"].get("mmd_estimator", "authors") for c in narrowed.selection_.candidates] == ["authors"] * 4
     assert DAH(**tiny, method="NoDA").fit(X, y, sample_domain=sd).selection_ is None
     assert "gamma" in PARAMETERS
+
+
+def test_a_shallow_method_with_its_setting_chosen_first() -> None:
+    from shallow.shallow_synthetic import rotated_subspace
+
+    Xs, ys, Xt, yt = rotated_subspace(0)
+    predicted, selection = fit_predict_selected("sa", Xs, ys, Xt)
+    assert [c["params"] for c in selection.candidates] == SELECTION_GRIDS["SA"]
+    # Subspaces wider than the 30 features cannot be fitted: failed candidates, not a crash, never chosen.
+    failed = [c["params"]["n_components"] for c in selection.candidates if c["errors"].get("fit")]
+    assert failed == [40, 50, 70, 100] and selection.best_params["n_components"] <= 30
+    # The prediction is exactly the shallow method's at the chosen setting.
+    np.testing.assert_array_equal(predicted, fit_predict_shallow("sa", Xs, ys, Xt, **selection.best_params))
+    with pytest.raises(ConfigError, match="method 'coral' has no selection grid"):
+        fit_predict_selected("coral", Xs, ys, Xt)

@@ -48,8 +48,8 @@ from dahash.experiments.catalog import (
 )
 from dahash.experiments.cell_results import paired_table, write_cells
 from dahash.experiments.published import published_rows
-from dahash.runs.selection import CRITERIA, Selection, expand_grid, select_setting
-from dahash.runs.tuning import select_config
+from dahash.runs.selection import CRITERIA, Selection, expand_grid
+from dahash.runs.tuning import select_config, select_shallow
 from dahash.experiments.tables import markdown_table
 from dahash.images.backbones import load_backbone
 from dahash.images.datasets import domain_code
@@ -66,7 +66,7 @@ from dahash.runs.data import report_skipped
 from dahash.runs.estimator import INPUT_SETTINGS
 from dahash.runs.run import run
 from dahash.shallow import fit_predict_shallow
-from dahash.shallow.api import make_adapter, make_shallow_pipeline, preprocess_domains
+from dahash.shallow.api import make_adapter, preprocess_domains
 from dahash.training.config import TrainConfig, fill_settings_before
 from dahash.training.methods import method_config
 from dahash.training.trainer import RESUME_MAY_CHANGE, flat_settings_differ, settings_differ
@@ -333,12 +333,8 @@ def _select_shallow(job: Cell, grid: list[dict[str, Any]], criterion: str) -> Se
     report_skipped(source.skipped + target.skipped, Path(job.directory))
     target.y = None  # target labels never reach selection
     Xs, Xt = preprocess_domains(source.X, target.X, "zscore")
-    ys = np.asarray(source.classes)[source.y]
-    return select_setting(
-        lambda candidate: make_shallow_pipeline(method, classifier=s["classifier"], seed=SELECTION_SEED,
-                                                **{**s["params"], **candidate}),
-        grid, Xs, ys, Xt, criterion=criterion, val_fraction=VAL_FRACTION, seed=SELECTION_SEED, out=job.directory,
-        progress=False)
+    return select_shallow(method, Xs, np.asarray(source.classes)[source.y], Xt, grid=grid,
+                          classifier=s["classifier"], criterion=criterion, params=s["params"], out=job.directory)
 
 
 def _selection_job(job: Cell, threads: int = 1, *, config: ReproduceConfig) -> dict[str, Any]:

@@ -29,11 +29,12 @@ from dahash.runs.selection import (
     select_setting,
     setting_text,
 )
-from dahash.selection_grids import VAL_FRACTION
+from dahash.selection_grids import GAMMA_GRIDS, SELECTION_GRIDS, SELECTION_SEED, VAL_FRACTION
+from dahash.shallow.api import fit_predict_shallow, make_shallow_pipeline, preprocess_domains
 from dahash.training.config import TrainConfig
 from dahash.validation import check_choice
 
-__all__ = ["SELECTION_DIR", "select_config", "train_selected"]
+__all__ = ["SELECTION_DIR", "fit_predict_selected", "select_config", "select_shallow", "train_selected"]
 
 #: Where a run whose setting was chosen keeps that selection: every candidate's scores and the rule.
 SELECTION_DIR = "selection"
@@ -98,3 +99,35 @@ def train_selected(config: TrainConfig, grid: Sequence[dict[str, Any]], *, metho
                                  out=Path(config.out) / SELECTION_DIR, progress=progress)
     chosen = TrainConfig.from_dict({**config.to_dict(), **selection.best_params}, source="chosen setting")
     return selection, run(chosen, resume=resume, progress=progress)
+
+
+def select_shallow(method: str, Xs: Any, ys: Any, Xt: Any, *, grid: Sequence[dict[str, Any]] | None = None,
+                   classifier: str = "1nn", criterion: str = "paper", params: dict[str, Any] | None = None,
+                   out: str | os.PathLike | None = None, progress: bool = False) -> Selection:
+    """:func:`dahash.runs.selection.select_setting` of a shallow method (GFK, TCA, JDA, SA, OT) on features
+    already scaled as it fits them (:func:`dahash.shallow.api.preprocess_domains`): its candidates (default: the
+    ``-sel`` row's grid, :data:`dahash.selection_grids.SELECTION_GRIDS`) on top of ``params``, the same rule,
+    split and budget as every method; no target label is read."""
+    name = method.upper()
+    candidates = expand_grid(grid if grid is not None else SELECTION_GRIDS.get(name, []))
+    return select_setting(
+        lambda candidate: make_shallow_pipeline(method.lower(), classifier=classifier, seed=SELECTION_SEED,
+                                                **{**(params or {}), **candidate}),
+        candidates, Xs, ys, Xt, criterion=criterion, val_fraction=VAL_FRACTION, seed=SELECTION_SEED, out=out,
+        progress=progress)
+
+
+def fit_predict_selected(method: str, Xs: Any, ys: Any, Xt: Any, *, classifier: str = "1nn",
+                         criterion: str = "paper", preprocess: str = "zscore",
+                         out: str | os.PathLike | None = None) -> tuple[np.ndarray, Selection]:
+    """:func:`dahash.shallow.api.fit_predict_shallow` with the method's setting chosen first without target
+    labels (:func:`select_shallow`, on the source and target scaled by ``preprocess``); returns the target's
+    predicted labels and the selection. Cheap: the adapters fit in seconds on Office-sized features."""
+    if method.upper() not in SELECTION_GRIDS:
+        raise ConfigError(f"method {method!r} has no selection grid; with one: "
+                          f"{', '.join(m for m in SELECTION_GRIDS if m not in GAMMA_GRIDS and m != 'NoDA')}")
+    scaled_s, scaled_t = preprocess_domains(np.asarray(Xs, dtype=float), np.asarray(Xt, dtype=float), preprocess)
+    selection = select_shallow(method, scaled_s, ys, scaled_t, classifier=classifier, criterion=criterion, out=out)
+    predicted = fit_predict_shallow(method.lower(), Xs, ys, Xt, classifier=classifier, preprocess=preprocess,
+                                    seed=SELECTION_SEED, **selection.best_params)
+    return predicted, selection
