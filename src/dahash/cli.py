@@ -46,7 +46,7 @@ def _explicit_settings(args: argparse.Namespace, yaml_path: str | Path | None) -
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dahash.runs.run import run
+    from dahash.runs.run import finished_metrics, run
     from dahash.runs.tuning import SELECTION_DIR, train_selected
     from dahash.training.trainer import CHECKPOINT, checkpoint_epoch
 
@@ -68,7 +68,11 @@ def _train(args: argparse.Namespace) -> int:
         raise DahashError(f"under torchrun, choose {tuned} first: 'dahash select --method {args.method} ...' on one "
                           f"process, then 'torchrun ... dahash train --config SELECT_OUT/config.yaml' (or give --"
                           f"{tuned.replace('_', '-')})")
-    epoch = checkpoint_epoch(Path(config.out) / CHECKPOINT, config) if args.resume and not grid else None
+    finished = args.resume and not grid and finished_metrics(config) is not None
+    if finished:
+        print(f"{config.out} has finished (results.json): nothing to train, nothing rewritten", file=sys.stderr)
+    resuming = args.resume and not grid and not finished
+    epoch = checkpoint_epoch(Path(config.out) / CHECKPOINT, config) if resuming else None
     if epoch is not None:
         print(f"resumed at epoch {epoch} of {config.epochs} ({Path(config.out) / CHECKPOINT})", file=sys.stderr)
     if grid:
@@ -227,7 +231,7 @@ def _index(args: argparse.Namespace) -> int:
     if args.index_command == "build":
         n = build_index(args.run, args.images, args.index, backend=args.backend, kind=args.type,
                         milvus_uri=args.milvus_uri, collection=args.collection, cache_dir=args.cache_dir,
-                        progress=not args.quiet)
+                        progress=not args.quiet, rebuild=args.rebuild)
         print(f"{n} images indexed in {args.index} ({args.backend}, {args.type})")
     else:
         added, skipped = add_images(args.index, args.images, run_dir=args.run, cache_dir=args.cache_dir,
@@ -470,6 +474,8 @@ def _add_index_command(sub: argparse._SubParsersAction) -> None:
                        help="flat: exact (default); ivf, hnsw: approximate, for large collections (hnsw: FAISS only)")
     build.add_argument("--milvus-uri", default=None, help="Milvus server (default http://127.0.0.1:19530)")
     build.add_argument("--collection", default=None, help="Milvus collection (default: the index folder's name)")
+    build.add_argument("--rebuild", action="store_true",
+                       help="replace the index already at --index (e.g. after its run's model changed)")
     add = idx_sub.add_parser("add", help="encode more images with the index's run and add the new ones")
     add.add_argument("--run", default=None, help="the run, if it moved since the index was built")
     for p in (build, add):

@@ -9,6 +9,7 @@ distance-0 hits (exactly rank 1 where its code is unique in the index).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import warnings
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from tiny_runs import backbone_built_once, tiny_train_args  # noqa: F401 (the fixture must be in this module)
 from cli_errors import one_line_error
@@ -267,8 +269,40 @@ def test_a_changed_model_is_refused(runs: dict[str, Path], dslr: list[str], flat
     line = one_line_error(capsys, main(["search", "--index", str(index), "--image", query]))
     assert "model" in line
     line = one_line_error(capsys, main(["index", "add", "--index", str(index), "--images", query, "--quiet"]))
-    assert "model" in line
-    assert len(open_index(index)) == 6
+    assert "model" in line and "--rebuild" in line  # the message names the fix ...
+    assert len(open_index(index)) == 6  # (the refused add changed nothing)
+    # ... which replaces the index with one of the run's new model, and search works again.
+    pens = str(runs["root"] / "dslr" / "images" / "pen")
+    assert main(["index", "build", "--run", str(moved), "--images", pens, "--index", str(index), "--rebuild",
+                 "--quiet"]) == 0
+    assert open_index(index).model == model_id(runs["other"]) and len(open_index(index)) == 6
+    assert main(["search", "--index", str(index), "--image", query]) == 0
+
+
+def test_the_same_model_saved_again_is_the_same_model(runs: dict[str, Path], dslr: list[str], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(runs["run"], copy)
+    index = tmp_path / "index"
+    assert build_index(copy, dslr[:4], index, progress=False) == 4
+    # Saved again with another pickle protocol: other bytes, the same parameters.
+    state = torch.load(copy / "model.pt", map_location="cpu", weights_only=False)
+    before = (copy / "model.pt").read_bytes()
+    torch.save(state, copy / "model.pt", pickle_protocol=4)
+    assert (copy / "model.pt").read_bytes() != before
+    assert model_id(copy) == model_id(runs["run"]) and model_id(copy).startswith("params-sha256:")
+    assert main(["search", "--index", str(index), "--image", dslr[0]]) == 0
+    # An index built before model ids were digests of parameters recorded the file's sha256: still accepted.
+    manifest = json.loads((index / "manifest.json").read_text())
+    manifest["model"] = "sha256:" + hashlib.sha256((copy / "model.pt").read_bytes()).hexdigest()
+    (index / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["search", "--index", str(index), "--image", dslr[0]]) == 0
+    capsys.readouterr()
+    # A finished run given --resume again is left byte for byte as it was, and says so.
+    files = {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()}
+    assert main(["train", "--out", str(copy), "--resume", "--quiet"]) == 0
+    assert "has finished (results.json): nothing to train, nothing rewritten" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.is_file()} == files
 
 
 def test_a_missing_index_is_one_line(runs: dict[str, Path], dslr: list[str], tmp_path: Path,

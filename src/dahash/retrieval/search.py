@@ -23,19 +23,22 @@ from dahash.index import FaissIndex, HammingIndex, SearchResult, open_index
 from dahash.index.milvus_index import MilvusIndex
 from dahash.models.predict import class_probabilities
 from dahash.runs.loading import LoadedRun, image_outputs, load_image_run
-from dahash.training.trainer import MODEL
+from dahash.training.trainer import MODEL, model_digest
 
 BACKENDS = ("faiss", "milvus")
 FAISS_KINDS = ("flat", "ivf", "hnsw")
 
 
 def model_id(run_dir: str | os.PathLike) -> str:
-    """``sha256:<hex>`` of the run's trained model file: what an index records as its model."""
-    path = Path(run_dir) / MODEL
-    if not path.is_file():
-        raise DataError(f"{path}: no trained model here (did the run finish?)")
+    """What an index records as its model: the digest of the run's trained parameters
+    (:func:`dahash.training.trainer.model_digest`), the same however often the model is saved."""
+    return model_digest(Path(run_dir) / MODEL)
+
+
+def _file_id(run_dir: str | os.PathLike) -> str:
+    """``sha256:<hex>`` of the model file's bytes: what indexes built before :func:`model_id` recorded."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(Path(run_dir) / MODEL, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return f"sha256:{digest.hexdigest()}"
@@ -107,32 +110,42 @@ def _metadata(paths: list[str], predicted: list[str | None], classes: list[str])
 
 def build_index(run_dir: str | os.PathLike, images: list[str], index_path: str | os.PathLike, *,
                 backend: str = "faiss", kind: str = "flat", milvus_uri: str | None = None,
-                collection: str | None = None, cache_dir: str | None = None, progress: bool = True) -> int:
-    """Encode ``images`` with the run and save a new index of them at ``index_path``; returns the count."""
+                collection: str | None = None, cache_dir: str | None = None, progress: bool = True,
+                rebuild: bool = False) -> int:
+    """Encode ``images`` with the run and save a new index of them at ``index_path``; returns the count.
+
+    ``rebuild`` replaces an index already there (after a model changed): the images are encoded first, then
+    a FAISS index's files are replaced in one step, or a Milvus index's collection dropped and made anew."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    types = {"flat": "BIN_FLAT", "ivf": "BIN_IVF_FLAT"}
+    if backend == "faiss" and kind not in FAISS_KINDS:
+        raise ConfigError(f"--type must be one of {', '.join(FAISS_KINDS)} for FAISS, got {kind!r}")
+    if backend == "milvus" and kind not in types:
+        raise ConfigError(f"--type must be flat or ivf for Milvus (BIN_FLAT, BIN_IVF_FLAT), got {kind!r}")
     target = Path(index_path)
     if target.exists() and not target.is_dir():
         raise DataError(f"{index_path} is a file; an index is a directory")
-    if (target / "manifest.json").exists():
-        raise DataError(f"{index_path} already holds an index; use 'dahash index add' to grow it")
-    if target.is_dir() and any(target.iterdir()):
+    existing = (target / "manifest.json").exists()
+    if existing and not rebuild:
+        raise DataError(f"{index_path} already holds an index; use 'dahash index add' to grow it, or --rebuild to "
+                        "replace it")
+    if not existing and target.is_dir() and any(target.iterdir()):
         raise DataError(f"{index_path} is a folder with other files in it; an index needs its own folder")
     encoder = Encoder.from_run(run_dir)
     info = {"run": str(Path(run_dir).resolve())}
+    codes, paths, predicted = encoder.encode(images, cache_dir=cache_dir, progress=progress)
+    if existing:
+        old = open_index(index_path)
+        if isinstance(old, MilvusIndex):
+            old.drop()
     index: HammingIndex
     if backend == "faiss":
-        if kind not in FAISS_KINDS:
-            raise ConfigError(f"--type must be one of {', '.join(FAISS_KINDS)} for FAISS, got {kind!r}")
         index = FaissIndex(encoder.n_bits, kind, model=model_id(run_dir), info=info)
     else:
-        types = {"flat": "BIN_FLAT", "ivf": "BIN_IVF_FLAT"}
-        if kind not in types:
-            raise ConfigError(f"--type must be flat or ivf for Milvus (BIN_FLAT, BIN_IVF_FLAT), got {kind!r}")
         index = MilvusIndex(encoder.n_bits, milvus_uri or "http://127.0.0.1:19530",
                             collection or Path(index_path).name.replace("-", "_"), index_type=types[kind],
                             model=model_id(run_dir), info=info)
-    codes, paths, predicted = encoder.encode(images, cache_dir=cache_dir, progress=progress)
     ids = path_ids(paths)
     _, first = np.unique(ids, return_index=True)  # the same file named twice is indexed once
     keep = np.sort(first)
@@ -149,9 +162,11 @@ def run_of(index: HammingIndex, index_path: str | os.PathLike, run_dir: str | os
     if not run:
         raise DataError(f"{index_path}: the index does not record its run; pass --run")
     expected = getattr(index, "model", None)
-    if expected is not None and model_id(run) != expected:
-        raise DataError(f"{index_path} was built with model {expected}, but {run} holds {model_id(run)}: "
-                        "codes of two models are not comparable")
+    if expected is not None and expected != model_id(run) and not (expected.startswith("sha256:")
+                                                                     and expected == _file_id(run)):
+        raise DataError(f"{index_path} was built with model {expected}, but {run} holds {model_id(run)}: codes "
+                        f"of two models are not comparable; rebuild it with 'dahash index build --run {run} "
+                        f"--images ... --index {index_path} --rebuild'")
     return Encoder.from_run(run)
 
 

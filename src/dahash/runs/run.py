@@ -39,6 +39,7 @@ from dahash.training.trainer import (
     Domains,
     Head,
     resolve_device,
+    settings_differ,
     train_model,
 )
 
@@ -132,12 +133,28 @@ def run(config: TrainConfig, *, resume: bool = False, progress: bool = True) -> 
     Started by torchrun with several processes, every process trains its shard of each batch
     (:mod:`dahash.training.distributed`) and rank 0 alone evaluates and writes; the other ranks
     return None.
+
+    ``resume`` on a run that has finished (its ``results.json`` holds the same result-changing settings)
+    trains and writes nothing and returns the saved metrics: a finished run is never rewritten.
     """
+    done = finished_metrics(config) if resume else None
+    if done is not None:
+        return done
     distributed = init_distributed(resolve_device(config.device))
     try:
         return _train_and_evaluate(config, resume=resume, progress=progress, distributed=distributed)
     finally:
         shutdown(distributed)
+
+
+def finished_metrics(config: TrainConfig) -> dict[str, Any] | None:
+    """The metrics of the finished run in ``config.out`` when its settings are ``config``'s; None when there is
+    none (or it was made with other settings, which training then refuses to resume, naming them)."""
+    results = Path(config.out) / "results.json" if config.out else None
+    if results is None or not results.is_file():
+        return None
+    saved = json.loads(results.read_text())
+    return None if settings_differ(saved.get("config", {}), config.to_dict()) else saved["metrics"]
 
 
 def _train_and_evaluate(config: TrainConfig, *, resume: bool, progress: bool,

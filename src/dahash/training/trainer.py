@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import pickle
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -383,6 +384,45 @@ def save_model(path: Path, model: Head, config: TrainConfig, domains: Domains,
     if backbone_state is not None:
         state["backbone"] = backbone_state
     save_torch(path, state)
+
+
+#: The settings of a saved model that change the codes it gives an image, besides its weights.
+ENCODING_SETTINGS = ("head", "bits", "backbone", "decode")
+
+
+def model_digest(path: Path) -> str:
+    """``params-sha256:<hex>`` of what a saved model computes: its weights (head and, fine-tuned, backbone),
+    normaliser, class names and :data:`ENCODING_SETTINGS`, in a fixed order. The same model saved twice has
+    the same digest though its file's bytes differ."""
+    if not path.is_file():
+        raise DahashError(f"{path}: no trained model here (did the run finish?)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    config = TrainConfig.from_saved(state["config"], source=str(path))
+    digest = hashlib.sha256()
+    _digest_into(digest, {"model": state["model"], "backbone": state.get("backbone"),
+                          "normalizer": state["normalizer"], "classes": state["classes"],
+                          "in_features": state["in_features"], "hidden": state.get("hidden", config.hidden),
+                          **{k: getattr(config, k) for k in ENCODING_SETTINGS}})
+    return f"params-sha256:{digest.hexdigest()}"
+
+
+def _digest_into(digest: Any, value: Any) -> None:
+    """Feed ``value`` (dicts by sorted key, sequences, tensors and arrays with dtype and shape) into ``digest``."""
+    if isinstance(value, dict):
+        for key in sorted(value, key=str):
+            digest.update(f"<{key}>".encode())
+            _digest_into(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"[{len(value)}".encode())
+        for item in value:
+            _digest_into(digest, item)
+    elif isinstance(value, Tensor):
+        _digest_into(digest, value.detach().cpu().contiguous().numpy())
+    elif isinstance(value, np.ndarray):
+        digest.update(f"{value.dtype.str}{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    else:
+        digest.update(repr(value).encode())
 
 
 def load_model(path: Path) -> tuple[Head, TrainConfig, FeatureNormalizer, list[str]]:
