@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -132,13 +133,13 @@ def test_successful_train_prints_summary(tmp_path: Path, source: Path, target: P
 
 
 def test_module_entry_point_error(tmp_path: Path) -> None:
-    """``python -m dahash`` itself: one line on stderr, exit status 2, no traceback."""
+    """``python -m dahash`` itself: one line on stderr, exit status 1 (a runtime error: missing data), no traceback."""
     missing = tmp_path / "gone.npz"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, "-m", "dahash", "train", "--source-features", str(missing),
                            "--target-features", str(missing), "--out", str(tmp_path / "run")],
                           capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 2
+    assert proc.returncode == 1
     assert proc.stderr.strip() == f"dahash: error: {missing}: file not found"
 
 
@@ -173,3 +174,17 @@ def test_the_parser_loads_neither_scikit_learn_nor_skada() -> None:
             "print(sorted(m for m in ('sklearn', 'skada') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_version_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"dahash {importlib.metadata.version('dahash')}"
+    # A runtime error (data that is not there) exits 1, a usage error (a setting's value) 2, argparse's own 2.
+    missing = str(tmp_path / "gone.npz")
+    assert "file not found" in one_line_error(capsys, main(_train_args(Path(missing), Path(missing), tmp_path / "r")), 1)
+    assert "bits must be positive" in one_line_error(
+        capsys, main(_train_args(Path(missing), Path(missing), tmp_path / "r", "--bits", "0")), 2)
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--no-such-flag"])
+    assert info.value.code == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from dahash.errors import DahashError
+from dahash.errors import ConfigError, DahashError
 from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
 from dahash.selection_grids import CRITERIA, SELECTION_GRIDS, TUNED_SETTING, auto_grid
 from dahash.training.config import (
@@ -28,6 +29,7 @@ from dahash.training.config import (
 )
 from dahash.training.methods import DEEP_METHODS
 
+RUNTIME_ERROR, USAGE_ERROR = 1, 2  # exit codes (2 is also argparse's)
 SUMMARY_KEYS = ("target_accuracy", "target_accuracy_codes", "map", "map_target_within", "source_accuracy",
                 "train_seconds")
 
@@ -590,9 +592,18 @@ def _add_study_command(sub: argparse._SubParsersAction) -> None:
     study.set_defaults(func=_study)
 
 
+def _version() -> str:
+    """The installed distribution's version (the source tree's, when run uninstalled)."""
+    try:
+        return importlib.metadata.version("dahash")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="dahash", description="Domain Adaptive Hashing (CVPR 2017).")
+    parser.add_argument("--version", action="version", version=f"dahash {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
     _add_train_command(sub)
     _add_select_command(sub)
@@ -610,14 +621,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; errors dahash raises on purpose are one line on stderr and exit code 2."""
+    """Entry point; errors dahash raises on purpose are one line on stderr. Exit codes: 0 done, 1 a runtime
+    error (missing or bad data, a run that cannot continue), 2 a usage error (argparse's, or a setting's value:
+    :class:`dahash.errors.ConfigError`), 130 interrupted."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except DahashError as exc:
         # One line whatever a value in the message held (a newline in a YAML key, a path).
         print(f"dahash: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return USAGE_ERROR if isinstance(exc, ConfigError) else RUNTIME_ERROR
     except KeyboardInterrupt:
         hint = ("rerun the same command to continue; finished runs are kept" if args.command == "reproduce"
                 else "rerun with --resume to continue from the last checkpoint")

@@ -514,7 +514,7 @@ def test_cli_download_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     missing = tmp_path / "src" / "nope.tar.gz"
     code = main(["download", "office-caltech", "--url", missing.as_uri(), "--to", str(tmp_path / "d2"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dahash: error: ") and str(missing) in lines[0], err
 

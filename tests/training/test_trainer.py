@@ -227,10 +227,10 @@ def test_refused_restart_leaves_the_run_untouched(task: tuple[Path, Path], finis
     args = ["train", "--gamma", "5000", "--source-features", str(task[0]), "--target-features", str(task[1]), "--out", str(out),
             "--bits", "16", "--hidden", "32", "32", "--k", "5", "--epochs", "5", "--lr-start", "1e-2",
             "--lr-end", "1e-3", "--feature-norm", "standardize", "--num-threads", "1", "--quiet"]
-    assert main(args) == 2
+    assert main(args) == 1  # a runtime error: the folder holds a run
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds a run" in err[0]
-    assert main([*args, "--resume", "--bits", "32", "--eta", "0"]) == 2
+    assert main([*args, "--resume", "--bits", "32", "--eta", "0"]) == 2  # a usage error: settings given
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].endswith("settings differ from the checkpoint's: bits, eta")
     # Neither refusal rewrote anything, config.yaml included.
@@ -294,7 +294,7 @@ def test_absurd_learning_rate_fails_with_a_loss_error(task: tuple[Path, Path], t
                  "--out", str(tmp_path / "cli"), "--lr-start", "1e6", "--lr-end", "1e6", "--bits", "16",
                  "--hidden", "32", "32", "--num-threads", "1", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "loss became nan" in err[0]
+    assert code == 1 and len(err) == 1 and "loss became nan" in err[0]  # a runtime error
 
 
 # ----------------------------------------------------------------------------- kill and resume
@@ -344,7 +344,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path, capsys: 
     config_before = (victim_dir / "config.yaml").read_text()
     code = main(_train_cmd(source, target, victim_dir)[3:])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
+    assert code == 1 and len(err) == 1
     assert "already holds a run" in err[0] and "--resume" in err[0]
     # Resuming with a changed setting is refused, naming it.
     code = main(_train_cmd(source, target, victim_dir, "--resume", "--bits", "32")[3:])
