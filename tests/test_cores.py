@@ -57,3 +57,18 @@ def test_one_thread_holds_in_a_fresh_process() -> None:
             "import numba; print(torch.get_num_threads(), numba.get_num_threads())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["1", "1"]
+
+
+@pytest.mark.skipif(cores.usable_cores() < 2, reason="one core: every thread count is 1")
+def test_use_threads_limits_blas_too() -> None:
+    # Measured before: OpenBLAS stayed on every core after use_threads(1), so shallow cells in
+    # parallel workers oversubscribed the cores. In a fresh process, as a worker is.
+    import subprocess
+    import sys
+
+    code = ("import numpy, scipy.linalg; from threadpoolctl import threadpool_info; from dahash.cores import use_threads;"
+            "use_threads(1); print(sorted({p['internal_api'] + ':' + str(p['num_threads']) for p in threadpool_info()}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    pools = eval(out.stdout)  # a list of "api:threads" strings
+    assert any(p.startswith(("openblas:", "mkl:", "blis:")) for p in pools), pools
+    assert all(p.endswith(":1") for p in pools), pools

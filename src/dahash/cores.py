@@ -7,6 +7,7 @@ import os
 
 import numba
 import torch
+from threadpoolctl import threadpool_limits
 
 
 def usable_cores() -> int:
@@ -37,8 +38,12 @@ def threads_per_worker(workers: int, load: float | None = None) -> int:
 
 
 def use_threads(n: int) -> None:
-    """Run this process's torch ops and compiled metric kernels (numba) on ``n`` threads."""
+    """Run this process's torch ops, compiled metric kernels (numba) and the BLAS and OpenMP pools numpy,
+    scipy and scikit-learn call (threadpoolctl) on ``n`` threads."""
     # numba first: the first call starts its OpenMP threading layer, which resets the OpenMP
     # thread count torch reads, so torch set first would be back at every core.
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    # Not as a context: the limit stays for the process, as torch's does (shallow cells under
+    # --workers N otherwise ran OpenBLAS on every core in every worker).
+    threadpool_limits(limits=n)
     torch.set_num_threads(n)
