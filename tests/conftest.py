@@ -16,6 +16,20 @@ from PIL import Image
 from tiny_runs import free_port  # tests/ is on sys.path (no __init__.py)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _feature_cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every feature a test extracts goes to this session's temporary folder, never the user's
+    ~/.cache/dahash ($DAHASH_CACHE is what default_cache_dir reads; subprocesses inherit it)."""
+    saved = os.environ.get("DAHASH_CACHE")
+    cache = tmp_path_factory.mktemp("feature_cache")
+    os.environ["DAHASH_CACHE"] = str(cache)
+    yield cache
+    if saved is None:
+        os.environ.pop("DAHASH_CACHE", None)
+    else:
+        os.environ["DAHASH_CACHE"] = saved
+
+
 @pytest.fixture(autouse=True)
 def _restore_torch_threads():
     """Training sets torch's process-wide thread count (runs and cells pin it); every test gets

@@ -188,3 +188,13 @@ def test_version_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit) as info:
         main(["train", "--no-such-flag"])
     assert info.value.code == 2
+
+
+def test_progress_bars_only_on_a_terminal_unless_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = _write(tmp_path / "s.npz"), _write(tmp_path / "t.npz", seed=1)
+    # capsys's stderr is no terminal: no bar (no carriage-return lines in a redirected log) ...
+    assert main([a for a in _train_args(source, target, tmp_path / "a") if a != "--quiet"]) == 0
+    assert "\r" not in capsys.readouterr().err
+    # ... unless --progress asks for one.
+    assert main([a for a in _train_args(source, target, tmp_path / "b", "--progress") if a != "--quiet"]) == 0
+    assert "step" in capsys.readouterr().err

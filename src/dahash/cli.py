@@ -34,6 +34,12 @@ SUMMARY_KEYS = ("target_accuracy", "target_accuracy_codes", "map", "map_target_w
                 "train_seconds")
 
 
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars on a terminal: never with --quiet, and in a redirected log only with --progress (their
+    carriage-return updates are noise in a file)."""
+    return not args.quiet and (args.progress or sys.stderr.isatty())
+
+
 def _print_summary(metrics: dict) -> None:
     for key in SUMMARY_KEYS:
         if key in metrics:
@@ -79,13 +85,13 @@ def _train(args: argparse.Namespace) -> int:
         print(f"resumed at epoch {epoch} of {config.epochs} ({Path(config.out) / CHECKPOINT})", file=sys.stderr)
     if grid:
         selection, metrics = train_selected(config, grid, method=args.method, criterion=args.criterion,
-                                            resume=args.resume, progress=not args.quiet)
+                                            resume=args.resume, progress=_progress(args))
         chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
         print(f"{tuned} chosen without target labels among {len(grid)} candidates: {chosen} ({selection.rule}); "
               f"every candidate: {Path(config.out) / SELECTION_DIR}/selection.md (give --{tuned.replace('_', '-')} "
               "to train one value)")
     else:
-        metrics = run(config, resume=args.resume, progress=not args.quiet)
+        metrics = run(config, resume=args.resume, progress=_progress(args))
     if metrics is None:  # a rank other than 0 of a torchrun job: rank 0 reports
         return 0
     _print_summary(metrics)
@@ -105,7 +111,7 @@ def _select(args: argparse.Namespace) -> int:
         raise DahashError(f"method {args.method} has no default grid; give at least one --grid KEY=V1,V2,..., "
                           "e.g. --grid epochs=50,100,300")
     selection, _ = select_config(config, grid, method=args.method, criterion=args.criterion,
-                                 val_fraction=args.val_fraction, out=args.out, progress=not args.quiet)
+                                 val_fraction=args.val_fraction, out=args.out, progress=_progress(args))
     print(selection.table())
     chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
     print(f"chosen: candidate {selection.best_index} ({chosen})\nrule: {selection.rule}")
@@ -128,7 +134,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     from dahash.runs.loading import encode_images
 
-    n = encode_images(args.run, args.images, args.out, cache_dir=args.cache_dir, progress=not args.quiet)
+    n = encode_images(args.run, args.images, args.out, cache_dir=args.cache_dir, progress=_progress(args))
     print(f"{n} codes written to {args.out}")
     return 0
 
@@ -136,7 +142,7 @@ def _encode(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from dahash.experiments.demo import run_demo
 
-    run_demo(out=args.out, seeds=args.seeds, epochs=args.epochs, progress=not args.quiet)
+    run_demo(out=args.out, seeds=args.seeds, epochs=args.epochs, progress=_progress(args))
     return 0
 
 
@@ -144,7 +150,7 @@ def _download(args: argparse.Namespace) -> int:
     from dahash.images.download import download_dataset
 
     try:
-        download_dataset(args.dataset, args.to, url=args.url, sha256=args.sha256, progress=not args.quiet,
+        download_dataset(args.dataset, args.to, url=args.url, sha256=args.sha256, progress=_progress(args),
                          keep_archive=not args.remove_archive)
     except KeyboardInterrupt:
         # main()'s message is about training checkpoints; a download resumes from its .part file instead.
@@ -200,7 +206,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         config = RetrievalConfig(**common, methods=args.methods or list(RETRIEVAL_METHODS),
                                  bits=args.bits or [16, 64, 128], holdout=args.holdout,
                                  precision_k=args.precision_k, hasher_params=params)
-        summary = reproduce_retrieval(config, progress=not args.quiet)
+        summary = reproduce_retrieval(config, progress=_progress(args))
         files = "map.md, map.csv, retrieval.csv and pr_*.png"
     else:
         if args.bits and len(args.bits) > 1:
@@ -219,7 +225,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         config = ReproduceConfig(**common, methods=with_selected(methods) if args.select_all else methods,
                                  bits=(args.bits or [64])[0], classifier=args.classifier, shallow_params=params,
                                  selection_grids=grids, criterion=args.criterion)
-        summary = reproduce(config, progress=not args.quiet)
+        summary = reproduce(config, progress=_progress(args))
         files = "accuracy.md, .csv and .png"
     print(summary["table"])
     print(f"{summary['cells']} runs ({summary['computed']} computed now) in {summary['seconds']:.0f} s; "
@@ -233,11 +239,11 @@ def _index(args: argparse.Namespace) -> int:
     if args.index_command == "build":
         n = build_index(args.run, args.images, args.index, backend=args.backend, kind=args.type,
                         milvus_uri=args.milvus_uri, collection=args.collection, cache_dir=args.cache_dir,
-                        progress=not args.quiet, rebuild=args.rebuild)
+                        progress=_progress(args), rebuild=args.rebuild)
         print(f"{n} images indexed in {args.index} ({args.backend}, {args.type})")
     else:
         added, skipped = add_images(args.index, args.images, run_dir=args.run, cache_dir=args.cache_dir,
-                                    progress=not args.quiet)
+                                    progress=_progress(args))
         print(f"{added} images added to {args.index}; {skipped} were already indexed")
     return 0
 
@@ -287,7 +293,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from dahash.experiments.report import analyze
 
     result = analyze(args.run, args.out, tasks=args.tasks, seed=args.seed, tsne_task=args.tsne_task,
-                     max_classes=args.max_classes, progress=not args.quiet)
+                     max_classes=args.max_classes, progress=_progress(args))
     print(Path(args.out, "a_distance.md").read_text())
     print(f"A-distance plot: {Path(args.out, 'a_distance.png')}; t-SNE: {', '.join(result['tsne'])}")
     return 0
@@ -302,9 +308,9 @@ def _study(args: argparse.Namespace) -> int:
         raise DahashError("--candidates remakes a study from its file alone; give it without --runs and --demo")
     parts = read_candidates(args.candidates) if args.candidates else {}
     if args.runs:
-        parts = reproduce_groups(args.runs, progress=not args.quiet)
+        parts = reproduce_groups(args.runs, progress=_progress(args))
     if args.demo:
-        parts["demo"] = demo_groups(Path(args.out) / "demo", progress=not args.quiet)
+        parts["demo"] = demo_groups(Path(args.out) / "demo", progress=_progress(args))
     result = write_study(args.out, parts)
     print(Path(args.out, "study.md").read_text())
     if result["decision"]:
@@ -336,6 +342,8 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
                        help="label-free rule that chooses the method's tuned setting when it is not given (default "
                             "paper, Sec. 5.2; docs/selection.md)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--progress", action="store_true",
+                          help="progress bars even when stderr is not a terminal (a redirected log)")
     tuned = ", ".join(f"{m}: {k}" for m, k in TUNED_SETTING.items())
     add_config_arguments(train, help_overrides={
         "gamma": "MK-MMD weight (0 disables domain alignment). Not given: chosen per task without target labels "
@@ -369,6 +377,8 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
     select.add_argument("--out", default=None, help="output directory: selection.json, .csv, .md and the chosen "
                                                     "config.yaml")
     select.add_argument("--quiet", action="store_true", help="no progress bar")
+    select.add_argument("--progress", action="store_true",
+                           help="progress bars even when stderr is not a terminal (a redirected log)")
     add_config_arguments(select, skip=("out",))
     select.set_defaults(func=_select)
 
@@ -389,6 +399,8 @@ def _add_encode_command(sub: argparse._SubParsersAction) -> None:
     encode.add_argument("--out", required=True, help="output .npz: packed codes, n_bits, ids (paths), classes")
     encode.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
+    encode.add_argument("--progress", action="store_true",
+                           help="progress bars even when stderr is not a terminal (a redirected log)")
     encode.set_defaults(func=_encode)
 
 
@@ -399,6 +411,8 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--seeds", type=int, default=10, help="seeds per method (default 10)")
     demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.add_argument("--progress", action="store_true",
+                         help="progress bars even when stderr is not a terminal (a redirected log)")
     demo.set_defaults(func=_demo)
 
 
@@ -461,6 +475,8 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--precision-k", type=int, default=100, help="retrieval: k of precision@k (default 100)")
     rep.add_argument("--out", required=True, help="output directory (runs under OUT/cells, tables in OUT)")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument("--progress", action="store_true",
+                        help="progress bars even when stderr is not a terminal (a redirected log)")
     rep.set_defaults(func=_reproduce)
 
 
@@ -485,6 +501,8 @@ def _add_index_command(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--index", required=True, help="index directory")
         p.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--progress", action="store_true",
+                          help="progress bars even when stderr is not a terminal (a redirected log)")
     idx.set_defaults(func=_index)
 
 
@@ -545,6 +563,8 @@ def _add_analyze_command(sub: argparse._SubParsersAction) -> None:
     ana.add_argument("--tsne-task", default=None, help="task of the t-SNE plots, e.g. A:W (default the first)")
     ana.add_argument("--max-classes", type=int, default=10, help="classes shown in t-SNE (default 10, as the paper)")
     ana.add_argument("--quiet", action="store_true", help="no progress bar")
+    ana.add_argument("--progress", action="store_true",
+                        help="progress bars even when stderr is not a terminal (a redirected log)")
     ana.set_defaults(func=_analyze)
 
 
@@ -563,6 +583,8 @@ def _add_download_command(sub: argparse._SubParsersAction) -> None:
     download.add_argument("--remove-archive", action="store_true",
                           help="delete the archive from ROOT/.dahash-downloads once it is unpacked")
     download.add_argument("--quiet", action="store_true", help="no progress bars")
+    download.add_argument("--progress", action="store_true",
+                             help="progress bars even when stderr is not a terminal (a redirected log)")
     download.set_defaults(func=_download)
 
 
@@ -589,6 +611,8 @@ def _add_study_command(sub: argparse._SubParsersAction) -> None:
                        help="remake the study from a candidates.csv it wrote (e.g. docs/results/), without the runs")
     study.add_argument("--out", required=True, help="output directory: study.md and candidates.csv")
     study.add_argument("--quiet", action="store_true", help="no progress bars")
+    study.add_argument("--progress", action="store_true",
+                          help="progress bars even when stderr is not a terminal (a redirected log)")
     study.set_defaults(func=_study)
 
 

@@ -225,3 +225,11 @@ def test_unwritable_cache_warns_but_returns_features(tmp_path: Path, monkeypatch
         feats, kept, failures = extract_features(paths, _backbone(), cache_dir=tmp_path / "cache", num_workers=0,
                                                  progress=False)
     assert feats.shape == (3, 6) and failures == []
+
+
+def test_the_suite_caches_features_in_a_temporary_folder(tmp_path_factory) -> None:
+    from dahash.images.features import default_cache_dir
+
+    # tests/conftest.py points $DAHASH_CACHE at this session's temporary folder: nothing lands in ~/.cache.
+    assert default_cache_dir().is_relative_to(tmp_path_factory.getbasetemp())
+    assert not default_cache_dir().is_relative_to(Path.home() / ".cache")

@@ -154,8 +154,11 @@ def test_index_codes_are_the_codes_of_dahash_encode(runs: dict[str, Path], dslr:
     indexed = _index_codes(flat)
     assert {int(i): c.tobytes() for i, c in zip(path_ids(paths), codes)} == indexed
     # And the query side encodes the same way: searching the encoded images finds their own code.
-    _, _, result = search_images(flat, paths, k=1)
+    _, predicted, result = search_images(flat, paths, k=1)
     assert (result.distances[:, 0] == 0).all()
+    # encode writes each image's predicted class beside its code: the class search shows for it.
+    with np.load(out) as f:
+        assert f["predicted"].tolist() == predicted and set(predicted) <= set(CLASSES)
 
 
 def test_add_skips_images_already_indexed(runs: dict[str, Path], dslr: list[str], tmp_path: Path,

@@ -49,13 +49,17 @@ def predict_labels(query: np.ndarray, bank: np.ndarray, bank_labels: np.ndarray,
 
 
 def export_codes(path: str | os.PathLike, outputs: np.ndarray, ids: Sequence[str] | np.ndarray,
-                 labels: np.ndarray | None = None, classes: Sequence[str] | None = None) -> None:
-    """Write packed codes (uint8, ceil(d/8) bytes per item) with ids, labels and class names to .npz."""
+                 labels: np.ndarray | None = None, classes: Sequence[str] | None = None,
+                 predicted: Sequence[str | None] | None = None) -> None:
+    """Write packed codes (uint8, ceil(d/8) bytes per item) with ids, labels, class names and predicted class
+    names to .npz."""
     arrays = {"codes": pack_codes(outputs), "n_bits": np.int64(outputs.shape[1]), "ids": np.asarray(ids, dtype=str)}
     if labels is not None:
         arrays["labels"] = np.asarray(labels, dtype=np.int64)
     if classes is not None:
         arrays["classes"] = np.asarray(classes, dtype=str)
+    if predicted is not None:
+        arrays["predicted"] = np.asarray([p or "" for p in predicted], dtype=str)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
