@@ -198,3 +198,20 @@ def test_progress_bars_only_on_a_terminal_unless_asked(tmp_path: Path, capsys: p
     # ... unless --progress asks for one.
     assert main([a for a in _train_args(source, target, tmp_path / "b", "--progress") if a != "--quiet"]) == 0
     assert "step" in capsys.readouterr().err
+
+
+def test_json_summaries_of_train_and_select(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    source, target = _write(tmp_path / "s.npz"), _write(tmp_path / "t.npz", seed=1)
+    capsys.readouterr()
+    assert main(_train_args(source, target, tmp_path / "run", "--json")) == 0
+    data = json.loads(capsys.readouterr().out)
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
+    assert data["out"] == str(tmp_path / "run") and data["selection"] is None
+    assert data["metrics"] == {k: v for k, v in saved.items() if k != "pr_curve"}
+    assert main(["select", "--source-features", str(source), "--target-features", str(target), "--epochs", "1",
+                 "--hidden", "8", "8", "--bits", "8", "--k", "2", "--num-threads", "1", "--grid", "gamma=0,10",
+                 "--out", str(tmp_path / "sel"), "--json", "--quiet"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data == {"out": str(tmp_path / "sel"), **json.loads((tmp_path / "sel" / "selection.json").read_text())}

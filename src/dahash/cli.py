@@ -40,6 +40,26 @@ def _progress(args: argparse.Namespace) -> bool:
     return not args.quiet and (args.progress or sys.stderr.isatty())
 
 
+def _scalars(metrics: dict) -> dict:
+    """A run's metrics without the per-radius PR curve."""
+    return {k: v for k, v in metrics.items() if k != "pr_curve"}
+
+
+def _print_json(data: dict) -> None:
+    """``data`` as strict JSON on stdout (NaN as null), for scripts."""
+    print(json.dumps(_strict(data), indent=2))
+
+
+def _strict(value: object) -> object:
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
 def _print_summary(metrics: dict) -> None:
     for key in SUMMARY_KEYS:
         if key in metrics:
@@ -83,17 +103,24 @@ def _train(args: argparse.Namespace) -> int:
     epoch = checkpoint_epoch(Path(config.out) / CHECKPOINT, config) if resuming else None
     if epoch is not None:
         print(f"resumed at epoch {epoch} of {config.epochs} ({Path(config.out) / CHECKPOINT})", file=sys.stderr)
+    selection = None
     if grid:
         selection, metrics = train_selected(config, grid, method=args.method, criterion=args.criterion,
                                             resume=args.resume, progress=_progress(args))
-        chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
-        print(f"{tuned} chosen without target labels among {len(grid)} candidates: {chosen} ({selection.rule}); "
-              f"every candidate: {Path(config.out) / SELECTION_DIR}/selection.md (give --{tuned.replace('_', '-')} "
-              "to train one value)")
     else:
         metrics = run(config, resume=args.resume, progress=_progress(args))
     if metrics is None:  # a rank other than 0 of a torchrun job: rank 0 reports
         return 0
+    if args.json:
+        chosen = None if selection is None else {"params": selection.best_params, "rule": selection.rule,
+                                                 "folder": str(Path(config.out) / SELECTION_DIR)}
+        _print_json({"out": config.out, "metrics": _scalars(metrics), "selection": chosen})
+        return 0
+    if selection is not None:
+        chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
+        print(f"{tuned} chosen without target labels among {len(grid)} candidates: {chosen} ({selection.rule}); "
+              f"every candidate: {Path(config.out) / SELECTION_DIR}/selection.md (give --{tuned.replace('_', '-')} "
+              "to train one value)")
     _print_summary(metrics)
     print(f"results written to {config.out}/results.json")
     return 0
@@ -112,6 +139,9 @@ def _select(args: argparse.Namespace) -> int:
                           "e.g. --grid epochs=50,100,300")
     selection, _ = select_config(config, grid, method=args.method, criterion=args.criterion,
                                  val_fraction=args.val_fraction, out=args.out, progress=_progress(args))
+    if args.json:
+        _print_json({"out": args.out, **selection.to_dict()})
+        return 0
     print(selection.table())
     chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
     print(f"chosen: candidate {selection.best_index} ({chosen})\nrule: {selection.rule}")
@@ -125,7 +155,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     metrics = evaluate_run(args.run)
     if args.json:
-        print(json.dumps({k: v for k, v in metrics.items() if k != "pr_curve"}, indent=2))
+        _print_json(_scalars(metrics))
     else:
         _print_summary(metrics)
     return 0
@@ -227,6 +257,9 @@ def _reproduce(args: argparse.Namespace) -> int:
                                  selection_grids=grids, criterion=args.criterion)
         summary = reproduce(config, progress=_progress(args))
         files = "accuracy.md, .csv and .png"
+    if args.json:
+        _print_json({"out": args.out, **{k: v for k, v in summary.items() if k != "table"}})
+        return 0
     print(summary["table"])
     print(f"{summary['cells']} runs ({summary['computed']} computed now) in {summary['seconds']:.0f} s; "
           f"tables in {args.out}: {files}")
@@ -240,7 +273,10 @@ def _index(args: argparse.Namespace) -> int:
         n = build_index(args.run, args.images, args.index, backend=args.backend, kind=args.type,
                         milvus_uri=args.milvus_uri, collection=args.collection, cache_dir=args.cache_dir,
                         progress=_progress(args), rebuild=args.rebuild)
-        print(f"{n} images indexed in {args.index} ({args.backend}, {args.type})")
+        if args.json:
+            _print_json({"index": args.index, "indexed": n, "backend": args.backend, "type": args.type})
+        else:
+            print(f"{n} images indexed in {args.index} ({args.backend}, {args.type})")
     else:
         added, skipped = add_images(args.index, args.images, run_dir=args.run, cache_dir=args.cache_dir,
                                     progress=_progress(args))
@@ -337,6 +373,7 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--method", choices=list(DEEP_METHODS), default="DAH",
                        help="start from this method's settings (default DAH; Deep, DAN and DANN are the softmax "
                             "baselines, NoDA and DAH-e DAH without some terms); YAML and flags override them")
+    train.add_argument("--json", action="store_true", help="print a JSON summary for scripts instead of tables")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     train.add_argument("--criterion", choices=CRITERIA, default="paper",
                        help="label-free rule that chooses the method's tuned setting when it is not given (default "
@@ -374,6 +411,7 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
     select.add_argument("--criterion", default="paper", help="paper (default), dev, iw, snd or entropy")
     select.add_argument("--val-fraction", type=float, default=0.2,
                         help="fraction of each source class held out for scoring (default 0.2)")
+    select.add_argument("--json", action="store_true", help="print a JSON summary for scripts instead of tables")
     select.add_argument("--out", default=None, help="output directory: selection.json, .csv, .md and the chosen "
                                                     "config.yaml")
     select.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -473,6 +511,7 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--holdout", type=float, default=0.3,
                      help="retrieval: fraction of each target class held out as SuH's queries (default 0.3)")
     rep.add_argument("--precision-k", type=int, default=100, help="retrieval: k of precision@k (default 100)")
+    rep.add_argument("--json", action="store_true", help="print a JSON summary for scripts instead of tables")
     rep.add_argument("--out", required=True, help="output directory (runs under OUT/cells, tables in OUT)")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.add_argument("--progress", action="store_true",
@@ -491,6 +530,7 @@ def _add_index_command(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--type", choices=("flat", "ivf", "hnsw"), default="flat",
                        help="flat: exact (default); ivf, hnsw: approximate, for large collections (hnsw: FAISS only)")
     build.add_argument("--milvus-uri", default=None, help="Milvus server (default http://127.0.0.1:19530)")
+    build.add_argument("--json", action="store_true", help="print a JSON summary for scripts instead of tables")
     build.add_argument("--collection", default=None, help="Milvus collection (default: the index folder's name)")
     build.add_argument("--rebuild", action="store_true",
                        help="replace the index already at --index (e.g. after its run's model changed)")

@@ -39,7 +39,8 @@ def _config(root: Path, out: Path, **extra) -> ReproduceConfig:
 
 
 def test_every_method_runs_and_the_table_has_the_papers_layout(tiny_office31: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
     computed: list[tuple[str, str, int]] = []
     real, stop = rep.run_cell, [True]
 
@@ -108,8 +109,11 @@ def test_every_method_runs_and_the_table_has_the_papers_layout(tiny_office31: Pa
     assert main(["reproduce", "--data-root", str(tiny_office31), "--dataset", "office31", "--tasks", "amazon:webcam",
                  "W:D", "--seeds", "2", "--bits", "8", "--cache-dir", str(tiny_office31.parent / "cache"),
                  "--set", "epochs=3", "hidden=[16,16]", "k=2", "--shallow-set", "GFK.n_components=5",
-                 "tca.n_components=5", "JDA.n_components=5", "SA.n_components=5", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+                 "tca.n_components=5", "JDA.n_components=5", "SA.n_components=5", "--out", str(tmp_path / "out"), "--quiet",
+                 "--json"]) == 0
     assert computed == []
+    data = json.loads(capsys.readouterr().out)  # --json: the summary for scripts, not the tables
+    assert data["out"] == str(tmp_path / "out") and data["cells"] == n_cells and data["computed"] == 0
 
 
 def test_tasks_cells_and_bad_settings(tiny_office31: Path, tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ distance-0 hits (exactly rank 1 where its code is unique in the index).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import shutil
 import warnings
@@ -60,8 +62,10 @@ def dslr(runs: dict[str, Path]) -> list[str]:
 def flat(runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A FAISS flat index of the dslr domain (folder input), built by the CLI; tests must not change it."""
     index = tmp_path_factory.mktemp("flat") / "index"
-    assert main(["index", "build", "--run", str(runs["run"]), "--images", str(runs["root"] / "dslr"),
-                 "--index", str(index), "--quiet"]) == 0
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert main(["index", "build", "--run", str(runs["run"]), "--images", str(runs["root"] / "dslr"),
+                     "--index", str(index), "--quiet", "--json"]) == 0
+    assert json.loads(printed.getvalue()) == {"index": str(index), "indexed": 18, "backend": "faiss", "type": "flat"}
     return index
 
 
