@@ -401,14 +401,17 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
                             description="Train every setting of a grid on source-train + target and choose one "
                                         "without target labels: by default the paper's rule (Sec. 5.2), the "
                                         "domain-classifier error closest to chance among settings within 1 point of "
-                                        "the best held-out source accuracy; or a skada scorer (dev, iw, snd, "
-                                        "entropy).")
+                                        "the best held-out source accuracy; or that rule without the guard "
+                                        "(domain), the best held-out source accuracy (source), or a skada scorer "
+                                        "(dev, iw, snd, entropy, mixval, mano). Without --grid, the method's own "
+                                        "candidates (docs/selection.md).")
     select.add_argument("--config", help="YAML file of the settings every candidate starts from")
     select.add_argument("--method", choices=list(DEEP_METHODS), default="DAH", help="start from this method's settings")
     select.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
                         help="a setting's candidate values, read as YAML (repeatable: every combination is "
-                             "tried), e.g. --grid gamma=0,500,5000 --grid epochs=100,300")
-    select.add_argument("--criterion", default="paper", help="paper (default), dev, iw, snd or entropy")
+                             "tried), e.g. --grid gamma=0,500,5000 --grid epochs=100,300; default: the method's grid")
+    select.add_argument("--criterion", default="paper",
+                        help=f"the label-free rule: {', '.join(CRITERIA)} (default paper; docs/selection.md)")
     select.add_argument("--val-fraction", type=float, default=0.2,
                         help="fraction of each source class held out for scoring (default 0.2)")
     select.add_argument("--json", action="store_true", help="print a JSON summary for scripts instead of tables")
