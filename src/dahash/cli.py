@@ -319,9 +319,12 @@ def _serve(args: argparse.Namespace) -> int:
         raise DahashError(f"--max-wait-ms must be from 0 to 60000 milliseconds, got {args.max_wait_ms:g}")
     if args.lanes is not None and args.lanes < 1:
         raise DahashError(f"--lanes must be a positive integer, got {args.lanes}")
+    from dahash.retrieval.access import read_key
+
     serve(args.index, args.run, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
           max_concurrent=args.max_concurrent, queue_timeout=args.queue_timeout, cache_dir=args.cache_dir,
-          threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, lanes=args.lanes)
+          threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, lanes=args.lanes,
+          api_key=read_key(args.api_key_file), allow_no_key=args.allow_no_key)
     return 0
 
 
@@ -571,6 +574,12 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
     srv.add_argument("--host", default="127.0.0.1",
                      help="interface to listen on (default 127.0.0.1: this machine only)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    srv.add_argument("--api-key-file", default=None,
+                     help="a file whose first line is the API key every route but /health then needs (Authorization: "
+                          "Bearer KEY or X-API-Key: KEY; the page asks for it once). Default: $DAHASH_API_KEY if set, "
+                          "else no key")
+    srv.add_argument("--allow-no-key", action="store_true",
+                     help="serve beyond this machine (--host) without an API key; refused otherwise")
     srv.add_argument("--max-upload-mb", type=float, default=10,
                      help="largest accepted image upload in MiB (default 10)")
     srv.add_argument("--max-concurrent", type=int, default=16,

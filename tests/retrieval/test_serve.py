@@ -416,3 +416,62 @@ def test_a_real_server_under_concurrent_searches(setup: dict[str, Any]) -> None:
             assert len(body["hits"]) == 5
             if i % 5 != 4:
                 assert body["hits"][0]["distance"] == 0, f"p50 {p50:.0f} ms, p99 {p99:.0f} ms"
+
+
+# --------------------------------------------------------------------------------------- the API key
+
+KEY = "k3y-" + "x" * 28
+
+
+def test_every_route_but_health_needs_the_key(setup: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG")
+    image = Path(setup["dslr"][0]).read_bytes()
+    with TestClient(create_app(setup["index"], api_key=KEY)) as c:
+        assert c.get("/health").status_code == 200  # a load balancer's check stays open
+        for response in (c.get("/stats"), _upload(c, image), c.get("/thumbnail/1"),
+                         c.get("/stats", headers={"Authorization": "Bearer " + KEY[:-1] + "y"}),
+                         c.get("/stats", headers={"X-API-Key": "wrong"})):
+            assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+            assert KEY not in response.text
+        assert c.get("/stats", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+        answer = c.post("/search", files={"image": ("q.jpg", image, "image/jpeg")}, headers={"X-API-Key": KEY})
+        assert answer.status_code == 200 and answer.json()["hits"]
+        # The page: without the key, a form; the right key posted to /login becomes an HttpOnly cookie.
+        page = c.get("/")
+        assert page.status_code == 401 and 'name="key"' in page.text and "fetch(" not in page.text
+        assert c.post("/login", data={"key": "nope"}, follow_redirects=False).status_code == 401
+        login = c.post("/login", data={"key": KEY}, follow_redirects=False)
+        assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()
+        assert c.get("/").status_code == 200 and c.get("/stats").status_code == 200  # the cookie carries it
+    assert KEY not in caplog.text
+
+
+def test_the_key_comes_from_a_file_or_the_environment_and_guards_public_hosts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dahash.errors import ConfigError, DataError
+    from dahash.retrieval.access import check_exposure, read_key
+
+    monkeypatch.delenv("DAHASH_API_KEY", raising=False)
+    assert read_key() is None
+    (tmp_path / "key").write_text(KEY + "\n")
+    assert read_key(tmp_path / "key") == KEY
+    monkeypatch.setenv("DAHASH_API_KEY", KEY)
+    assert read_key() == KEY
+    monkeypatch.setenv("DAHASH_API_KEY", "short")
+    with pytest.raises(ConfigError, match="at least 16 characters") as info:
+        read_key()
+    assert "short" not in str(info.value)
+    with pytest.raises(DataError, match="API key file not found"):
+        read_key(tmp_path / "missing")
+    check_exposure("127.0.0.1", None, False)
+    check_exposure("0.0.0.0", KEY, False)
+    check_exposure("0.0.0.0", None, True)
+    with pytest.raises(ConfigError, match="--allow-no-key"):
+        check_exposure("0.0.0.0", None, False)
+
+
+def test_serving_beyond_loopback_without_a_key_is_refused(setup: dict[str, Any], capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAHASH_API_KEY", raising=False)
+    line = one_line_error(capsys, main(["serve", "--index", str(setup["index"]), "--host", "0.0.0.0"]), 2)
+    assert "give an API key" in line and "--allow-no-key" in line

@@ -69,6 +69,7 @@ from dahash.codes import pack_codes, unpack_codes
 from dahash.errors import ConfigError, DahashError, DataError
 from dahash.images.loading import ImageLoadError, open_image
 from dahash.index import open_index
+from dahash.retrieval.access import COOKIE, LOGIN_PAGE, LOOPBACK, OPEN_PATHS, check_exposure, key_matches, offered_key
 from dahash.retrieval.batching import Batcher
 from dahash.retrieval.page import PAGE
 from dahash.retrieval.search import run_of
@@ -316,7 +317,8 @@ _SEARCH_OPENAPI = {
 
 def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *,
                max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 16, queue_timeout: float = 30.0,
-               cache_dir: str | None = None, max_batch: int = 16, max_wait_ms: float = 10.0, lanes: int = 1) -> Any:
+               cache_dir: str | None = None, max_batch: int = 16, max_wait_ms: float = 10.0, lanes: int = 1,
+               api_key: str | None = None) -> Any:
     """A FastAPI app serving the index at ``index_path``, whose queries the run that built it
     (or ``run_dir``, holding the same model) encodes; see the module docstring.
 
@@ -325,7 +327,7 @@ def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None 
     ``cache_dir`` is the feature cache (default: the run's, as ``dahash search``). Concurrent
     uploads are encoded together, up to ``max_batch`` at a time, a batch waiting at most
     ``max_wait_ms`` for stragglers, ``lanes`` batches at a time; ``max_batch=1`` encodes each upload
-    on its own.
+    on its own. With ``api_key``, every route but ``/health`` needs it (:mod:`dahash.retrieval.access`).
     """
     require_server_packages()
     check_settings(max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
@@ -339,8 +341,39 @@ def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None 
                   description=f"Hamming search over the index {state.index_path} "
                               f"({state.n_bits}-bit codes of the run {state.encoder.run.run_dir}).")
     app.state.dahash = state
+    if api_key is not None:
+        _require_key(app, api_key)
     _add_routes(app, state)
     return app
+
+
+def _require_key(app: Any, api_key: str) -> None:
+    """Every request but the open paths must offer ``api_key``: 401 for the API, the key form for the page;
+    ``POST /login`` turns a correct key into the page's cookie."""
+    from fastapi import Request
+    from fastapi.responses import HTMLResponse, RedirectResponse
+
+    @app.middleware("http")
+    async def check_key(request: Request, call_next: Any) -> Any:
+        if request.url.path in OPEN_PATHS:
+            return await call_next(request)
+        if key_matches(api_key, offered_key(dict(request.headers), dict(request.cookies))):
+            return await call_next(request)
+        if request.method == "GET" and request.url.path == "/":
+            return HTMLResponse(LOGIN_PAGE, status_code=401)
+        return _error(401, "this server needs its API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+                      **{"WWW-Authenticate": "Bearer"})
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request) -> Any:
+        async with request.form(max_files=0, max_fields=1, max_part_size=4096) as form:
+            offered = form.get("key")
+        if not isinstance(offered, str) or not key_matches(api_key, offered):
+            return HTMLResponse(LOGIN_PAGE.replace("<p>This server", "<p><b>Wrong key.</b> This server"),
+                                status_code=401)
+        page = RedirectResponse("./", status_code=303)
+        page.set_cookie(COOKIE, offered, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return page
 
 
 @contextlib.asynccontextmanager
@@ -536,15 +569,18 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
           port: int = 8000, max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 16,
           queue_timeout: float = 30.0, cache_dir: str | None = None, log_level: str = "info",
           threads: int | None = None, max_batch: int = 16, max_wait_ms: float = 10.0,
-          lanes: int | None = None) -> None:
+          lanes: int | None = None, api_key: str | None = None, allow_no_key: bool = False) -> None:
     """Load the index and serve it with uvicorn until interrupted (loopback only unless ``host`` says).
 
     ``threads`` is the cores this process uses (FAISS's thread count); by default
     :func:`default_threads`. ``max_batch`` and ``max_wait_ms`` bound the batches of concurrent
     uploads (``max_batch=1``: each upload encoded on its own); ``lanes`` batches run side by side
     (by default :func:`default_lanes`: one per thread), each on ``threads // lanes`` torch threads.
+    ``api_key`` guards every route but ``/health``; a ``host`` beyond loopback without one is refused
+    unless ``allow_no_key``.
     """
     require_server_packages()
+    check_exposure(host, api_key, allow_no_key)
     import faiss
     import torch
     import uvicorn
@@ -559,16 +595,16 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
         lanes = default_lanes(threads, max_batch)
     app = create_app(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
                      queue_timeout=queue_timeout, cache_dir=cache_dir, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     lanes=lanes)
+                     lanes=lanes, api_key=api_key)
     # This function owns the process (it runs until interrupted), so setting its thread pools is not
     # a side effect on anyone else; create_app, which tests run in-process, leaves them alone. Set
     # after create_app has checked lanes, and before any lane starts (they start with the first
     # upload and take the torch thread count then).
     torch.set_num_threads(max(1, threads // lanes))
     faiss.omp_set_num_threads(threads)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK and api_key is None:
         import sys
 
-        print(f"dahash: serving on {host}: the API has no authentication and lists the indexed file paths",
-              file=sys.stderr)
+        print(f"dahash: serving on {host} without an API key (--allow-no-key): anyone who can reach it can search "
+              "the index and list its file paths", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
