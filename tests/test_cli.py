@@ -155,7 +155,8 @@ def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
                            (["search"], ("--top-k TOP_K hits per query (default 10)",)),
                            (["serve"], ("--max-concurrent MAX_CONCURRENT searches encoded at once; more wait for "
                                         "a slot (default 16)",)),
-                           (["select"], ("--criterion CRITERION paper (default), dev, iw, snd or entropy",))):
+                           (["select"], ("--criterion CRITERION the label-free rule: paper, domain, source, dev, iw, snd, "
+                                         "entropy, mixval, mano (default paper; docs/selection.md)",))):
         with pytest.raises(SystemExit):
             main([*argv, "--help"])
         text = " ".join(capsys.readouterr().out.split())

@@ -86,14 +86,14 @@ def _train(args: argparse.Namespace) -> int:
     preset = {**DEEP_METHODS[args.method], **(SETTINGS_BEFORE_THEY_EXISTED if run_config else {})}
     config = resolve_config(args, yaml_path, preset)
     if not config.out:
-        raise DahashError("--out DIR is required (where checkpoints and results go)")
+        raise ConfigError("--out DIR is required (where checkpoints and results go)")
     given = _explicit_settings(args, yaml_path)
     # The paper's procedure (Sec. 5.2): a method's tuned setting, unless given, is chosen per task
     # without target labels among its grid; a run's saved config.yaml already holds the choice.
     tuned = TUNED_SETTING.get(args.method)
     grid = auto_grid(args.method, given) if tuned and tuned not in given else []
     if grid and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise DahashError(f"under torchrun, choose {tuned} first: 'dahash select --method {args.method} ...' on one "
+        raise ConfigError(f"under torchrun, choose {tuned} first: 'dahash select --method {args.method} ...' on one "
                           f"process, then 'torchrun ... dahash train --config SELECT_OUT/config.yaml' (or give --"
                           f"{tuned.replace('_', '-')})")
     finished = args.resume and not grid and finished_metrics(config) is not None
@@ -131,11 +131,11 @@ def _select(args: argparse.Namespace) -> int:
     from dahash.runs.tuning import select_config
 
     if not args.out:
-        raise DahashError("--out DIR is required (where selection.json, .csv, .md and config.yaml go)")
+        raise ConfigError("--out DIR is required (where selection.json, .csv, .md and config.yaml go)")
     config = resolve_config(args, args.config, DEEP_METHODS[args.method])
     grid = parse_grid(args.grid) if args.grid else SELECTION_GRIDS.get(args.method) or auto_grid(args.method)
     if not grid:
-        raise DahashError(f"method {args.method} has no default grid; give at least one --grid KEY=V1,V2,..., "
+        raise ConfigError(f"method {args.method} has no default grid; give at least one --grid KEY=V1,V2,..., "
                           "e.g. --grid epochs=50,100,300")
     selection, _ = select_config(config, grid, method=args.method, criterion=args.criterion,
                                  val_fraction=args.val_fraction, out=args.out, progress=_progress(args))
@@ -195,7 +195,7 @@ def _yaml_value(flag: str, item: str, value: str) -> object:
         return yaml.safe_load(value)
     except yaml.YAMLError as exc:
         reason = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise DahashError(f"{flag} {item!r}: the value is not valid YAML ({reason})") from None
+        raise ConfigError(f"{flag} {item!r}: the value is not valid YAML ({reason})") from None
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -215,7 +215,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     overrides = {}
     for item in args.set:
         if "=" not in item:
-            raise DahashError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=50")
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=50")
         key, value = item.split("=", 1)
         overrides[key] = _yaml_value("--set", item, value)
     known = {m.casefold(): m for m in (RETRIEVAL_METHODS if retrieval else SHALLOW)}
@@ -224,7 +224,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         key, _, value = item.partition("=")
         method, _, name = key.partition(".")
         if not value or not name:
-            raise DahashError(f"--shallow-set {item!r}: expected METHOD.KEY=VALUE, e.g. GFK.n_components=10")
+            raise ConfigError(f"--shallow-set {item!r}: expected METHOD.KEY=VALUE, e.g. GFK.n_components=10")
         params.setdefault(known.get(method.casefold(), method), {})[name] = _yaml_value("--shallow-set", item, value)
     common = dict(data_root=args.data_root, out=args.out, dataset=args.dataset, tasks=args.tasks, seeds=args.seeds,
                   backbone=args.backbone, weights=args.weights, decode=args.decode, cache_dir=args.cache_dir,
@@ -232,7 +232,7 @@ def _reproduce(args: argparse.Namespace) -> int:
                   overrides=overrides)
     if retrieval:
         if args.select_all or args.select_grid:
-            raise DahashError("--select-all and --select-grid are for the accuracy tables, not --tables retrieval")
+            raise ConfigError("--select-all and --select-grid are for the accuracy tables, not --tables retrieval")
         config = RetrievalConfig(**common, methods=args.methods or list(RETRIEVAL_METHODS),
                                  bits=args.bits or [16, 64, 128], holdout=args.holdout,
                                  precision_k=args.precision_k, hasher_params=params)
@@ -240,7 +240,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         files = "map.md, map.csv, retrieval.csv and pr_*.png"
     else:
         if args.bits and len(args.bits) > 1:
-            raise DahashError(f"--bits: the accuracy tables take one code length, got {args.bits}; "
+            raise ConfigError(f"--bits: the accuracy tables take one code length, got {args.bits}; "
                               "several are for --tables retrieval")
         # METHOD.KEY=V1,V2 gives METHOD's grid (METHOD or METHOD-sel); a bare KEY=V1,V2 is DAH's, as before.
         known_grids = {m.casefold(): m for m in SELECTION_GRIDS}
@@ -312,13 +312,13 @@ def _serve(args: argparse.Namespace) -> int:
     from dahash.retrieval.serve import serve
 
     if not 0 < args.max_upload_mb < 2 ** 20:  # also refuses nan and inf
-        raise DahashError(f"--max-upload-mb must be a positive number of MiB, got {args.max_upload_mb:g}")
+        raise ConfigError(f"--max-upload-mb must be a positive number of MiB, got {args.max_upload_mb:g}")
     if args.max_batch < 1:
-        raise DahashError(f"--max-batch must be a positive integer, got {args.max_batch}")
+        raise ConfigError(f"--max-batch must be a positive integer, got {args.max_batch}")
     if not 0 <= args.max_wait_ms < 60_000:  # also refuses nan and inf
-        raise DahashError(f"--max-wait-ms must be from 0 to 60000 milliseconds, got {args.max_wait_ms:g}")
+        raise ConfigError(f"--max-wait-ms must be from 0 to 60000 milliseconds, got {args.max_wait_ms:g}")
     if args.lanes is not None and args.lanes < 1:
-        raise DahashError(f"--lanes must be a positive integer, got {args.lanes}")
+        raise ConfigError(f"--lanes must be a positive integer, got {args.lanes}")
     from dahash.retrieval.access import read_key
 
     serve(args.index, args.run, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
@@ -342,9 +342,9 @@ def _study(args: argparse.Namespace) -> int:
     from dahash.experiments.validator_study import demo_groups, read_candidates, reproduce_groups, write_study
 
     if not args.runs and not args.demo and not args.candidates:
-        raise DahashError("give --runs (a 'dahash reproduce --select-all' output), --demo, or --candidates")
+        raise ConfigError("give --runs (a 'dahash reproduce --select-all' output), --demo, or --candidates")
     if args.candidates and (args.runs or args.demo):
-        raise DahashError("--candidates remakes a study from its file alone; give it without --runs and --demo")
+        raise ConfigError("--candidates remakes a study from its file alone; give it without --runs and --demo")
     parts = read_candidates(args.candidates) if args.candidates else {}
     if args.runs:
         parts = reproduce_groups(args.runs, progress=_progress(args))

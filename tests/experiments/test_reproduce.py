@@ -18,6 +18,7 @@ from dahash.errors import ConfigError, DahashError
 from dahash.runs.estimator import DAH
 from dahash.training.methods import DEEP_METHODS, method_config
 from dahash.experiments.cell_results import read_cells
+from dahash.runs import tuning
 from dahash.experiments.catalog import (ALL_METHODS, DEEP, METHODS, SELECTED, SELECTION_BUDGET, SELECTION_GRIDS,
                                        SHALLOW)
 from dahash.experiments.reproduce import ReproduceConfig, domain_code, plan_cells, resolve_tasks, with_selected
@@ -196,8 +197,8 @@ def test_shallow_and_deep_methods_get_the_same_selection_without_target_labels(
     calls: list = []
     pipeline, from_config = shallow_api.make_shallow_pipeline, DAH.from_config.__func__
     watched = lambda *a, **k: _watch(pipeline(*a, **k), calls)  # noqa: E731
-    # The selection builds pipelines through reproduce's import, the cells through the shallow API's.
-    monkeypatch.setattr(rep, "make_shallow_pipeline", watched)
+    # The selection builds pipelines through runs.tuning's import, the cells through the shallow API's.
+    monkeypatch.setattr(tuning, "make_shallow_pipeline", watched)
     monkeypatch.setattr(shallow_api, "make_shallow_pipeline", watched)
     monkeypatch.setattr(DAH, "from_config", classmethod(lambda cls, *a, **k: _watch(from_config(cls, *a, **k), calls)))
     config = _config(tiny_office31, tmp_path / "out", methods=["GFK", "GFK-sel", "DAN-sel"], tasks=["A:W"])

@@ -59,5 +59,5 @@ def test_encode_refuses_a_feature_trained_run(tmp_path, capsys):
     config = TrainConfig(source_features=str(tmp_path / "s.npz"), target_features=str(tmp_path / "t.npz"),
                          bits=8, hidden=[16, 16], epochs=1, out=str(tmp_path / "run"), num_threads=1)
     run(config, progress=False)
-    assert main(["encode", "--run", config.out, "--images", str(tmp_path), "--out", str(tmp_path / "c.npz")]) == 1
+    assert main(["encode", "--run", config.out, "--images", str(tmp_path), "--out", str(tmp_path / "c.npz")]) == 2
     assert "trained on feature files" in capsys.readouterr().err
