@@ -59,10 +59,16 @@ class BaseHasher(TransformerMixin, BaseEstimator):
         """Validated float64 matrix for an already fitted hasher (NotFittedError otherwise)."""
         check_is_fitted(self)
         X = check_array(X, dtype=np.float64)
-        if X.shape[1] != self.n_features_in_:
-            raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} was fit on "
-                            f"{self.n_features_in_}")
+        if X.shape[1] != self.n_features_in_:  # scikit-learn's own wording
+            raise DataError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                            f"{self.n_features_in_} features as input")
         return X
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        # transform gives packed uint8 codes, whatever the input's dtype.
+        tags.transformer_tags.preserves_dtype = []
+        return tags
 
     def _signed_codes(self, X: np.ndarray) -> np.ndarray:
         """Real (n, n_bits) matrix whose signs are the codes (bit 1 where >= 0)."""
