@@ -169,6 +169,17 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extract(args: argparse.Namespace) -> int:
+    from dahash.images.features import extract_domain
+
+    features = extract_domain(args.data_root, args.domain, args.out, backbone=args.backbone, weights=args.weights,
+                              decode=args.decode, cache_dir=args.cache_dir, progress=_progress(args))
+    skipped = f"; {len(features.skipped)} unreadable image(s) skipped" if features.skipped else ""
+    print(f"{len(features)} images x {features.n_features} features ({len(features.classes)} classes) written to "
+          f"{args.out}{skipped}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from dahash.experiments.demo import run_demo
 
@@ -448,6 +459,26 @@ def _add_encode_command(sub: argparse._SubParsersAction) -> None:
     encode.set_defaults(func=_encode)
 
 
+def _add_extract_command(sub: argparse._SubParsersAction) -> None:
+    """``dahash extract``."""
+    ext = sub.add_parser("extract", help="write an image domain's backbone features to a .npz that train reads",
+                         description="Run the frozen backbone over one domain's images (ROOT/<domain>/<class>/*.jpg, "
+                                     "or an image-list file) and write X, y, classes and ids to a .npz for "
+                                     "'dahash train --source-features/--target-features'. Features are cached.")
+    ext.add_argument("--data-root", default=None, metavar="ROOT", help="folder holding the domain folders")
+    ext.add_argument("--domain", required=True, help="domain folder name, short code (A, C, D, W, Ar, ...) or an "
+                                                    "image-list .txt")
+    ext.add_argument("--out", required=True, help="output .npz")
+    ext.add_argument("--backbone", default="efficientnet_lite0", help="feature extractor (default efficientnet_lite0)")
+    ext.add_argument("--weights", default=None, help="local weights file for the backbone")
+    ext.add_argument("--decode", choices=DECODE_MODES, default=DEFAULT_DECODE, help="JPEG decoding (docs/usage.md)")
+    ext.add_argument("--cache-dir", default=None, help="feature cache (default $DAHASH_CACHE or ~/.cache/dahash)")
+    ext.add_argument("--quiet", action="store_true", help="no progress bar")
+    ext.add_argument("--progress", action="store_true",
+                     help="progress bars even when stderr is not a terminal (a redirected log)")
+    ext.set_defaults(func=_extract)
+
+
 def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     """``dahash demo``."""
     demo = sub.add_parser("demo", help="offline demo: printed-font digits -> handwritten digits, NoDA vs DAH")
@@ -685,6 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_select_command(sub)
     _add_evaluate_command(sub)
     _add_encode_command(sub)
+    _add_extract_command(sub)
     _add_demo_command(sub)
     _add_reproduce_command(sub)
     _add_index_command(sub)

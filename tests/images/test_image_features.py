@@ -61,3 +61,24 @@ def test_encode_refuses_a_feature_trained_run(tmp_path, capsys):
     run(config, progress=False)
     assert main(["encode", "--run", config.out, "--images", str(tmp_path), "--out", str(tmp_path / "c.npz")]) == 2
     assert "trained on feature files" in capsys.readouterr().err
+
+
+def test_extract_writes_the_feature_files_train_reads(tiny_office31: Path, tmp_path: Path, capsys) -> None:
+    from dahash.data.features import load_features
+    from dahash.images.backbones import load_backbone
+    from dahash.images.features import default_cache_dir, domain_features, open_domain
+
+    for domain in ("amazon", "W"):
+        assert main(["extract", "--data-root", str(tiny_office31), "--domain", domain, "--out",
+                     str(tmp_path / f"{domain}.npz"), "--quiet"]) == 0
+    assert "18 images x 1280 features (3 classes) written to" in capsys.readouterr().out
+    saved = load_features(str(tmp_path / "W.npz"))
+    direct = domain_features(open_domain(str(tiny_office31), "webcam"), load_backbone("efficientnet_lite0"),
+                             default_cache_dir(), progress=False)
+    np.testing.assert_array_equal(saved.X, direct.X)
+    assert saved.y.tolist() == direct.y.tolist() and list(saved.classes) == ["bike", "mug", "pen"]
+    # The files train as the README's quick start says (a fixed gamma: this test is about the files).
+    assert main(["train", "--source-features", str(tmp_path / "amazon.npz"), "--target-features",
+                 str(tmp_path / "W.npz"), "--gamma", "10", "--epochs", "2", "--hidden", "8", "8", "--bits", "8",
+                 "--k", "2", "--num-threads", "1", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert (tmp_path / "run" / "results.json").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dahash.data.features import FeatureSet
+from dahash.data.features import FeatureSet, save_features
 from dahash.errors import ConfigError, DataError
 from dahash.images.backbones import Backbone, load_backbone
 from dahash.images.datasets import (
@@ -45,6 +45,20 @@ def domain_features(domain: ImageDomain, backbone: Backbone, cache_dir: Path, *,
     return FeatureSet(X, domain.labels[kept], ids=np.asarray(domain.ids, dtype=str)[kept],
                       classes=list(domain.classes), path=str(domain.root / domain.name),
                       skipped=[(str(path), reason) for path, reason in failed])
+
+
+def extract_domain(data_root: str | None, domain: str, out: str | os.PathLike, *, backbone: str = "efficientnet_lite0",
+                   weights: str | None = None, decode: str = DEFAULT_DECODE, cache_dir: str | None = None,
+                   progress: bool = True) -> FeatureSet:
+    """The frozen backbone's features of one image domain (a folder under ``data_root``, or an image list)
+    written to the .npz ``out`` that ``dahash train --source-features / --target-features`` reads: ``X``,
+    labels ``y`` from the class folders, ``classes`` and image ``ids``. Features come from (and go to) the
+    feature cache, as a run on the image folders would compute them."""
+    net = load_backbone(backbone, weights, decode)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    features = domain_features(open_domain(data_root, domain), net, cache, progress=progress)
+    save_features(out, features)
+    return features
 
 
 def image_feature_sets(data_root: str | None, source: str, target: str, *, backbone: str | Backbone,
