@@ -40,3 +40,36 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert command, "README.md's '## Tests' section must open with a ```bash block holding the test command"
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()[-1]
     assert ci.endswith("&& " + command.group(1)), (ci, command.group(1))
+
+
+def _quick_start_commands() -> list[list[str]]:
+    """The ``dahash`` commands of the README's command-line quick start, continuation lines joined."""
+    import shlex
+
+    block = re.search(r"## Quick start: command line\n\n```bash\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert block, "README.md must hold the command-line quick start"
+    text = re.sub(r"\\\n\s*", " ", block.group(1))
+    return [shlex.split(line, comments=True) for line in text.splitlines() if line.strip()]
+
+
+def test_readme_command_line_quick_start_can_be_followed() -> None:
+    """Every quick-start line is a valid command whose inputs exist in a checkout (beside ../shared) or come
+    from an earlier line: what a new user following them in order needs. (Running them all takes minutes of
+    training each; the integration tests run the same commands on small data.)"""
+    from dahash.cli import build_parser
+
+    repo = README.parent
+    made: set[str] = set()
+    commands = _quick_start_commands()
+    assert [c[:2] for c in commands] == [["dahash", "demo"], ["dahash", "extract"], ["dahash", "extract"],
+                                         ["dahash", "train"], ["dahash", "train"], ["dahash", "evaluate"],
+                                         ["dahash", "encode"]]
+    for argv in commands:
+        args = build_parser().parse_args(argv[1:])  # a flag that does not exist fails here
+        for name in ("data_root", "source_features", "target_features", "run"):
+            value = getattr(args, name, None)
+            if value:  # made by an earlier line, or the shared data beside the checkout (as CI has it)
+                assert value in made or (value.startswith("../shared") and (repo / value).exists()), (argv, value)
+        for image in getattr(args, "images", None) or []:
+            assert image.startswith("../shared") and (repo / image).exists(), image
+        made.add(getattr(args, "out", None))
