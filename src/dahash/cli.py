@@ -74,6 +74,7 @@ def _explicit_settings(args: argparse.Namespace, yaml_path: str | Path | None) -
 
 
 def _train(args: argparse.Namespace) -> int:
+    from dahash.cores import free_cores
     from dahash.runs.run import finished_metrics, run
     from dahash.runs.tuning import SELECTION_DIR, train_selected
     from dahash.training.trainer import CHECKPOINT, checkpoint_epoch
@@ -87,6 +88,8 @@ def _train(args: argparse.Namespace) -> int:
     config = resolve_config(args, yaml_path, preset)
     if not config.out:
         raise ConfigError("--out DIR is required (where checkpoints and results go)")
+    if config.num_threads is None:  # the cores other jobs leave free, recorded in config.yaml (docs/usage.md)
+        config = dataclasses.replace(config, num_threads=free_cores())
     given = _explicit_settings(args, yaml_path)
     # The paper's procedure (Sec. 5.2): a method's tuned setting, unless given, is chosen per task
     # without target labels among its grid; a run's saved config.yaml already holds the choice.

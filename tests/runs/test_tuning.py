@@ -152,3 +152,21 @@ def test_a_shallow_method_with_its_setting_chosen_first() -> None:
     np.testing.assert_array_equal(predicted, fit_predict_shallow("sa", Xs, ys, Xt, **selection.best_params))
     with pytest.raises(ConfigError, match="method 'coral' has no selection grid"):
         fit_predict_selected("coral", Xs, ys, Xt)
+
+
+def test_threads_default_to_the_free_cores_and_are_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dahash.cores
+    import dahash.runs.estimator
+
+    monkeypatch.setattr(dahash.runs.estimator, "free_cores", lambda: 1)
+    monkeypatch.setattr(dahash.cores, "free_cores", lambda: 1)
+    Xs, ys, Xt, _ = shifted_task()
+    X, y = np.concatenate([Xs, Xt]), np.r_[np.searchsorted(CLASSES, ys), -np.ones(len(Xt), int)]
+    tiny = {k: v for k, v in TINY.items() if k != "num_threads"}
+    assert DAH(**tiny).fit(X, y).config_.num_threads == 1
+    assert DAH(**tiny, num_threads=2).fit(X, y).config_.num_threads == 2  # given: kept
+    source, target = _files(tmp_path)
+    args = [a for a in _train_args(source, target, tmp_path / "run", "--gamma", "10")]
+    del args[args.index("--num-threads"):args.index("--num-threads") + 2]
+    assert main(args) == 0
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["num_threads"] == 1

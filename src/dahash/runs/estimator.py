@@ -45,6 +45,7 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from dahash.codes import pack_codes
+from dahash.cores import free_cores
 from dahash.data.features import FeatureSet
 from dahash.data.normalize import FeatureNormalizer
 from dahash.errors import ConfigError, DataError, one_line
@@ -236,7 +237,10 @@ class DAH(ClassifierMixin, DAEstimator):
     def fit(self, X: Any, y: Any, sample_domain: Any = None) -> "DAH":
         """Train on source rows (``sample_domain > 0``, labels read) and target rows (``< 0``, labels
         ignored); without ``sample_domain``, rows labelled -1 are the target (skada's inference)."""
+        # Threads not given: the cores other jobs leave free (2 threads on 2 cores shared with a busy job
+        # trained 1.5x slower than 1 thread; docs/usage.md).
         config = self.make_config()
+        config = dataclasses.replace(config, num_threads=config.num_threads or free_cores())
         X = _check_X(X)
         if y is None:
             raise DataError("DAH requires y to be passed, but the target y is None (the source rows' labels; "

@@ -103,7 +103,7 @@ class TrainConfig:
     precision_k: int = field(default=100, metadata={"help": "k of the reported precision@k"})
     seed: int = field(default=0, metadata={"help": "random seed of initialisation, batches and MMD pairing"})
     checkpoint_every: int = field(default=1, metadata={"help": "epochs between checkpoints"})
-    num_threads: int | None = field(default=None, metadata={"help": "torch CPU threads (default: torch's choice)"})
+    num_threads: int | None = field(default=None, metadata={"help": "CPU threads of torch, numba and BLAS (dahash train and DAH.fit: the cores other jobs leave free by the 1-minute load average, at least 1; run(): as the process has them)"})
 
     def validate(self) -> "TrainConfig":
         """Check ranges and choices; raise ConfigError naming the field."""
