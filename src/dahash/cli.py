@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import importlib.metadata
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -187,6 +188,7 @@ def _demo(args: argparse.Namespace) -> int:
     from dahash.experiments.demo import run_demo
 
     run_demo(out=args.out, seeds=args.seeds, epochs=args.epochs, progress=_progress(args))
+    print(Path(args.out, "demo_results.md").read_text())
     return 0
 
 
@@ -714,6 +716,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="dahash", description="Domain Adaptive Hashing (CVPR 2017).")
     parser.add_argument("--version", action="version", version=f"dahash {_version()}")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument("-v", "--verbose", action="store_true", help="also show debug messages")
+    talk.add_argument("-q", "--quiet", dest="quiet_log", action="store_true",
+                      help="show only warnings and errors (progress bars: each command's --quiet)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_SubcommandParser)
     _add_train_command(sub)
     _add_select_command(sub)
@@ -736,6 +742,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     error (missing or bad data, a run that cannot continue), 2 a usage error (argparse's, or a setting's value:
     :class:`dahash.errors.ConfigError`), 130 interrupted."""
     args = build_parser().parse_args(argv)
+    logger, handler = _log_to_stderr(logging.DEBUG if args.verbose else logging.WARNING if args.quiet_log
+                                     else logging.INFO)
     try:
         return args.func(args)
     except DahashError as exc:
@@ -747,3 +755,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else "rerun with --resume to continue from the last checkpoint")
         print(f"dahash: interrupted; {hint}", file=sys.stderr)
         return 130
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
+def _log_to_stderr(level: int) -> tuple[logging.Logger, logging.Handler]:
+    """The library's ``dahash`` logger, shown as ``dahash: message`` lines on stderr at ``level`` and above
+    while a command runs (a Python user configures logging as they like instead)."""
+    logger = logging.getLogger("dahash")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("dahash: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False  # the command's lines once, not again through the root logger
+    return logger, handler

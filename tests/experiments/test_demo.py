@@ -24,12 +24,13 @@ def test_summarize_mean_and_sample_std():
     assert rows[0] == ["DAH", 3, 62.0, 2.0, 62.0, 2.0, 0.62, pytest.approx(0.02)]
 
 
-def test_short_demo_writes_table_plots_and_skips_finished_runs(tmp_path, capsys):
+def test_short_demo_writes_table_plots_and_skips_finished_runs(tmp_path, caplog):
+    caplog.set_level("INFO", logger="dahash")
     results = run_demo(out=tmp_path, seeds=2, epochs=2, progress=False)
     assert set(results) == set(METHODS) and all(len(r) == 2 for r in results.values())
-    printed = capsys.readouterr().out.splitlines()
-    # What it does comes first, before any run has finished; the table after.
-    assert printed[0] == (f"dahash demo: NoDA and DAH, 2 seed(s) each, 2 epochs, on 1000 printed -> 1797 handwritten "
+    printed = [r.getMessage() for r in caplog.records if r.name.startswith("dahash")]
+    # What it does comes first (the dahash logger at INFO), before any run has finished.
+    assert printed[0] == (f"demo: NoDA and DAH, 2 seed(s) each, 2 epochs, on 1000 printed -> 1797 handwritten "
                           f"digits, {min(2, os.cpu_count() or 1)} run(s) at a time; DAH's gamma chosen first among 7 "
                           f"candidates without target labels; results go to {tmp_path}/")
     rows = list(csv.DictReader(open(tmp_path / "demo_results.csv")))

@@ -304,8 +304,9 @@ def test_a_task_typed_by_name_or_code_is_one_cell(tiny_office31: Path, tmp_path:
 
 
 def test_shallow_cells_and_selections_say_which_images_they_skipped(tiny_office31: Path, tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """An unreadable image is one stderr line per cell and selection, and the list is in its folder."""
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """An unreadable image is one warning per cell and selection (the dahash logger; the CLI prints it on
+    stderr), and the list is in its folder."""
     root = tmp_path / "office31"
     shutil.copytree(tiny_office31, root)
     broken = root / "amazon" / "images" / "mug" / "broken.jpg"
@@ -313,10 +314,10 @@ def test_shallow_cells_and_selections_say_which_images_they_skipped(tiny_office3
     rep.reproduce(_config(root, tmp_path / "out", methods=["CORAL", "SA-sel"], tasks=["A:W"], seeds=1,
                           selection_grids={"SA": [{"n_components": 3}, {"n_components": 5}]}, shallow_params={}),
                   progress=False)
-    lines = [line for line in capsys.readouterr().err.splitlines() if "could not be read" in line]
+    lines = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
     assert len(lines) == 3  # the CORAL cell, the SA selection and the SA-sel cell
-    assert all(line.startswith(f"dahash: 1 image(s) could not be read and were skipped (first: {broken}: ")
-               for line in lines)
+    assert all(line.startswith(f"1 image(s) could not be read and were skipped (first: {broken}: ") for line in lines)
+    assert all(r.levelname == "WARNING" for r in caplog.records if "could not be read" in r.getMessage())
     for folder in ("cells/CORAL/A_W/seed0", "selection/SA-sel/A_W", "cells/SA-sel/A_W/seed0"):
         with open(tmp_path / "out" / folder / "skipped_images.csv") as f:
             assert [row["path"] for row in csv.DictReader(f)] == [str(broken)]

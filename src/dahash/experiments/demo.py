@@ -8,6 +8,7 @@ trains its preset. The comparison is paired by seed: the mean of DAH - NoDA with
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +35,8 @@ from dahash.runs.run import run
 from dahash.runs.tuning import select_config
 from dahash.selection_grids import VAL_FRACTION, auto_grid
 from dahash.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 # Rendered digits per class in the source domain, and the seed of that rendering.
 SOURCE_PER_CLASS = 100
@@ -148,9 +151,9 @@ def run_demo(out: str | os.PathLike = "dahash-demo", seeds: int = 10, epochs: in
     workers = workers or min(2, os.cpu_count() or 1)
     grid = auto_grid("DAH")
     # A first run takes tens of seconds: say what is happening before it ends.
-    print(f"dahash demo: {' and '.join(METHODS)}, {seeds} seed(s) each, {base.epochs} epochs, on {len(source)} "
-          f"printed -> {len(target)} handwritten digits, {workers} run(s) at a time; DAH's gamma chosen first "
-          f"among {len(grid)} candidates without target labels; results go to {root}/", flush=True)
+    log.info(f"demo: {' and '.join(METHODS)}, {seeds} seed(s) each, {base.epochs} epochs, on {len(source)} "
+             f"printed -> {len(target)} handwritten digits, {workers} run(s) at a time; DAH's gamma chosen first "
+             f"among {len(grid)} candidates without target labels; results go to {root}/")
     selection, _ = select_config(base, grid, method="DAH", val_fraction=VAL_FRACTION, out=root / "selection",
                                  progress=progress)
     chosen = {"NoDA": METHODS["NoDA"], "DAH": selection.best_params}
@@ -176,6 +179,5 @@ def run_demo(out: str | os.PathLike = "dahash-demo", seeds: int = 10, epochs: in
     write_csv(root / "demo_results.csv", *summary_csv(by_method))
     plot_pr_curves(root / "pr_curve.png", {m: mean_pr_curve(by_method[m]) for m in METHODS},
                    title=f"Handwritten queries vs printed database\n64 bits, mean of {seeds} seeds")
-    print(table)
-    print(f"{len(jobs)} runs in {seconds:.0f} s; results in {root}/ (demo_results.md, pr_curve.png, digits.png)")
+    log.info(f"{len(jobs)} runs in {seconds:.0f} s; results in {root}/ (demo_results.md, pr_curve.png, digits.png)")
     return by_method

@@ -4,9 +4,9 @@ seeking to the same offset. Every failure is a one-line :class:`DownloadError` n
 
 from __future__ import annotations
 
+import logging
 import http.client
 import re
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +19,8 @@ from tqdm import tqdm
 
 from dahash.errors import DownloadError, one_line
 
+log = logging.getLogger(__name__)
+
 # Generous: Drive and Seafile can take tens of seconds to start streaming a multi-GB file.
 TIMEOUT_S = 60.0
 # Automatic Range resumes within one run, only after an attempt that made progress (a dead host fails at once).
@@ -30,13 +32,13 @@ _USER_AGENT = "dahash-download/0.1 (Python urllib)"
 
 
 def say(message: str) -> None:
-    """Progress and summary lines go to stdout."""
-    print(message, flush=True)
+    """Progress and summary lines: the ``dahash`` logger at INFO (the CLI shows them on stderr)."""
+    log.info(message)
 
 
 def warn(message: str) -> None:
-    """Warnings go to stderr, prefixed like the CLI's errors."""
-    print(f"dahash: warning: {one_line(message)}", file=sys.stderr, flush=True)
+    """Warnings: one line at WARNING, starting "warning:" as the CLI shows it."""
+    log.warning(f"warning: {one_line(message)}")
 
 
 class _Interrupted(Exception):

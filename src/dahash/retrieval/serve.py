@@ -55,6 +55,7 @@ the settings are checked and defaulted in :mod:`dahash.retrieval.settings`; the 
 import asyncio
 import contextlib
 import io
+import logging
 import os
 import tempfile
 import threading
@@ -78,6 +79,8 @@ from dahash.retrieval.uploads import (MAX_K, MULTIPART_OVERHEAD, NotAnImage, Too
                                       check_upload_header, check_upload_image, parse_code, parse_k, save_upload,
                                       upload_suffix)
 from dahash.runs.loading import PreparedImage, prepare_image, prepared_outputs
+
+log = logging.getLogger(__name__)
 
 __all__ = ["create_app", "serve", "THUMBNAIL_SIZE", "SIGN_MARGIN"]
 
@@ -603,8 +606,6 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
     torch.set_num_threads(max(1, threads // lanes))
     faiss.omp_set_num_threads(threads)
     if host not in LOOPBACK and api_key is None:
-        import sys
-
-        print(f"dahash: serving on {host} without an API key (--allow-no-key): anyone who can reach it can search "
-              "the index and list its file paths", file=sys.stderr)
+        log.warning(f"warning: serving on {host} without an API key (--allow-no-key): anyone who can reach it can "
+                    "search the index and list its file paths")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

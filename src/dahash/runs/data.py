@@ -3,7 +3,7 @@ the cached backbone) or, for fine-tuning, both image domains."""
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import torch
@@ -17,6 +17,8 @@ from dahash.images.features import image_feature_sets, open_domain
 from dahash.io import write_csv
 from dahash.training.config import TrainConfig
 from dahash.training.trainer import Domains, resolve_device
+
+log = logging.getLogger(__name__)
 
 SKIPPED = "skipped_images.csv"
 
@@ -84,5 +86,4 @@ def report_skipped(skipped: list[tuple[str, str]], out: Path | None) -> None:
         write_csv(out / SKIPPED, ["path", "reason"], [list(row) for row in skipped])
         where = f"; the list is in {out / SKIPPED}"
     path, reason = skipped[0]
-    print(f"dahash: {len(skipped)} image(s) could not be read and were skipped (first: {path}: {reason}){where}",
-          file=sys.stderr, flush=True)
+    log.warning(f"{len(skipped)} image(s) could not be read and were skipped (first: {path}: {reason}){where}")
