@@ -285,3 +285,25 @@ def _kill_and_check(path: Path, base: FaissIndex, next_writer: Any, run_and_inde
     index.save(path)
     assert len(open_index(path)) == count + 1
     assert not (path.parent / f".{path.name}.bak").exists()
+
+
+def test_a_writer_killed_before_its_owner_file_is_cleaned_up_by_name(tmp_path: Path) -> None:
+    # Found by the SIGKILL test under load: a kill between creating the temporary directory and writing
+    # its owner file left a directory nothing could attribute; its name now says who made it.
+    import subprocess
+    import sys
+
+    from dahash.index.faiss_index import _temporary_prefix
+
+    path = tmp_path / "index"
+    index = FaissIndex(16)
+    index.add(np.zeros((1, 2), np.uint8), np.array([7]))
+    index.save(path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    orphan = tmp_path / (_temporary_prefix(path).rsplit("-", 2)[0] + f"-{dead}-abc.tmp")
+    live = tmp_path / (_temporary_prefix(path) + "xyz.tmp")  # this process: alive
+    orphan.mkdir()
+    live.mkdir()
+    FaissIndex.load(path).save(path)
+    assert not orphan.exists() and live.exists()

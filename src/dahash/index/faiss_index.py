@@ -34,6 +34,7 @@ import shutil
 import socket
 import tempfile
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,23 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _temporary_prefix(path: Path) -> str:
+    """``.<index name>.<host tag>-<pid>-``: a save's temporary directory names its writer from the moment
+    it exists (a kill before the owner file is written leaves no other trace of who made it)."""
+    return f".{path.name}.{_host_tag()}-{os.getpid()}-"
+
+
+def _host_tag() -> str:
+    return f"h{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+def _writer_of(rest: str) -> int | None:
+    """The pid in a temporary directory's name after ``.<index name>.``, when this host made it."""
+    tag, _, remainder = rest.partition("-")
+    pid, sep, _ = remainder.partition("-")
+    return int(pid) if tag == _host_tag() and sep and pid.isdigit() else None
+
+
 def _remove_stale_temporaries(path: Path, keep: Path | None = None) -> list[Path]:
     """Delete the temporary directories of saves of ``path`` whose writer died (killed mid-save);
     returns them. A directory is stale when the process named in its owner file, on this host, is
@@ -118,8 +136,11 @@ def _remove_stale_temporaries(path: Path, keep: Path | None = None) -> list[Path
                 owner = json.load(f)
             stale = owner.get("host") == host and not _process_alive(int(owner["pid"]))
         except (OSError, ValueError, KeyError, TypeError):
+            # Killed before its owner file was written: the name says who made it (_temporary_prefix).
+            writer = _writer_of(tmp.name[len(path.name) + 2:])
             try:
-                stale = time.time() - tmp.stat().st_mtime > STALE_SECONDS
+                stale = (not _process_alive(writer) if writer is not None
+                         else time.time() - tmp.stat().st_mtime > STALE_SECONDS)
             except OSError:
                 continue
         if stale:
@@ -429,7 +450,7 @@ class FaissIndex(HammingIndex):
             raise DataError(f"cannot save an index to {path}: it is a non-empty directory "
                             f"without {MANIFEST}, so not an index")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent))
         backup = _backup_path(path)
         try:
             # Lets a later save tell this directory, if a kill leaves it behind, from a live writer's.
