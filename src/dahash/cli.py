@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import importlib.metadata
 import json
 import logging
@@ -214,7 +215,23 @@ def _yaml_value(flag: str, item: str, value: str) -> object:
         raise ConfigError(f"{flag} {item!r}: the value is not valid YAML ({reason})") from None
 
 
-def _reproduce(args: argparse.Namespace) -> int:
+def _reproduce_file(path: str) -> dict:
+    """The settings of a reproduce.yaml / retrieval.yaml, as reproduce's flags name them (the parsed forms of
+    --set, --shallow-set and --select-grid under ``overrides``, ``params`` and ``grids``)."""
+    saved = load_yaml(path)
+    retrieval = "hasher_params" in saved
+    values = {k: v for k, v in saved.items() if k in ("data_root", "out", "dataset", "methods", "tasks", "seeds",
+                                                     "backbone", "weights", "decode", "cache_dir", "workers",
+                                                     "classifier", "criterion", "holdout", "precision_k")}
+    if "bits" in saved:
+        values["bits"] = saved["bits"] if isinstance(saved["bits"], list) else [saved["bits"]]
+    values |= {"tables": "retrieval" if retrieval else "accuracy", "overrides": saved.get("overrides") or {},
+               "params": saved.get("hasher_params" if retrieval else "shallow_params") or {},
+               "grids": saved.get("selection_grids") or {}}
+    return values
+
+
+def _reproduce(args: argparse.Namespace, defaults: dict) -> int:
 
     from dahash.experiments.reproduce import (
         METHODS,
@@ -227,15 +244,20 @@ def _reproduce(args: argparse.Namespace) -> int:
     from dahash.experiments.retrieval_tables import RETRIEVAL_METHODS, RetrievalConfig, reproduce_retrieval
     from dahash.runs.selection import expand_grid, parse_grid
 
+    saved = _reproduce_file(args.config) if getattr(args, "config", None) else {}
+    args = argparse.Namespace(**{**defaults, "overrides": {}, "params": {}, "grids": {}, **saved, **vars(args)})
+    for flag in ("data_root", "out"):
+        if not getattr(args, flag):
+            raise ConfigError(f"--{flag.replace('_', '-')} is required (or --config with a reproduce.yaml)")
     retrieval = args.tables == "retrieval"
-    overrides = {}
+    overrides = dict(args.overrides)
     for item in args.set:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. epochs=50")
         key, value = item.split("=", 1)
         overrides[key] = _yaml_value("--set", item, value)
     known = {m.casefold(): m for m in (RETRIEVAL_METHODS if retrieval else SHALLOW)}
-    params: dict[str, dict] = {}
+    params: dict[str, dict] = {method: dict(values) for method, values in args.params.items()}
     for item in args.shallow_set:
         key, _, value = item.partition("=")
         method, _, name = key.partition(".")
@@ -266,7 +288,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             method, dot, name = key.rpartition(".")
             method = method.casefold().removesuffix("-sel") if dot else "dah"
             items.setdefault(known_grids.get(method, method), []).append(f"{name}{sep}{values}" if dot else item)
-        grids = {method: expand_grid(parse_grid(given)) for method, given in items.items()}
+        grids = {**args.grids, **{method: expand_grid(parse_grid(given)) for method, given in items.items()}}
         methods = args.methods or list(METHODS)
         config = ReproduceConfig(**common, methods=with_selected(methods) if args.select_all else methods,
                                  bits=(args.bits or [64])[0], classifier=args.classifier, shallow_params=params,
@@ -509,7 +531,10 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
                                      "the same command to continue after an interruption.")
     rep.add_argument("--tables", choices=("accuracy", "retrieval"), default="accuracy",
                      help="which of the paper's tables (default accuracy)")
-    rep.add_argument("--data-root", required=True, metavar="ROOT", help="folder holding the domain folders")
+    rep.add_argument("--config", default=None, metavar="YAML",
+                     help="the reproduce.yaml (or retrieval.yaml) a reproduce wrote: its settings, which flags "
+                          "given here override (--set, --shallow-set and --select-grid add to its own)")
+    rep.add_argument("--data-root", default=None, metavar="ROOT", help="folder holding the domain folders")
     rep.add_argument("--dataset", choices=list(DATASET_DOMAINS), default=None,
                      help="which benchmark ROOT holds: sets the domains (retrieval: the paper's source per target) "
                           "and shows the paper's published rows")
@@ -554,11 +579,15 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
                      help="retrieval: fraction of each target class held out as SuH's queries (default 0.3)")
     rep.add_argument("--precision-k", type=int, default=100, help="retrieval: k of precision@k (default 100)")
     rep.add_argument("--json", action="store_true", help="print a JSON summary for scripts instead of tables")
-    rep.add_argument("--out", required=True, help="output directory (runs under OUT/cells, tables in OUT)")
+    rep.add_argument("--out", default=None, help="output directory (runs under OUT/cells, tables in OUT)")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.add_argument("--progress", action="store_true",
                         help="progress bars even when stderr is not a terminal (a redirected log)")
-    rep.set_defaults(func=_reproduce)
+    # Flags the command line does not give stay out of the namespace, so that --config's values can fill them.
+    defaults = {a.dest: a.default for a in rep._actions if a.dest != "help"}
+    for action in rep._actions:
+        action.default = argparse.SUPPRESS
+    rep.set_defaults(func=functools.partial(_reproduce, defaults=defaults))
 
 
 def _add_index_command(sub: argparse._SubParsersAction) -> None:

@@ -115,6 +115,15 @@ def test_every_method_runs_and_the_table_has_the_papers_layout(tiny_office31: Pa
     assert computed == []
     data = json.loads(capsys.readouterr().out)  # --json: the summary for scripts, not the tables
     assert data["out"] == str(tmp_path / "out") and data["cells"] == n_cells and data["computed"] == 0
+    # --config reads back the reproduce.yaml it wrote: the same settings, so nothing to compute again ...
+    saved = tmp_path / "saved.yaml"
+    shutil.copyfile(tmp_path / "out" / "reproduce.yaml", saved)
+    assert main(["reproduce", "--config", str(saved), "--quiet", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["cells"] == n_cells and again["computed"] == 0 and computed == []
+    # ... and a flag given beside it wins: one task of the two.
+    assert main(["reproduce", "--config", str(saved), "--tasks", "W:D", "--quiet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cells"] == n_cells // 2 and computed == []
 
 
 def test_tasks_cells_and_bad_settings(tiny_office31: Path, tmp_path: Path) -> None:
