@@ -13,6 +13,7 @@ Without either, the test is skipped and says which is missing.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -109,8 +110,27 @@ def _wait_for_results(page: Any) -> list[dict[str, str]]:
     return _hits(page)
 
 
+def _check_layout(page: Any) -> None:
+    """What a person sees: one unbroken drop zone, the stats line visible and not covered, the query image
+    beside the hits (left of them, at the same height)."""
+    box = page.evaluate("""() => { const d = document.getElementById('drop'), r = d.getBoundingClientRect();
+        return {rects: d.getClientRects().length, width: r.width, height: r.height,
+                style: getComputedStyle(d).borderStyle}; }""")
+    assert box["rects"] == 1 and box["width"] > 150 and box["height"] > 40 and box["style"] == "dashed", box
+    covered = page.evaluate("""() => { const s = document.getElementById('stats'), r = s.getBoundingClientRect();
+        const top = document.elementFromPoint(r.left + 5, r.top + r.height / 2);
+        return {height: r.height, visible: getComputedStyle(s).visibility, mine: s.contains(top)}; }""")
+    assert covered["height"] > 0 and covered["visible"] == "visible" and covered["mine"], covered
+    assert page.is_visible("#stats") and page.is_visible("#drop")
+    side = page.evaluate("""() => { const q = document.getElementById('query').getBoundingClientRect(),
+        h = document.querySelector('#results .hit').getBoundingClientRect();
+        return {queryRight: q.right, hitLeft: h.left, queryTop: q.top, queryBottom: q.bottom, hitTop: h.top}; }""")
+    assert side["queryRight"] <= side["hitLeft"], side  # beside, not above
+    assert side["queryTop"] < side["hitTop"] + 200 and side["hitTop"] < side["queryBottom"], side
+
+
 def test_the_page_searches_an_upload_and_shows_errors(browser: Any, server: tuple[str, Any],
-                                                      setup: dict[str, Any]) -> None:
+                                                      setup: dict[str, Any], tmp_path: Path) -> None:
     base, app = server
     classes = list(app.state.dahash.encoder.classes)
     assert classes
@@ -143,6 +163,10 @@ def test_the_page_searches_an_upload_and_shows_errors(browser: Any, server: tupl
         assert page.inner_text("#error") == ""
         # The page shows the query itself too.
         assert page.eval_on_selector("#query", "img => !img.hidden && img.src.startsWith('blob:')")
+        _check_layout(page)
+        page.screenshot(path=str(tmp_path / "search_page.png"), clip={"x": 0, "y": 0, "width": 1280, "height": 900})
+        if os.environ.get("DAHASH_PAGE_SCREENSHOT"):  # docs/img/search_page.png is made this way
+            shutil.copyfile(tmp_path / "search_page.png", os.environ["DAHASH_PAGE_SCREENSHOT"])
 
         # Not an image: the server's 415 message in the error box, results and prediction cleared.
         page.set_input_files("#file", files=[{"name": "notes.txt", "mimeType": "text/plain",

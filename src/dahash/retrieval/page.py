@@ -14,37 +14,46 @@ PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>dahash image search</title>
 <style>
-  body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; color: #222; }
-  h1 { font-size: 1.4rem; margin-bottom: .2rem; }
-  #stats { color: #666; font-size: .9rem; margin-bottom: 1rem; }
-  #drop { border: 2px dashed #999; border-radius: 8px; padding: 2rem; text-align: center; cursor: pointer;
-          background: #fafafa; }
+  body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem; padding: 0 1rem; color: #222; }
+  h1 { font-size: 1.4rem; margin: 0 0 .2rem; }
+  #stats { color: #555; font-size: .9rem; margin: 0 0 1rem; min-height: 1.2em; }
+  #layout { display: flex; gap: 1.5rem; align-items: flex-start; }
+  #side { flex: 0 0 15rem; }
+  #drop { display: block; box-sizing: border-box; border: 2px dashed #999; border-radius: 8px; padding: 1.5rem 1rem;
+          text-align: center; cursor: pointer; background: #fafafa; }
   #drop.over { border-color: #2a6; background: #efe; }
-  #drop img { max-height: 160px; display: block; margin: .5rem auto 0; }
-  #controls { margin: .6rem 0; }
+  #query { display: block; width: 100%; max-height: 15rem; object-fit: contain; margin: .8rem 0 0;
+           border: 1px solid #ddd; border-radius: 6px; background: #f4f4f4; }
+  #query[hidden] { display: none; }
+  #controls { margin: .8rem 0; }
   #error { color: #b00; margin: .6rem 0; white-space: pre-wrap; }
   #error:empty, #predicted:empty { display: none; }
   #predicted { font-weight: bold; margin: .6rem 0; }
-  #results { display: flex; flex-wrap: wrap; gap: .8rem; padding: 0; }
+  #results { flex: 1; display: flex; flex-wrap: wrap; gap: .8rem; padding: 0; margin: 0; }
   .hit { list-style: none; width: 170px; border: 1px solid #ddd; border-radius: 6px; padding: 5px;
          font-size: .85rem; }
   .hit img { width: 160px; height: 160px; object-fit: contain; background: #f4f4f4; display: block; }
   .hit .path { color: #777; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
   #status { color: #666; }
+  @media (max-width: 40rem) { #layout { flex-direction: column; } #side { flex: none; width: 100%; } }
 </style>
 </head>
 <body>
 <h1>dahash image search</h1>
 <div id="stats"></div>
-<label id="drop" for="file">Drop an image here, or click to choose one
-  <input id="file" type="file" accept="image/*" hidden>
-  <img id="query" alt="" hidden>
-</label>
-<div id="controls">top <input id="k" type="number" min="1" max="1000" value="10" style="width:4rem"> results
-  <span id="status"></span></div>
-<div id="error" role="alert"></div>
-<div id="predicted"></div>
-<ol id="results"></ol>
+<div id="layout">
+  <section id="side" aria-label="query">
+    <label id="drop" for="file">Drop an image here, or click to choose one
+      <input id="file" type="file" accept="image/*" hidden>
+    </label>
+    <img id="query" alt="the query image" hidden>
+    <div id="controls">top <input id="k" type="number" min="1" max="1000" value="10" style="width:4rem"> results
+      <span id="status"></span></div>
+    <div id="error" role="alert"></div>
+    <div id="predicted"></div>
+  </section>
+  <ol id="results" aria-label="nearest indexed images"></ol>
+</div>
 <script>
 (function () {
   "use strict";
