@@ -150,7 +150,7 @@ def test_a_shallow_method_with_its_setting_chosen_first() -> None:
     assert failed == [40, 50, 70, 100] and selection.best_params["n_components"] <= 30
     # The prediction is exactly the shallow method's at the chosen setting.
     np.testing.assert_array_equal(predicted, fit_predict_shallow("sa", Xs, ys, Xt, **selection.best_params))
-    with pytest.raises(ConfigError, match="method 'coral' has no selection grid"):
+    with pytest.raises(ConfigError, match="method .coral. has no selection grid among the shallow methods; with one: GFK, TCA, JDA, SA, OT"):
         fit_predict_selected("coral", Xs, ys, Xt)
 
 

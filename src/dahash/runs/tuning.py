@@ -29,8 +29,8 @@ from dahash.runs.selection import (
     select_setting,
     setting_text,
 )
-from dahash.selection_grids import GAMMA_GRIDS, SELECTION_GRIDS, SELECTION_SEED, VAL_FRACTION
-from dahash.shallow.api import fit_predict_shallow, make_shallow_pipeline, preprocess_domains
+from dahash.selection_grids import SELECTION_GRIDS, SELECTION_SEED, VAL_FRACTION
+from dahash.shallow.api import ADAPTERS, fit_predict_shallow, make_shallow_pipeline, preprocess_domains
 from dahash.training.config import TrainConfig
 from dahash.validation import check_choice
 
@@ -123,9 +123,10 @@ def fit_predict_selected(method: str, Xs: Any, ys: Any, Xt: Any, *, classifier: 
     """:func:`dahash.shallow.api.fit_predict_shallow` with the method's setting chosen first without target
     labels (:func:`select_shallow`, on the source and target scaled by ``preprocess``); returns the target's
     predicted labels and the selection. Cheap: the adapters fit in seconds on Office-sized features."""
-    if method.upper() not in SELECTION_GRIDS:
-        raise ConfigError(f"method {method!r} has no selection grid; with one: "
-                          f"{', '.join(m for m in SELECTION_GRIDS if m not in GAMMA_GRIDS and m != 'NoDA')}")
+    tuned = [m for m in SELECTION_GRIDS if m.lower() in ADAPTERS]
+    if method.upper() not in tuned:
+        raise ConfigError(f"method {method!r} has no selection grid among the shallow methods; with one: "
+                          f"{', '.join(tuned)}")
     scaled_s, scaled_t = preprocess_domains(np.asarray(Xs, dtype=float), np.asarray(Xt, dtype=float), preprocess)
     selection = select_shallow(method, scaled_s, ys, scaled_t, classifier=classifier, criterion=criterion, out=out)
     predicted = fit_predict_shallow(method.lower(), Xs, ys, Xt, classifier=classifier, preprocess=preprocess,
