@@ -310,7 +310,8 @@ def _index(args: argparse.Namespace) -> int:
     if args.index_command == "build":
         n = build_index(args.run, args.images, args.index, backend=args.backend, kind=args.type,
                         milvus_uri=args.milvus_uri, collection=args.collection, cache_dir=args.cache_dir,
-                        progress=_progress(args), rebuild=args.rebuild)
+                        progress=_progress(args), rebuild=args.rebuild, milvus_db=args.milvus_db,
+                        milvus_tls_ca=args.milvus_tls_ca, milvus_token=_first_line(args.milvus_token_file))
         if args.json:
             _print_json({"index": args.index, "indexed": n, "backend": args.backend, "type": args.type})
         else:
@@ -320,6 +321,19 @@ def _index(args: argparse.Namespace) -> int:
                                     progress=_progress(args))
         print(f"{added} images added to {args.index}; {skipped} were already indexed")
     return 0
+
+
+def _first_line(path: str | None) -> str | None:
+    """The first line of a secret's file (None without one); an error names the file, never its content."""
+    if path is None:
+        return None
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the token file ({type(exc).__name__})") from None
+    if not lines or not lines[0].strip():
+        raise ConfigError(f"{path}: the token file is empty")
+    return lines[0].strip()
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -600,7 +614,14 @@ def _add_index_command(sub: argparse._SubParsersAction) -> None:
                        help="faiss: an index directory in this process (default); milvus: a Milvus server")
     build.add_argument("--type", choices=("flat", "ivf", "hnsw"), default="flat",
                        help="flat: exact (default); ivf, hnsw: approximate, for large collections (hnsw: FAISS only)")
-    build.add_argument("--milvus-uri", default=None, help="Milvus server (default http://127.0.0.1:19530)")
+    build.add_argument("--milvus-uri", default=None,
+                       help="Milvus server (default $DAHASH_MILVUS_URI, else http://127.0.0.1:19530; https:// for TLS)")
+    build.add_argument("--milvus-token-file", default=None,
+                       help="a file whose first line is the Milvus token ('user:password' or an API key); default "
+                            "$DAHASH_MILVUS_TOKEN. Never saved or printed")
+    build.add_argument("--milvus-db", default=None, help="Milvus database (default $DAHASH_MILVUS_DB, else 'default')")
+    build.add_argument("--milvus-tls-ca", default=None,
+                       help="CA certificate (PEM) of a TLS Milvus with a private CA (default $DAHASH_MILVUS_TLS_CA)")
     build.add_argument("--json", action="store_true", help="print a JSON summary for scripts instead of tables")
     build.add_argument("--collection", default=None, help="Milvus collection (default: the index folder's name)")
     build.add_argument("--rebuild", action="store_true",

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -54,6 +55,21 @@ _MANIFEST_VERSION = 1
 
 class MilvusUnavailableError(DahashError, ConnectionError):
     """The Milvus server at a URI cannot be reached (or refused the credentials)."""
+
+
+#: Where the server and its credentials come from when not given: never from, or into, a manifest or a log.
+ENV_URI, ENV_TOKEN, ENV_DB, ENV_TLS_CA = ("DAHASH_MILVUS_URI", "DAHASH_MILVUS_TOKEN", "DAHASH_MILVUS_DB",
+                                         "DAHASH_MILVUS_TLS_CA")
+DEFAULT_URI = "http://127.0.0.1:19530"
+
+
+def _without_credentials(uri: str) -> str:
+    """``uri`` with any ``user:password@`` removed (what may be shown or saved)."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
 
 
 def _pymilvus() -> Any:
@@ -115,13 +131,15 @@ class MilvusIndex(HammingIndex):
     def __init__(
         self,
         n_bits: int,
-        uri: str = "http://127.0.0.1:19530",
+        uri: str | None = None,
         collection: str = "dahash",
         *,
         index_type: str = "BIN_FLAT",
         nlist: int = 1024,
         nprobe: int = 16,
         token: str | None = None,
+        db_name: str | None = None,
+        tls_ca: str | None = None,
         model: str | None = None,
         info: dict[str, Any] | None = None,
         batch_size: int = 10_000,
@@ -131,9 +149,12 @@ class MilvusIndex(HammingIndex):
         self.n_bits = _positive_int(n_bits, "n_bits")
         self.n_bytes = math.ceil(self.n_bits / 8)
         self.dim = 8 * self.n_bytes
-        if not isinstance(uri, str) or not uri:
-            raise ConfigError(f"uri must be a non-empty string such as http://host:19530, got {uri!r}")
-        self.uri = uri
+        uri = uri or os.environ.get(ENV_URI) or DEFAULT_URI
+        if not isinstance(uri, str):
+            raise ConfigError(f"uri must be a string such as http://host:19530, got {type(uri).__name__}")
+        # What messages and the manifest show: the address without any user:password in it.
+        self.uri = _without_credentials(uri)
+        self._target = uri
         if not isinstance(collection, str) or not _NAME_RE.match(collection):
             raise ConfigError(
                 f"collection must be a Milvus name (a letter or _, then letters, digits or _, "
@@ -157,7 +178,9 @@ class MilvusIndex(HammingIndex):
         self._pm = _pymilvus()
         self._alias = f"dahash-{uuid.uuid4().hex}"
         self._collection: Any = None
-        self._connect(token)
+        self._connect(token if token is not None else os.environ.get(ENV_TOKEN),
+                      db_name if db_name is not None else os.environ.get(ENV_DB),
+                      tls_ca if tls_ca is not None else os.environ.get(ENV_TLS_CA))
         try:
             self._open(create_if_missing)
         except BaseException:
@@ -166,10 +189,13 @@ class MilvusIndex(HammingIndex):
 
     # -- connection and collection ------------------------------------------------------------
 
-    def _connect(self, token: str | None) -> None:
+    def _connect(self, token: str | None, db_name: str | None, tls_ca: str | None) -> None:
         pm = self._pm
+        options: dict[str, Any] = {"db_name": db_name} if db_name else {}
+        if tls_ca:  # a server certificate signed by a private CA
+            options |= {"secure": True, "server_pem_path": tls_ca}
         try:
-            pm.connections.connect(self._alias, uri=self.uri, token=token or "", timeout=self.timeout)
+            pm.connections.connect(self._alias, uri=self._target, token=token or "", timeout=self.timeout, **options)
         except pm.MilvusException as exc:
             # pymilvus keeps a failed alias registered; forget it so nothing leaks.
             self._disconnect()
@@ -585,7 +611,8 @@ class MilvusIndex(HammingIndex):
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, n_bits: int | None = None, model: str | None = None,
-             token: str | None = None, uri: str | None = None,
+             token: str | None = None, uri: str | None = None, db_name: str | None = None,
+             tls_ca: str | None = None,
              timeout: float = 10.0) -> "MilvusIndex":
         """Reconnect to the collection named by ``path/manifest.json`` (which must exist in the server).
 
@@ -611,8 +638,8 @@ class MilvusIndex(HammingIndex):
         if isinstance(manifest.get("batch_size"), int):
             kwargs["batch_size"] = manifest["batch_size"]
         index = cls(
-            manifest["n_bits"], uri or manifest["uri"], manifest["collection"],
-            index_type=manifest["index_type"], token=token, model=manifest.get("model"),
+            manifest["n_bits"], uri or os.environ.get(ENV_URI) or manifest["uri"], manifest["collection"],
+            index_type=manifest["index_type"], token=token, db_name=db_name, tls_ca=tls_ca, model=manifest.get("model"),
             info=manifest.get("info"), timeout=timeout, create_if_missing=False, **kwargs,
         )
         return index

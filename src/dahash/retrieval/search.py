@@ -99,11 +99,14 @@ def _metadata(paths: list[str], predicted: list[str | None], classes: list[str])
 def build_index(run_dir: str | os.PathLike, images: list[str], index_path: str | os.PathLike, *,
                 backend: str = "faiss", kind: str = "flat", milvus_uri: str | None = None,
                 collection: str | None = None, cache_dir: str | None = None, progress: bool = True,
-                rebuild: bool = False) -> int:
+                rebuild: bool = False, milvus_token: str | None = None, milvus_db: str | None = None,
+                milvus_tls_ca: str | None = None) -> int:
     """Encode ``images`` with the run and save a new index of them at ``index_path``; returns the count.
 
     ``rebuild`` replaces an index already there (after a model changed): the images are encoded first, then
-    a FAISS index's files are replaced in one step, or a Milvus index's collection dropped and made anew."""
+    a FAISS index's files are replaced in one step, or a Milvus index's collection dropped and made anew.
+    Milvus settings not given come from ``$DAHASH_MILVUS_URI``, ``_TOKEN``, ``_DB`` and ``_TLS_CA``; the token,
+    database and TLS file are never saved (:class:`~dahash.index.milvus_index.MilvusIndex`)."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     types = {"flat": "BIN_FLAT", "ivf": "BIN_IVF_FLAT"}
@@ -131,9 +134,9 @@ def build_index(run_dir: str | os.PathLike, images: list[str], index_path: str |
     if backend == "faiss":
         index = FaissIndex(encoder.n_bits, kind, model=model_id(run_dir), info=info)
     else:
-        index = MilvusIndex(encoder.n_bits, milvus_uri or "http://127.0.0.1:19530",
-                            collection or Path(index_path).name.replace("-", "_"), index_type=types[kind],
-                            model=model_id(run_dir), info=info)
+        index = MilvusIndex(encoder.n_bits, milvus_uri, collection or Path(index_path).name.replace("-", "_"),
+                            index_type=types[kind], model=model_id(run_dir), info=info, token=milvus_token,
+                            db_name=milvus_db, tls_ca=milvus_tls_ca)
     ids = path_ids(paths)
     _, first = np.unique(ids, return_index=True)  # the same file named twice is indexed once
     keep = np.sort(first)
