@@ -116,3 +116,25 @@ def test_inconsistent_data_is_rejected(Xs_shape, ys_len, Xt_shape, message):
     with pytest.raises(ValueError, match=message):
         fit_predict_shallow("coral", rng.normal(size=Xs_shape), np.arange(ys_len) % 2,
                             rng.normal(size=Xt_shape))
+
+
+@pytest.mark.parametrize("method", ["coral", "gfk", "jda", "ot", "sa", "tca"])
+def test_scikit_learns_own_checks_pass_but_the_declared_ones(method: str) -> None:
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from dahash.shallow._common import EXPECTED_FAILED_CHECKS, OT_EXPECTED_FAILED_CHECKS
+    from dahash.shallow.api import ADAPTERS as CLASSES
+
+    declared = OT_EXPECTED_FAILED_CHECKS if method == "ot" else EXPECTED_FAILED_CHECKS
+    adapter = CLASSES[method](**({"n_components": 1} if method in ("gfk", "tca", "jda", "sa") else {}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(adapter, on_fail=None, expected_failed_checks=declared)
+    statuses: dict[str, set] = {}
+    for r in results:
+        statuses.setdefault(r["check_name"], set()).add(r["status"])
+    assert not [name for name, s in statuses.items() if "failed" in s]  # nothing fails that is not declared
+    assert {name for name, s in statuses.items() if "xfail" in s} == set(declared)  # and each declared one fails
+    assert sum("passed" in s for s in statuses.values()) >= 15

@@ -37,7 +37,7 @@ import numpy as np
 from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
-from dahash.shallow._common import split_fit_domains, split_transform_domains, thin_svd
+from dahash.shallow._common import AdapterTags, split_fit_domains, split_transform_domains, thin_svd
 from dahash.validation import check_positive
 
 
@@ -47,7 +47,7 @@ def _covariance_eigen(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s**2 / max(X.shape[0] - 1, 1), Vt.T
 
 
-class CORALAdapter(BaseAdapter):
+class CORALAdapter(AdapterTags, BaseAdapter):
     """CORAL (Sun et al., AAAI 2016, Alg. 1): source rows times (C_S + reg I)^-1/2 (C_T + reg I)^1/2.
 
     Parameters

@@ -44,7 +44,7 @@ from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
 from dahash.errors import ConfigError
-from dahash.shallow._common import RANK_RTOL, split_fit_domains, split_transform_domains, thin_svd
+from dahash.shallow._common import AdapterTags, RANK_RTOL, split_fit_domains, split_transform_domains, thin_svd
 from dahash.validation import check_int
 
 
@@ -88,7 +88,7 @@ def geodesic_flow_factors(Ps: np.ndarray, Pt: np.ndarray) -> tuple[np.ndarray, n
     return B, C, theta
 
 
-class GFKAdapter(BaseAdapter):
+class GFKAdapter(AdapterTags, BaseAdapter):
     """GFK (Gong et al., CVPR 2012, Sec. 3): rows mapped by G^(1/2), G = int_0^1 Phi(t) Phi(t)^T dt.
 
     Parameters

@@ -49,6 +49,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from dahash.errors import DataError
 from dahash.shallow._common import (
+    AdapterTags,
     kernel_matrix,
     l2_normalize_rows,
     sample_coordinates,
@@ -85,7 +86,7 @@ def jda_mmd_factor(source: np.ndarray, y_source: np.ndarray, target_labels: np.n
     return E / np.sqrt(np.linalg.norm(E.T @ E))      # ||E E^T||_F == ||E^T E||_F
 
 
-class JDAAdapter(BaseAdapter):
+class JDAAdapter(AdapterTags, BaseAdapter):
     """JDA (Long et al., ICCV 2013, Sec. 3): solve (X M X^T + lam I) A = X H X^T A Phi, relabel, repeat.
 
     Parameters

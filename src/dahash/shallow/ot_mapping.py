@@ -38,7 +38,7 @@ from sklearn.metrics.pairwise import euclidean_distances
 from sklearn.utils.validation import check_is_fitted
 
 from dahash.errors import ConfigError, DataError
-from dahash.shallow._common import split_fit_domains, split_transform_domains
+from dahash.shallow._common import AdapterTags, split_fit_domains, split_transform_domains
 from dahash.validation import check_int, check_positive
 
 #: Cost normalisations (POT's ``cost_normalization``): divide by the median or the maximum cost.
@@ -49,7 +49,7 @@ def _cost(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     return euclidean_distances(X, Y, squared=True)
 
 
-class OTAdapter(BaseAdapter):
+class OTAdapter(AdapterTags, BaseAdapter):
     """OT mapping (Courty et al., TPAMI 2017): source rows to sum_j gamma_ij x^t_j / a_i, gamma the entropic plan.
 
     Parameters

@@ -35,12 +35,12 @@ import numpy as np
 from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
-from dahash.shallow._common import split_fit_domains, split_transform_domains
+from dahash.shallow._common import AdapterTags, split_fit_domains, split_transform_domains
 from dahash.shallow.gfk import pca_basis
 from dahash.validation import check_int
 
 
-class SAAdapter(BaseAdapter):
+class SAAdapter(AdapterTags, BaseAdapter):
     """SA (Fernando et al., ICCV 2013, Alg. 1): source rows times X_S M, M = X_S^T X_T; target rows times X_T.
 
     Parameters

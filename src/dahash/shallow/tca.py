@@ -47,6 +47,7 @@ from skada.base import BaseAdapter
 from sklearn.utils.validation import check_is_fitted
 
 from dahash.shallow._common import (
+    AdapterTags,
     kernel_matrix,
     l2_normalize_rows,
     sample_coordinates,
@@ -65,7 +66,7 @@ def mmd_vector(source: np.ndarray) -> np.ndarray:
     return np.where(source, 1.0 / ns, -1.0 / nt)
 
 
-class TCAAdapter(BaseAdapter):
+class TCAAdapter(AdapterTags, BaseAdapter):
     """TCA (Pan et al., IEEE TNN 2011, Sec. IV): embed by W^T k(X, x), W the top eigenvectors of (KLK + mu I)^-1 KHK.
 
     Parameters
