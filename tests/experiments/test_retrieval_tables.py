@@ -17,6 +17,7 @@ import yaml
 
 import dahash.experiments.retrieval_tables as rr
 from tiny_runs import build_backbone_once  # tests/ is on sys.path (no __init__.py)
+from dahash.selection_grids import auto_grid
 from dahash.cli import main
 from dahash.errors import ConfigError, DahashError
 from dahash.hashing import BDNNHasher, BinaryAutoencoderHasher, DPSHHasher, ITQHasher, KMeansHasher
@@ -465,3 +466,16 @@ def test_cli(tiny_office31: Path, tmp_path: Path, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "--bits" in err and "dahash: error" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_dah_is_trained_as_dahash_train_trains_it(finished: dict[str, Any]) -> None:
+    """Without a gamma in --set, DAH's setting is chosen per (bits, task) without target labels, once, and
+    every seed's cell trains the choice."""
+    out: Path = finished["out"]
+    for bits in BITS:
+        for task in ("W_A", "A_W"):
+            selection = json.loads((out / "retrieval-selection" / f"{bits}bits" / task / "selection.json").read_text())
+            assert [c["params"] for c in selection["candidates"]] == auto_grid("DAH")
+            for cell in (out / "retrieval-cells" / "DAH" / f"{bits}bits" / task).glob("seed*"):
+                config = json.loads((cell / "results.json").read_text())["config"]
+                assert {k: config["overrides"][k] for k in selection["best_params"]} == selection["best_params"]

@@ -67,6 +67,8 @@ from dahash.metrics import (
 )
 from dahash.metrics.plots import plot_pr_curves
 from dahash.runs.run import run
+from dahash.runs.tuning import select_config
+from dahash.selection_grids import SELECTION_SEED, VAL_FRACTION, auto_grid
 from dahash.training.methods import method_config
 from dahash.training.trainer import flat_settings_differ
 
@@ -83,6 +85,7 @@ PUBLISHED_KIND = {16: "map-16bits", 64: "map", 128: "map-128bits"}
 #: The paper's row names of the target domains in Tables 4, 6 and 7.
 PUBLISHED_DOMAIN = {"Ar": "Art", "Cl": "Clipart", "Pr": "Product", "Rw": "Real-World", "A": "Amazon", "W": "Webcam"}
 CELLS = "retrieval-cells"
+SELECTIONS = "retrieval-selection"
 QUERY_SETS = ("all", "heldout")
 
 
@@ -147,9 +150,32 @@ def heldout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return np.setdiff1d(np.arange(len(labels)), query), query
 
 
-def plan_cells(config: RetrievalConfig) -> list[Cell]:
-    """Every (method, bits, task, seed), seed-major so that an interrupted run has whole tables first."""
+def select_dah(config: RetrievalConfig, progress: bool = False) -> dict[tuple[int, str, str], dict[str, Any]]:
+    """DAH's setting per (bits, source, target), chosen as ``dahash train`` chooses it: the label-free selection of
+    DAH's default grid (those candidates that agree with ``overrides``) on the seed-0 split, once for every seed,
+    in ``OUT/retrieval-selection/<bits>bits/<S>_<T>/`` (finished selections are reused). Empty when DAH is not
+    run or ``overrides`` gives gamma, which then trains alone."""
+    if "DAH" not in config.methods or "gamma" in config.overrides:
+        return {}
+    chosen = {}
+    for bits, (source, target) in itertools.product(config.bits, resolve_pairing(config)):
+        directory = Path(config.out) / SELECTIONS / f"{bits}bits" / f"{domain_code(source)}_{domain_code(target)}"
+        values = {"data_root": os.path.abspath(config.data_root), "source": source, "target": target,
+                  "seed": SELECTION_SEED, "bits": bits, "backbone": config.backbone, "weights": config.weights,
+                  "decode": config.decode, "cache_dir": config.cache_dir, "precision_k": config.precision_k,
+                  **config.overrides}
+        selection, _ = select_config(method_config("DAH", values, source="method DAH"),
+                                     auto_grid("DAH", config.overrides), method="DAH", val_fraction=VAL_FRACTION,
+                                     out=directory, progress=progress)
+        chosen[(bits, source, target)] = selection.best_params
+    return chosen
+
+
+def plan_cells(config: RetrievalConfig, chosen: dict[tuple[int, str, str], dict[str, Any]] | None = None) -> list[Cell]:
+    """Every (method, bits, task, seed), seed-major so that an interrupted run has whole tables first; DAH's
+    cells take the setting ``chosen`` for their (bits, source, target) (:func:`select_dah`), if any."""
     config.validate()
+    chosen = chosen or {}
     out = Path(config.out) / CELLS
     cells = []
     for seed, bits, (source, target), method in itertools.product(
@@ -160,7 +186,7 @@ def plan_cells(config: RetrievalConfig) -> list[Cell]:
                                     "weights": config.weights, "decode": config.decode, "cache_dir": config.cache_dir,
                                     "holdout": config.holdout, "precision_k": config.precision_k}
         if method == "DAH":
-            settings["overrides"] = dict(config.overrides)
+            settings["overrides"] = {**config.overrides, **chosen.get((bits, source, target), {})}
         else:
             settings["params"] = dict(config.hasher_params.get(method, {}))
         # As results.json will hold them (tuples become lists), so that a rerun compares like with like.
@@ -334,10 +360,10 @@ def reproduce_retrieval(config: RetrievalConfig, progress: bool = True) -> dict[
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     pairs = resolve_pairing(config)
-    cells = plan_cells(config)
-    for cell in cells:
+    for cell in plan_cells(config):
         if cell.method == "DAH":
             _dah_config(cell)  # a bad override fails here, before any work
+    cells = plan_cells(config, select_dah(config, progress=progress))
     results, computed, threads, seconds = run_cells(
         config, cells, pairs, _finished, run_cell,
         lambda cell: (cell.method, cell.settings["bits"], task_label(cell.source, cell.target), cell.seed),
