@@ -422,3 +422,23 @@ def test_stats() -> None:
     index.add(_random_codes(100, 12, seed=0), np.arange(100))
     assert index.stats() == {"backend": "faiss", "n_bits": 12, "kind": "ivf", "count": 100, "model": "m1",
                              "bytes_per_code": 2, "params": {"nlist": 10, "nprobe": 8}}
+
+
+def test_hit_metadata_is_built_when_read_and_keeps_the_search_time_state() -> None:
+    from dahash.index.base import HitMetadata
+
+    index = FaissIndex(16)
+    codes = np.array([[1, 2], [3, 4], [5, 6]], np.uint8)
+    index.add(codes, np.array([10, 11, 12]), [{"n": 0}, {"n": 1}, {"n": 2}])
+    result = index.search(codes[:2], k=4)
+    assert isinstance(result.metadata, HitMetadata) and len(result.metadata) == 2
+    expected = [[{"n": int(i) - 10} if i >= 0 else None for i in row] for row in result.ids.tolist()]
+    assert result.metadata == expected and list(result.metadata) == expected
+    assert result.metadata[-1] == expected[1] and result.metadata[0:1] == expected[:1]
+    with pytest.raises(IndexError):
+        result.metadata[2]
+    # Later adds and removes do not change what an earlier search returned.
+    index.remove([10])
+    index.add(np.array([[7, 8]], np.uint8), np.array([13]), [{"n": 3}])
+    assert result.metadata == expected
+    assert index.search(codes[:1], k=4).metadata != expected[:1]

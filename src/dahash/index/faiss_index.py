@@ -43,7 +43,7 @@ import faiss
 import numpy as np
 
 from dahash.errors import ConfigError, DataError
-from dahash.index.base import HammingIndex, SearchResult, check_packed_codes
+from dahash.index.base import HammingIndex, HitMetadata, SearchResult, check_packed_codes
 from dahash.validation import check_choice, check_int
 
 __all__ = ["FaissIndex", "KINDS", "FORMAT_VERSION"]
@@ -326,7 +326,8 @@ class FaissIndex(HammingIndex):
             self._index.add(codes)
         self._codes = np.concatenate([self._codes, codes])
         self._ids = np.concatenate([self._ids, ids])
-        self._metadata.update(zip(ids.tolist(), meta))
+        # A new dict, not an update: results of earlier searches read their hits' metadata lazily from the old one.
+        self._metadata = {**self._metadata, **dict(zip(ids.tolist(), meta))}
 
     def search(self, codes: np.ndarray, k: int = 10) -> SearchResult:
         """The k nearest items of each query, nearest first; missing slots are padded."""
@@ -352,9 +353,8 @@ class FaissIndex(HammingIndex):
                 found = labels >= 0
             out_ids[:, :k_eff] = np.where(found, labels, _PAD_ID)
             out_dist[:, :k_eff] = np.where(found, dist, -1)
-        meta = self._metadata
-        metadata = [[meta[i] if i != _PAD_ID else None for i in row] for row in out_ids.tolist()]
-        return SearchResult(ids=out_ids, distances=out_dist, metadata=metadata)
+        # Each row's metadata is built when read (the padding id -1 is no key: None).
+        return SearchResult(ids=out_ids, distances=out_dist, metadata=HitMetadata(out_ids, self._metadata.get))
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
         """Delete these ids (unknown ones are ignored); returns how many were removed."""
@@ -376,8 +376,8 @@ class FaissIndex(HammingIndex):
                 raise RuntimeError(f"FAISS removed {n_faiss} items, expected {n_removed}")
             self._codes = self._codes[~gone]
             self._ids = self._ids[~gone]
-        for i in removed.tolist():
-            del self._metadata[i]
+        gone_ids = set(removed.tolist())
+        self._metadata = {i: m for i, m in self._metadata.items() if i not in gone_ids}  # a new dict, as in add
         return n_removed
 
     def __len__(self) -> int:
