@@ -237,10 +237,7 @@ class DAH(ClassifierMixin, DAEstimator):
     def fit(self, X: Any, y: Any, sample_domain: Any = None) -> "DAH":
         """Train on source rows (``sample_domain > 0``, labels read) and target rows (``< 0``, labels
         ignored); without ``sample_domain``, rows labelled -1 are the target (skada's inference)."""
-        # Threads not given: the cores other jobs leave free (2 threads on 2 cores shared with a busy job
-        # trained 1.5x slower than 1 thread; docs/usage.md).
         config = self.make_config()
-        config = dataclasses.replace(config, num_threads=config.num_threads or free_cores())
         X = _check_X(X)
         if y is None:
             raise DataError("DAH requires y to be passed, but the target y is None (the source rows' labels; "
@@ -263,6 +260,9 @@ class DAH(ClassifierMixin, DAEstimator):
         self.selection_ = self._select(X[source], ys, X[target])
         if self.selection_ is not None:
             config = clone(self).set_params(**self.selection_.best_params).make_config()
+        # Threads not given: the cores other jobs leave free (2 threads on 2 cores shared with a busy job
+        # trained 1.5x slower than 1 thread; docs/usage.md), for the chosen setting's training too.
+        config = dataclasses.replace(config, num_threads=config.num_threads or free_cores())
         self.classes_ = encoder.classes_
         self.n_features_in_ = X.shape[1]
         # As load_domains does for feature files: the normaliser is fitted on both domains, no labels.
