@@ -216,9 +216,7 @@ def milvus_row(uri: str, db: np.ndarray, q: np.ndarray, kth_fn, name: str) -> tu
         index.search(q[:10], K)  # warm-up
         res, secs = timed(lambda: index.search(q, K))
         try:
-            from pymilvus import utility
-
-            segs = utility.get_query_segment_info(name, using=index._alias)
+            segs = index.client.list_loaded_segments(name)
             mem = sum(s.mem_size for s in segs)
             bpc = f"{mem / len(db):.1f} (server-side, segment mem_size; id + code + meta)" if mem else "n/a (server-side)"
         except Exception:  # noqa: BLE001

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -57,18 +58,29 @@ def tiny_office31(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # The Milvus server of the index and search tests: one embedded ``milvus`` (PyPI, 2.3.5) per test session.
 #
-# ``milvus_uri`` starts ``milvus.default_server`` under a temporary base dir (binaries, config,
-# etcd, data and logs: about 450 MB, deleted at the end) on a free port, and stops it when the
-# session ends.  Set ``DAHASH_MILVUS_URI`` (and ``DAHASH_MILVUS_TOKEN``) to test against a running
-# server instead.  A server that cannot be imported or started skips the Milvus tests, naming why.
+# ``milvus_server`` starts ``milvus.default_server`` under a temporary base dir (binaries, config,
+# etcd, data and logs: about 450 MB, deleted at the end) on a free port, with authentication on,
+# and stops it when the session ends.  Set ``DAHASH_MILVUS_URI`` (and ``DAHASH_MILVUS_TOKEN``) to
+# test against a running server instead.  A server that cannot be imported or started skips the
+# Milvus tests, naming why.
 
-# Seen: 7-12 s on 2 busy cores (4 s unpacking the binaries, 3 s to /healthz OK).
+# Seen: 7-14 s on 2 busy cores (4 s unpacking the binaries, 3 s to /healthz OK).
 START_TIMEOUT_S = 180
 
-# Test-only speed-up: the query node swaps freshly indexed segments in every
-# queryCoord.UpdateNextTargetInterval seconds (10 by default; a MilvusIndex.wait_for_index
-# waits for it).  Milvus reads its config from the environment too (upper case, no dots).
-_SERVER_ENV = {"QUERYCOORD_UPDATENEXTTARGETINTERVAL": "1"}
+# Milvus reads its config from the environment too (upper case, no dots).  Test-only speed-up: the
+# query node swaps freshly indexed segments in every queryCoord.UpdateNextTargetInterval seconds (10 by
+# default; a MilvusIndex.wait_for_index waits for it).  Authentication on, so that every test connects
+# with a token, as to a guarded production server; the embedded server's one user is root, password Milvus.
+_SERVER_ENV = {"QUERYCOORD_UPDATENEXTTARGETINTERVAL": "1", "COMMON_SECURITY_AUTHORIZATIONENABLED": "true"}
+EMBEDDED_TOKEN = "root:Milvus"
+
+
+class MilvusServer(NamedTuple):
+    """A live Milvus server: where it is and the token it needs (None: none)."""
+
+    uri: str
+    token: str | None
+    embedded: bool
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -76,7 +88,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     pytest-xdist (``-n 2 --dist loadgroup``, the README's command) they then run in one worker,
     beside one embedded server.  A second server, started by the other worker, did not come up
     within START_TIMEOUT_S and skipped its tests."""
-    unmarked = [item.nodeid for item in items if "milvus_uri" in getattr(item, "fixturenames", ())
+    unmarked = [item.nodeid for item in items if "milvus_server" in getattr(item, "fixturenames", ())
                 and "milvus" not in {m.args[0] for m in item.iter_markers("xdist_group") if m.args}]
     if unmarked:
         raise pytest.UsageError("tests of the Milvus server need @pytest.mark.xdist_group(\"milvus\"): "
@@ -84,19 +96,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """URI of a live Milvus server for the whole session (skips the test if none can start)."""
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    """A live Milvus server for the whole session (skips the test if none can start)."""
     external = os.environ.get("DAHASH_MILVUS_URI")
     if external:
-        yield external
+        yield MilvusServer(external, os.environ.get("DAHASH_MILVUS_TOKEN") or None, embedded=False)
         return
     try:
         importlib.import_module("pymilvus")  # the client the backend needs
         from milvus import default_server
-    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken pin (e.g. marshmallow 4)
-        pytest.skip(f"Milvus test server unavailable (pip install 'milvus==2.3.5' "
-                    f"'pymilvus>=2.3,<2.4' 'marshmallow<4' 'setuptools<70'): "
-                    f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install
+        pytest.skip(f"Milvus test server unavailable (pip install -e '.[test]' installs milvus==2.3.5 "
+                    f"and pymilvus>=3.0): {type(exc).__name__}: {exc}")
     base = tmp_path_factory.mktemp("milvus-server")
     default_server.set_base_dir(str(base))
     default_server.listen_port = free_port()  # a start: busy ports are skipped upwards
@@ -122,15 +133,20 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     uri = f"http://127.0.0.1:{default_server.listen_port}"
     print(f"\nMilvus test server at {uri} started in {started:.1f} s (base dir {base})")
     try:
-        yield uri
+        yield MilvusServer(uri, EMBEDDED_TOKEN, embedded=True)
     finally:
         default_server.stop()
         default_server.cleanup()
 
 
 @pytest.fixture
-def milvus_token() -> str | None:
-    return os.environ.get("DAHASH_MILVUS_TOKEN") or None
+def milvus_uri(milvus_server: MilvusServer) -> str:
+    return milvus_server.uri
+
+
+@pytest.fixture
+def milvus_token(milvus_server: MilvusServer) -> str | None:
+    return milvus_server.token
 
 
 @pytest.fixture

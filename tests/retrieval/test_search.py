@@ -382,11 +382,17 @@ def _ranking(ids: np.ndarray, distances: np.ndarray) -> dict[int, set[int]]:
 
 
 @pytest.mark.xdist_group("milvus")  # one server, one xdist worker (conftest.py)
+@pytest.mark.filterwarnings("error:.*will be removed in PyMilvus:FutureWarning")  # no pymilvus ORM call
+@pytest.mark.filterwarnings("error::DeprecationWarning:pymilvus")
 def test_milvus_gives_the_faiss_results(runs: dict[str, Path], dslr: list[str], flat: Path, tmp_path: Path,
-                                        milvus_uri: str, collection_name: str) -> None:
+                                        milvus_uri: str, milvus_token: str | None, collection_name: str,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("pymilvus")
     from dahash.index.milvus_index import MilvusIndex
 
+    # The server needs a token (conftest.py): from the environment, as the CLI and the reopened index find it.
+    if milvus_token:
+        monkeypatch.setenv("DAHASH_MILVUS_TOKEN", milvus_token)
     index = tmp_path / "milvus"
     try:
         assert build_index(runs["run"], [str(runs["root"] / "dslr")], index, backend="milvus",
@@ -417,16 +423,14 @@ def test_milvus_gives_the_faiss_results(runs: dict[str, Path], dslr: list[str], 
         if (index / "manifest.json").is_file():
             MilvusIndex.load(index).drop()
         else:  # the build failed after creating the collection: drop it by name
-            from pymilvus import connections, utility
+            from pymilvus import MilvusClient
 
-            alias = f"cleanup-{collection_name}"
-            connections.connect(alias, uri=milvus_uri)
+            client = MilvusClient(uri=milvus_uri, token=milvus_token or "", dedicated=True)
             try:
-                if utility.has_collection(collection_name, using=alias):
-                    utility.drop_collection(collection_name, using=alias)
+                if client.has_collection(collection_name):
+                    client.drop_collection(collection_name)
             finally:
-                connections.disconnect(alias)
-                connections.remove_connection(alias)
+                client.close()
 
 
 def test_a_search_whose_every_query_is_unreadable_fails(flat: Path, dslr: list[str], tmp_path: Path,

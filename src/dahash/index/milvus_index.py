@@ -11,7 +11,8 @@ The data lives in the server: :meth:`MilvusIndex.save` writes only a ``manifest.
 collection is and what it holds), and :meth:`MilvusIndex.load` reconnects to it.  The collection's
 description also records ``n_bits`` and ``model``, so a mismatch is caught even without a manifest.
 
-Needs the ``milvus`` extra (``pymilvus>=2.3,<2.4``); see DEVELOPERS.md for the test server and for
+Talks to the server through pymilvus's ``MilvusClient`` (the ``milvus`` extra, ``pymilvus>=3.0``; its ORM
+``Collection`` API is deprecated and goes away in pymilvus 3.1); see DEVELOPERS.md for the test server and for
 pointing the backend at a Milvus cluster.
 """
 
@@ -23,7 +24,6 @@ import os
 import re
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,15 +78,28 @@ def _pymilvus() -> Any:
         import pymilvus
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ConfigError(
-            "the Milvus backend needs pymilvus: pip install 'dahash[milvus]' "
-            f"(pymilvus>=2.3,<2.4, marshmallow<4, setuptools<70); import failed: {exc}"
+            f"the Milvus backend needs pymilvus>=3.0: pip install 'dahash[milvus]'; import failed: {exc}"
         ) from exc
     return pymilvus
 
 
-def _message(exc: BaseException) -> str:
-    """The server's message of a pymilvus error, without its repr noise."""
-    return str(getattr(exc, "message", None) or exc)
+def _secrets(uri: str, token: str | None) -> tuple[str, ...]:
+    """The strings a message must never show: the token, and the URI's password and ``user:password``."""
+    parts = urllib.parse.urlsplit(uri)
+    found = [token or "", parts.password or ""]
+    if parts.username is not None and parts.password is not None:
+        found.append(f"{parts.username}:{parts.password}")
+    # Longest first, so that a secret containing another is replaced whole.
+    return tuple(sorted({s for s in found if s}, key=len, reverse=True))
+
+
+def _message(exc: BaseException, secrets: Sequence[str] = ()) -> str:
+    """The server's message of a pymilvus error on one line, without its repr noise or any of ``secrets``
+    (pymilvus quotes a URI it cannot parse whole, user:password included)."""
+    text = " ".join(str(getattr(exc, "message", None) or exc).split())
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
 
 
 def _positive_int(value: Any, name: str, low: int = 1, high: int | None = None) -> int:
@@ -120,7 +133,8 @@ class MilvusIndex(HammingIndex):
 
     The collection is created if absent (``create_if_missing``); an existing one must hold codes
     of the same width (and, where recorded, the same ``n_bits`` and ``model``), or a DataError
-    names both.  Each instance has its own pymilvus connection alias; :meth:`close` releases it.
+    names both.  Each instance has its own connection (a dedicated pymilvus ``MilvusClient``, :attr:`client`);
+    :meth:`close` releases it.
 
     ``token`` is ``"user:password"`` for a Milvus with authentication, or an API key (Zilliz
     Cloud); it is never written to the manifest.  ``batch_size`` rows go in one insert call;
@@ -176,10 +190,10 @@ class MilvusIndex(HammingIndex):
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.timeout = float(timeout)
         self._pm = _pymilvus()
-        self._alias = f"dahash-{uuid.uuid4().hex}"
-        self._collection: Any = None
-        self._connect(token if token is not None else os.environ.get(ENV_TOKEN),
-                      db_name if db_name is not None else os.environ.get(ENV_DB),
+        self._client: Any = None
+        token = token if token is not None else os.environ.get(ENV_TOKEN)
+        self._secrets = _secrets(uri, token)
+        self._connect(token, db_name if db_name is not None else os.environ.get(ENV_DB),
                       tls_ca if tls_ca is not None else os.environ.get(ENV_TLS_CA))
         try:
             self._open(create_if_missing)
@@ -195,21 +209,16 @@ class MilvusIndex(HammingIndex):
         if tls_ca:  # a server certificate signed by a private CA
             options |= {"secure": True, "server_pem_path": tls_ca}
         try:
-            pm.connections.connect(self._alias, uri=self._target, token=token or "", timeout=self.timeout, **options)
+            # dedicated: pymilvus would otherwise share one channel among clients of the same address and
+            # token, whatever their database, and never close it.
+            self._client = pm.MilvusClient(uri=self._target, token=token or "", timeout=self.timeout,
+                                           dedicated=True, **options)
         except pm.MilvusException as exc:
-            # pymilvus keeps a failed alias registered; forget it so nothing leaks.
-            self._disconnect()
+            # pymilvus says the same for a server that is down and one that refused the token.
             raise MilvusUnavailableError(
-                f"cannot connect to Milvus at {self.uri} (within {self.timeout:g} s): {_message(exc)}"
+                f"cannot connect to Milvus at {self.uri} (within {self.timeout:g} s): {_message(exc, self._secrets)}; "
+                "check the address, and the token if the server requires one"
             ) from None
-
-    def _disconnect(self) -> None:
-        pm = self._pm
-        try:
-            pm.connections.disconnect(self._alias)
-            pm.connections.remove_connection(self._alias)
-        except Exception:  # noqa: BLE001 - closing must not fail
-            pass
 
     @contextmanager
     def _rpc(self, what: str) -> Iterator[None]:
@@ -218,15 +227,18 @@ class MilvusIndex(HammingIndex):
             yield
         except self._pm.MilvusException as exc:
             raise DataError(
-                f"Milvus {what} on collection {self.collection_name!r} at {self.uri} failed: {_message(exc)}"
+                f"Milvus {what} on collection {self.collection_name!r} at {self.uri} failed: "
+                f"{_message(exc, self._secrets)}"
             ) from None
 
     def _description(self) -> str:
         return json.dumps({"format": _FORMAT, "n_bits": self.n_bits, "model": self.model})
 
-    def _index_params(self) -> dict[str, Any]:
+    def _index_params(self) -> Any:
+        index_params = self._pm.MilvusClient.prepare_index_params()
         params = {"nlist": self.nlist} if self.index_type == "BIN_IVF_FLAT" else {}
-        return {"index_type": self.index_type, "metric_type": "HAMMING", "params": params}
+        index_params.add_index("code", index_type=self.index_type, metric_type="HAMMING", params=params)
+        return index_params
 
     def _search_params(self) -> dict[str, Any]:
         params = {"nprobe": self.nprobe} if self.index_type == "BIN_IVF_FLAT" else {}
@@ -234,53 +246,48 @@ class MilvusIndex(HammingIndex):
 
     def _open(self, create_if_missing: bool) -> None:
         pm = self._pm
+        client = self.client
         name = self.collection_name
         with self._rpc("opening"):
-            exists = pm.utility.has_collection(name, using=self._alias)
-            if not exists:
+            if not client.has_collection(name):
                 if not create_if_missing:
                     raise DataError(f"Milvus at {self.uri} has no collection {name!r}")
-                fields = [
-                    pm.FieldSchema("id", pm.DataType.INT64, is_primary=True, auto_id=False),
-                    pm.FieldSchema("code", pm.DataType.BINARY_VECTOR, dim=self.dim),
-                    pm.FieldSchema("meta", pm.DataType.VARCHAR, max_length=META_MAX_LENGTH),
-                ]
-                schema = pm.CollectionSchema(fields, description=self._description())
-                self._collection = pm.Collection(
-                    name, schema, using=self._alias, consistency_level="Strong"
-                )
+                schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False,
+                                                       description=self._description())
+                schema.add_field("id", pm.DataType.INT64, is_primary=True)
+                schema.add_field("code", pm.DataType.BINARY_VECTOR, dim=self.dim)
+                schema.add_field("meta", pm.DataType.VARCHAR, max_length=META_MAX_LENGTH)
+                client.create_collection(name, schema=schema, consistency_level="Strong")
             else:
-                self._collection = pm.Collection(name, using=self._alias)
-                self._check_existing()
-            if not self._collection.has_index():
-                self._collection.create_index("code", self._index_params())
+                self._check_existing(client.describe_collection(name))
+            if not client.list_indexes(name, field_name="code"):
+                client.create_index(name, self._index_params())
             else:
                 self._check_index()
-            self._collection.load()
+            client.load_collection(name)
 
-    def _check_existing(self) -> None:
-        """An existing collection must have our schema, our code width, n_bits and model."""
+    def _check_existing(self, description: Mapping[str, Any]) -> None:
+        """An existing collection (``describe_collection``) must have our schema, code width, n_bits and model."""
         name = self.collection_name
-        schema = self._collection.schema
-        fields = {f.name: f for f in schema.fields}
+        fields = {f["name"]: f for f in description.get("fields", [])}
         DT = self._pm.DataType
         expected = {"id": DT.INT64, "code": DT.BINARY_VECTOR, "meta": DT.VARCHAR}
-        got = {n: f.dtype for n, f in fields.items()}
+        got = {n: f.get("type") for n, f in fields.items()}
         if set(got) != set(expected) or any(got[n] != t for n, t in expected.items()) \
-                or not fields["id"].is_primary:
+                or not fields["id"].get("is_primary"):
             raise DataError(
                 f"collection {name!r} at {self.uri} is not a dahash Hamming index: fields "
                 f"{ {n: getattr(t, 'name', t) for n, t in got.items()} }, expected "
                 f"id INT64 (primary), code BINARY_VECTOR, meta VARCHAR"
             )
-        dim = int(fields["code"].params.get("dim", -1))
+        dim = int(fields["code"].get("params", {}).get("dim", -1))
         if dim != self.dim:
             raise DataError(
                 f"collection {name!r} at {self.uri} holds {dim}-bit codes ({dim // 8} bytes), "
                 f"but n_bits={self.n_bits} needs {self.dim}-bit codes ({self.n_bytes} bytes)"
             )
         try:
-            info = json.loads(schema.description or "")
+            info = json.loads(description.get("description") or "")
         except ValueError:
             info = None
         if isinstance(info, dict) and info.get("format") == _FORMAT:
@@ -300,8 +307,10 @@ class MilvusIndex(HammingIndex):
                 self.model = stored_model
 
     def _check_index(self) -> None:
-        index = self._collection.indexes[0]
-        params = dict(index.params)
+        client = self.client
+        (index_name, *_) = client.list_indexes(self.collection_name, field_name="code")
+        # describe_index flattens the build parameters (nlist) beside index_type and metric_type.
+        params = dict(client.describe_index(self.collection_name, index_name))
         existing = params.get("index_type")
         if existing != self.index_type:
             raise DataError(
@@ -317,14 +326,19 @@ class MilvusIndex(HammingIndex):
         inner = params.get("params") or {}
         if isinstance(inner, str):
             inner = json.loads(inner)
-        if "nlist" in inner:
+        nlist = inner.get("nlist", params.get("nlist"))
+        if nlist is not None:
             # A build parameter: the existing index's value is the one in force.
-            self.nlist = int(inner["nlist"])
+            self.nlist = int(nlist)
 
     def close(self) -> None:
         """Release this instance's connection (the collection and its data stay in the server)."""
-        self._collection = None
-        self._disconnect()
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing must not fail
+                pass
 
     def __enter__(self) -> "MilvusIndex":
         return self
@@ -335,7 +349,7 @@ class MilvusIndex(HammingIndex):
     def drop(self) -> None:
         """Delete the collection and all its data from the server, then close the connection."""
         with self._rpc("drop"):
-            self._pm.utility.drop_collection(self.collection_name, using=self._alias)
+            self.client.drop_collection(self.collection_name)
         self.close()
 
     def wait_for_index(self, timeout: float = 120.0) -> None:
@@ -347,21 +361,20 @@ class MilvusIndex(HammingIndex):
         BIN_IVF_FLAT's recall or speed.  A DataError after ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
-        utility = self._pm.utility
+        client = self.client
+        name = self.collection_name
         with self._rpc("waiting for the index"):
-            utility.wait_for_index_building_complete(
-                self.collection_name, timeout=timeout, using=self._alias
-            )
+            (index_name, *_) = client.list_indexes(name, field_name="code")
             while True:
-                total = self.collection.num_entities  # rows flushed, deleted ones included
-                # A sealed segment is first served without its index (indexID 0) and swapped for the
+                index = client.describe_index(name, index_name)
+                if index.get("state") == "Failed":
+                    raise DataError(f"Milvus failed to build the {self.index_type} index of collection {name!r} "
+                                    f"at {self.uri} (the server's logs say why)")
+                total = int(client.get_collection_stats(name)["row_count"])  # rows flushed, deleted ones included
+                # A sealed segment is first served without its index (index_id 0) and swapped for the
                 # indexed one later; only then do searches use BIN_IVF_FLAT.
-                sealed = sum(
-                    s.num_rows
-                    for s in utility.get_query_segment_info(self.collection_name, using=self._alias)
-                    if s.DESCRIPTOR.fields_by_name["state"].enum_type.values_by_number[s.state].name
-                    == "Sealed" and s.indexID
-                )
+                sealed = sum(s.num_rows for s in client.list_loaded_segments(name)
+                             if s.state_name == "Sealed" and s.index_id)
                 if sealed >= total:
                     return
                 if time.monotonic() > deadline:
@@ -372,11 +385,12 @@ class MilvusIndex(HammingIndex):
                 time.sleep(0.25)
 
     @property
-    def collection(self) -> Any:
-        """The pymilvus ``Collection`` (for inspection; prefer this class's methods to change it)."""
-        if self._collection is None:
+    def client(self) -> Any:
+        """The pymilvus ``MilvusClient`` of this index's connection (for inspection, e.g.
+        ``client.query(index.collection_name, ...)``; prefer this class's methods to change the collection)."""
+        if self._client is None:
             raise DataError(f"the MilvusIndex of collection {self.collection_name!r} is closed")
-        return self._collection
+        return self._client
 
     # -- validation -----------------------------------------------------------------------------
 
@@ -412,9 +426,8 @@ class MilvusIndex(HammingIndex):
         found: list[int] = []
         for start in range(0, len(ids), _EXPR_CHUNK):
             chunk = ids[start:start + _EXPR_CHUNK]
-            rows = self.collection.query(
-                expr=f"id in {_id_list(chunk)}", output_fields=["id"], consistency_level="Strong"
-            )
+            rows = self.client.query(self.collection_name, filter=f"id in {_id_list(chunk)}",
+                                     output_fields=["id"], consistency_level="Strong")
             found.extend(int(r["id"]) for r in rows)
         return np.array(sorted(found), dtype=np.int64)
 
@@ -427,8 +440,9 @@ class MilvusIndex(HammingIndex):
         unique = np.unique(arr)
         with self._rpc("query"):
             for start in range(0, len(unique), _EXPR_CHUNK):
-                rows = self.collection.query(expr=f"id in {_id_list(unique[start:start + _EXPR_CHUNK])}",
-                                             output_fields=["id", "meta"], consistency_level="Strong")
+                rows = self.client.query(self.collection_name,
+                                         filter=f"id in {_id_list(unique[start:start + _EXPR_CHUNK])}",
+                                         output_fields=["id", "meta"], consistency_level="Strong")
                 found.update({int(r["id"]): json.loads(r["meta"]) if r["meta"] else {} for r in rows})
         return [found.get(int(i)) for i in arr]
 
@@ -470,10 +484,9 @@ class MilvusIndex(HammingIndex):
             try:
                 for start in range(0, n, self.batch_size):
                     stop = min(start + self.batch_size, n)
-                    self.collection.insert([
-                        ids[start:stop].tolist(),
-                        [row.tobytes() for row in codes[start:stop]],
-                        texts[start:stop],
+                    self.client.insert(self.collection_name, [
+                        {"id": i, "code": row.tobytes(), "meta": text}
+                        for i, row, text in zip(ids[start:stop].tolist(), codes[start:stop], texts[start:stop])
                     ])
                     done = stop
             except BaseException:
@@ -483,7 +496,7 @@ class MilvusIndex(HammingIndex):
                     except Exception:  # noqa: BLE001 - the original error matters more
                         pass
                 raise
-            self.collection.flush()
+            self.client.flush(self.collection_name)
 
     def search(self, codes: np.ndarray, k: int = 10) -> SearchResult:
         """The k nearest items of each query code by Hamming distance (ties in the server's order)."""
@@ -500,9 +513,10 @@ class MilvusIndex(HammingIndex):
         with self._rpc("search"):
             for start in range(0, n_q, step):
                 batch = codes[start:start + step]
-                result = self.collection.search(
-                    [row.tobytes() for row in batch], "code", self._search_params(), limit=k,
-                    output_fields=["meta"], consistency_level="Strong",
+                result = self.client.search(
+                    self.collection_name, [row.tobytes() for row in batch], anns_field="code",
+                    search_params=self._search_params(), limit=k, output_fields=["meta"],
+                    consistency_level="Strong",
                 )
                 for offset, hits in enumerate(result):
                     q = start + offset
@@ -513,13 +527,13 @@ class MilvusIndex(HammingIndex):
                     ids[q, :m] = hit_ids
                     distances[q, :m] = np.rint(np.asarray(hits.distances, dtype=np.float64))
                     for r, hit in enumerate(hits):
-                        text = hit.entity.get("meta")
+                        text = hit["entity"].get("meta")
                         metadata[q][r] = json.loads(text) if text else {}
         return SearchResult(ids=ids, distances=distances, metadata=metadata)
 
     def _delete(self, ids: np.ndarray) -> None:
         for start in range(0, len(ids), _EXPR_CHUNK):
-            self.collection.delete(f"id in {_id_list(ids[start:start + _EXPR_CHUNK])}")
+            self.client.delete(self.collection_name, filter=f"id in {_id_list(ids[start:start + _EXPR_CHUNK])}")
 
     def remove(self, ids: Sequence[int] | np.ndarray) -> int:
         """Delete these ids (unknown ones are ignored); returns how many were present and removed.
@@ -539,7 +553,8 @@ class MilvusIndex(HammingIndex):
     def __len__(self) -> int:
         """Live entities, by ``count(*)`` (``num_entities`` still counts deleted rows)."""
         with self._rpc("count"):
-            rows = self.collection.query(expr="", output_fields=["count(*)"], consistency_level="Strong")
+            rows = self.client.query(self.collection_name, filter="", output_fields=["count(*)"],
+                                     consistency_level="Strong")
         return int(rows[0]["count(*)"])
 
     def params(self) -> dict[str, Any]:
@@ -584,7 +599,7 @@ class MilvusIndex(HammingIndex):
         if path.exists() and not path.is_dir():
             raise DataError(f"{path} exists and is not a directory")
         with self._rpc("flush"):
-            self.collection.flush()
+            self.client.flush(self.collection_name)
         write_json(path / _MANIFEST, self.manifest())
 
     @staticmethod
