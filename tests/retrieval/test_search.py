@@ -386,18 +386,30 @@ def _ranking(ids: np.ndarray, distances: np.ndarray) -> dict[int, set[int]]:
 @pytest.mark.filterwarnings("error::DeprecationWarning:pymilvus")
 def test_milvus_gives_the_faiss_results(runs: dict[str, Path], dslr: list[str], flat: Path, tmp_path: Path,
                                         milvus_uri: str, milvus_token: str | None, collection_name: str,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+                                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("pymilvus")
     from dahash.index.milvus_index import MilvusIndex
 
-    # The server needs a token (conftest.py): from the environment, as the CLI and the reopened index find it.
+    # The server needs a token (conftest.py): the build reads it from --milvus-token-file, and every later
+    # command that reopens the index from $DAHASH_MILVUS_TOKEN.
+    monkeypatch.delenv("DAHASH_MILVUS_TOKEN", raising=False)
+    token_flag = []
     if milvus_token:
-        monkeypatch.setenv("DAHASH_MILVUS_TOKEN", milvus_token)
+        (tmp_path / "milvus-token").write_text(milvus_token + "\n")
+        token_flag = ["--milvus-token-file", str(tmp_path / "milvus-token")]
     index = tmp_path / "milvus"
     try:
-        assert build_index(runs["run"], [str(runs["root"] / "dslr")], index, backend="milvus",
-                           milvus_uri=milvus_uri, collection=collection_name, progress=False) == 18
-        assert json.loads((index / "manifest.json").read_text())["backend"] == "milvus"
+        assert main(["index", "build", "--run", str(runs["run"]), "--images", str(runs["root"] / "dslr"),
+                     "--index", str(index), "--backend", "milvus", "--milvus-uri", milvus_uri,
+                     "--collection", collection_name, "--quiet", "--json", *token_flag]) == 0
+        out, err = capsys.readouterr()
+        assert json.loads(out)["indexed"] == 18
+        manifest = (index / "manifest.json").read_text()
+        assert json.loads(manifest)["backend"] == "milvus"
+        if milvus_token:
+            secret = milvus_token.split(":", 1)[-1]
+            assert secret not in manifest + out + err
+            monkeypatch.setenv("DAHASH_MILVUS_TOKEN", milvus_token)
         assert len(open_index(index)) == 18
         queries = dslr[::3]
         # The whole ranking: the same distances, and the same ids at each distance.
