@@ -109,7 +109,7 @@ def _collate(items: list[_Item]) -> tuple[torch.Tensor | None, list[int], list[t
     return batch, [i for _, i in ok], [(i, r) for t, i, r in items if t is None]
 
 
-def _forward(net: torch.nn.Module, batch: torch.Tensor, backbone: Backbone,
+def _forward(net: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, backbone: Backbone,
              device: str | torch.device) -> np.ndarray:
     """float32 (B, D) features of one stacked batch (call under ``torch.no_grad()``)."""
     out = net(batch.to(device, non_blocking=True)).float().cpu().numpy()
@@ -252,7 +252,8 @@ def _write_cache_meta(cache_dir: Path, backbone: Backbone) -> bool:
     if meta.exists():
         return True
     try:
-        write_json(meta, {"name": backbone.name, "weights_id": backbone.weights_id,
+        write_json(meta, {"name": backbone.name, "weights_id": backbone.weights_id, "engine": backbone.engine,
+                          "export": None if backbone.export is None else backbone.export.name,
                           "feature_dim": backbone.feature_dim, "preprocessing": asdict(backbone.preprocessing),
                           "preprocessing_key": backbone.preprocessing.key()})
     except OSError as exc:
@@ -287,7 +288,7 @@ def _lane_batches(paths: list[Path], backbone: Backbone, batch_size: int, lanes:
     do more than one of two; and decoding in the lanes (Pillow and torch release the GIL) fills
     the gaps of the model's own, instead of decoding processes preempting its threads.
     """
-    net = backbone.inference()
+    net = backbone.inference(threads=1)
     dataset = _ImageDataset(paths, backbone.preprocessing)
 
     def lane(start: int) -> _Batch:
@@ -377,7 +378,8 @@ def model_only_throughput(backbone: Backbone, batch_size: int = 64, n_batches: i
 
     threads = torch.get_num_threads()
     try:
-        net = backbone.inference()  # the module extract_features runs
+        # What extract_features runs: with lanes, each lane's engine session has one thread.
+        net = backbone.inference(threads=1 if lanes > 1 and not cuda else None)
         if lanes == 1:  # in this thread, as extract_features runs one lane
             elapsed = timed(lambda: run(1), lambda: run(n_batches))
         else:
