@@ -10,9 +10,14 @@ images are skipped and reported, never fatal.
 Cache layout (``cache_dir`` may be shared by every task and domain)::
 
     cache_dir/
-      <backbone>-<weights_id>-<sha1(preprocessing.key())[:12]>/   # Backbone.cache_key()
-        meta.json                    # name, weights_id, preprocessing, feature_dim (for humans)
+      <backbone>-<weights_id>-<sha1(preprocessing.key())[:12]>[-<engine>]/   # Backbone.cache_key()
+        meta.json                    # name, weights_id, engine, preprocessing, feature_dim (for humans)
         ab/abcdef0123....npy         # float32 (D,) features of the file whose sha1 is abcdef0123...
+      onnx/<backbone>-<digest>.onnx, .json   # the ONNX export other engines run (dahash.images.engines)
+
+Each engine other than torch has its own folder: its features are within 1e-5 of torch's scale,
+but a hash code's bit can flip on a difference that small, and an image's code must not depend
+on which engine met it first (docs/usage.md, "Inference engines").
 
 Keying by content rather than path means a renamed or copied image (the same domain in another
 transfer task, duplicates across domains) is never recomputed, and an edited file always is. Each
