@@ -156,3 +156,24 @@ def test_gpus_and_fine_tuning_stay_on_torch(lite0: dict[str, Any], tmp_path: Pat
     with pytest.raises(ConfigError, match="fine-tuning trains the backbone on torch"):
         TrainConfig(data_root="x", source="a", target="b", finetune=True, feature_norm="none",
                     engine="onnxruntime").validate()
+
+
+def test_extract_cli_engine_flag(lite0: dict[str, Any], torch_features: dict[int, np.ndarray], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``dahash extract --engine onnxruntime`` of an image list writes ONNX Runtime's features
+    (within the tolerance of torch's), cached under the engine's key, with the export reused."""
+    from dahash.cli import main
+
+    listing = tmp_path / "images.txt"
+    listing.write_text("".join(f"{p} 0\n" for p in lite0["paths"]))
+    exports = sorted((lite0["cache"] / EXPORTS_DIR).glob("*.onnx"))
+    assert main(["-q", "extract", "--domain", str(listing), "--out", str(tmp_path / "f.npz"), "--cache-dir",
+                 str(lite0["cache"]), "--engine", "onnxruntime", "--quiet"]) == 0
+    assert "16 images x 1280 features" in capsys.readouterr().out
+    with np.load(tmp_path / "f.npz") as f:
+        X = f["X"]
+    ref = torch_features[16]
+    assert np.abs(X - ref).max() <= TOLERANCE * np.abs(ref).max() and not np.array_equal(X, ref)
+    assert sorted((lite0["cache"] / EXPORTS_DIR).glob("*.onnx")) == exports  # no new export
+    ort_key = use_engine(lite0["backbone"], "onnxruntime", lite0["cache"]).cache_key()
+    assert len(list((lite0["cache"] / ort_key).rglob("*.npy"))) == 16
