@@ -109,7 +109,10 @@ def onnx_export(model: nn.Module, crop: int, directory: Path, stem: str) -> Path
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types on an unexportable model
         raise EngineUnusable(f"{stem}: torch.onnx.export failed ({type(exc).__name__}: "
                              f"{(str(exc).strip().splitlines() or [''])[0][:200]})") from exc
-    write_json(sidecar, {"digest": digest, "file_sha256": _file_sha256(path), "settings": settings, "checks": {}})
+    try:
+        write_json(sidecar, {"digest": digest, "file_sha256": _file_sha256(path), "settings": settings, "checks": {}})
+    except OSError as exc:
+        raise EngineUnusable(f"{directory}: cannot write the ONNX export's sidecar ({exc.strerror or exc})") from exc
     return path
 
 
