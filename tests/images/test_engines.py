@@ -177,3 +177,9 @@ def test_extract_cli_engine_flag(lite0: dict[str, Any], torch_features: dict[int
     assert sorted((lite0["cache"] / EXPORTS_DIR).glob("*.onnx")) == exports  # no new export
     ort_key = use_engine(lite0["backbone"], "onnxruntime", lite0["cache"]).cache_key()
     assert len(list((lite0["cache"] / ort_key).rglob("*.npy"))) == 16
+
+
+def test_a_missing_export_is_a_one_line_error(tmp_path: Path) -> None:
+    """An export removed after it was checked fails with one line naming the file, not a traceback."""
+    with pytest.raises(DahashError, match=r"gone\.onnx: onnxruntime cannot load the ONNX export \("):
+        engine_runner("onnxruntime", tmp_path / "gone.onnx", 1)

@@ -176,6 +176,9 @@ def engine_runner(engine: str, path: Path, threads: int) -> Callable[[torch.Tens
         return _RUNNERS[engine](path, threads)
     except ImportError as exc:
         raise EngineUnusable(f"engine {engine!r} is not installed: pip install 'dahash[{EXPORT_ENGINES[engine]}]'") from exc
+    except Exception as exc:  # noqa: BLE001 - each engine raises its own types on a missing or damaged file
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise EngineUnusable(f"{path}: {engine} cannot load the ONNX export ({type(exc).__name__}: {reason})") from exc
 
 
 def check_engine(engine: str, model: nn.Module, path: Path, crop: int) -> float:
