@@ -120,11 +120,15 @@ class OnnxRuntimeRunner:
     """An ONNX Runtime session of an export: (B, 3, H, W) torch tensor -> (B, D) torch tensor.
 
     ``threads`` intra-op threads, one inter-op thread, sequential execution: the graph is a chain,
-    so parallel execution only adds a second pool competing for the same cores. A session is safe
-    to run from several threads at once (a server's lanes).
+    so parallel execution only adds a second pool competing for the same cores. The intra-op
+    threads sleep rather than spin while they wait for work unless ``spinning``: on a 2-core VM
+    that other jobs kept busy (load 6-8), a 2-thread session spinning used 18.7-22.4 CPU ms per
+    image against 12.8-15.8 without, and ran 1.2-1.7x slower (benchmarks/README.md, "Inference
+    engines"); one thread has no pool to spin. A session is safe to run from several threads at
+    once (a server's lanes).
     """
 
-    def __init__(self, path: Path, threads: int) -> None:
+    def __init__(self, path: Path, threads: int, spinning: bool = False) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -132,6 +136,7 @@ class OnnxRuntimeRunner:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input = self.session.get_inputs()[0].name
