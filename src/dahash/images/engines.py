@@ -148,8 +148,9 @@ class OnnxRuntimeRunner:
 
 
 class OpenVinoRunner:
-    """An OpenVINO compiled model of an export on the CPU, in f32 (OpenVINO's default on CPUs with
-    bf16 instructions is bf16, which changes features far beyond :data:`TOLERANCE`)."""
+    """An OpenVINO compiled model of an export on the CPU, pinned to f32: OpenVINO documents bf16 as
+    its default on CPUs with bf16 instructions, whose 8-bit mantissa is far coarser than
+    :data:`TOLERANCE` (not measured: the VMs here have no bf16)."""
 
     def __init__(self, path: Path, threads: int) -> None:
         import openvino as ov
