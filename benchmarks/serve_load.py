@@ -92,13 +92,15 @@ class Server:
     """``python -m dahash serve`` in its own process, stopped on exit."""
 
     def __init__(self, index: Path, run: Path, *, threads: int, lanes: int, max_concurrent: int, max_batch: int,
-                 max_wait_ms: float, cache_dir: str | None, log: Path) -> None:
+                 max_wait_ms: float, cache_dir: str | None, log: Path, engine: str | None = None) -> None:
         self.port = free_port()
         args = [sys.executable, "-m", "dahash", "serve", "--index", str(index), "--run", str(run),
                 "--port", str(self.port), "--max-concurrent", str(max_concurrent), "--max-batch", str(max_batch),
                 "--max-wait-ms", str(max_wait_ms), "--threads", str(threads), "--lanes", str(lanes)]
         if cache_dir:
             args += ["--cache-dir", cache_dir]
+        if engine:
+            args += ["--engine", engine]
         self.log = open(log, "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"

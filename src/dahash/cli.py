@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from dahash.errors import ConfigError, DahashError
+from dahash.images.engines import ENGINES
 from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
 from dahash.selection_grids import CRITERIA, SELECTION_GRIDS, TUNED_SETTING, auto_grid
 from dahash.training.config import (
@@ -169,7 +170,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _encode(args: argparse.Namespace) -> int:
     from dahash.runs.loading import encode_images
 
-    n = encode_images(args.run, args.images, args.out, cache_dir=args.cache_dir, progress=_progress(args))
+    n = encode_images(args.run, args.images, args.out, cache_dir=args.cache_dir, progress=_progress(args),
+                      engine=args.engine)
     print(f"{n} codes written to {args.out}")
     return 0
 
@@ -178,7 +180,8 @@ def _extract(args: argparse.Namespace) -> int:
     from dahash.images.features import extract_domain
 
     features = extract_domain(args.data_root, args.domain, args.out, backbone=args.backbone, weights=args.weights,
-                              decode=args.decode, cache_dir=args.cache_dir, progress=_progress(args))
+                              decode=args.decode, cache_dir=args.cache_dir, progress=_progress(args),
+                              engine=args.engine)
     skipped = f"; {len(features.skipped)} unreadable image(s) skipped" if features.skipped else ""
     print(f"{len(features)} images x {features.n_features} features ({len(features.classes)} classes) written to "
           f"{args.out}{skipped}")
@@ -311,14 +314,15 @@ def _index(args: argparse.Namespace) -> int:
         n = build_index(args.run, args.images, args.index, backend=args.backend, kind=args.type,
                         milvus_uri=args.milvus_uri, collection=args.collection, cache_dir=args.cache_dir,
                         progress=_progress(args), rebuild=args.rebuild, milvus_db=args.milvus_db,
-                        milvus_tls_ca=args.milvus_tls_ca, milvus_token=_first_line(args.milvus_token_file))
+                        milvus_tls_ca=args.milvus_tls_ca, milvus_token=_first_line(args.milvus_token_file),
+                        engine=args.engine)
         if args.json:
             _print_json({"index": args.index, "indexed": n, "backend": args.backend, "type": args.type})
         else:
             print(f"{n} images indexed in {args.index} ({args.backend}, {args.type})")
     else:
         added, skipped = add_images(args.index, args.images, run_dir=args.run, cache_dir=args.cache_dir,
-                                    progress=_progress(args))
+                                    progress=_progress(args), engine=args.engine)
         print(f"{added} images added to {args.index}; {skipped} were already indexed")
     return 0
 
@@ -341,7 +345,7 @@ def _search(args: argparse.Namespace) -> int:
     from dahash.retrieval.search import search_images
 
     queries, predicted, result = search_images(args.index, args.image, args.top_k, run_dir=args.run,
-                                               cache_dir=args.cache_dir)
+                                               cache_dir=args.cache_dir, engine=args.engine)
     hits = [[{"rank": r + 1, "id": int(i), "distance": int(d), **(m or {})}
              for r, (i, d, m) in enumerate(zip(ids, dists, meta)) if i >= 0]
             for ids, dists, meta in zip(result.ids, result.distances, result.metadata)]
@@ -376,7 +380,7 @@ def _serve(args: argparse.Namespace) -> int:
     serve(args.index, args.run, host=args.host, port=args.port, max_upload_bytes=int(args.max_upload_mb * 2 ** 20),
           max_concurrent=args.max_concurrent, queue_timeout=args.queue_timeout, cache_dir=args.cache_dir,
           threads=args.threads, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, lanes=args.lanes,
-          api_key=read_key(args.api_key_file), allow_no_key=args.allow_no_key)
+          api_key=read_key(args.api_key_file), allow_no_key=args.allow_no_key, engine=args.engine)
     return 0
 
 
@@ -418,6 +422,15 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
         if no_default or "default" in text or "%(default)" in text:
             return text
         return text + " (default: %(default)s)"
+
+
+def _add_engine_argument(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--engine``: what runs the frozen backbone (docs/usage.md, "Inference engines")."""
+    shown = default or "the engine the run extracted its features with"
+    parser.add_argument("--engine", choices=ENGINES, default=default,
+                        help="what runs the frozen backbone on the CPU: torch, onnxruntime, openvino (an ONNX export "
+                             "made once under the feature cache; pip install 'dahash[onnx]' or 'dahash[openvino]') "
+                             f"or auto (the fastest installed within tolerance, else torch) (default: {shown})")
 
 
 def _add_train_command(sub: argparse._SubParsersAction) -> None:
@@ -494,6 +507,7 @@ def _add_encode_command(sub: argparse._SubParsersAction) -> None:
     encode.add_argument("--images", required=True, nargs="+", help="image files and/or folders (searched recursively)")
     encode.add_argument("--out", required=True, help="output .npz: packed codes, n_bits, ids (paths), classes")
     encode.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
+    _add_engine_argument(encode, None)
     encode.add_argument("--quiet", action="store_true", help="no progress bar")
     encode.add_argument("--progress", action="store_true",
                            help="progress bars even when stderr is not a terminal (a redirected log)")
@@ -514,6 +528,7 @@ def _add_extract_command(sub: argparse._SubParsersAction) -> None:
     ext.add_argument("--weights", default=None, help="local weights file for the backbone")
     ext.add_argument("--decode", choices=DECODE_MODES, default=DEFAULT_DECODE, help="JPEG decoding (docs/usage.md)")
     ext.add_argument("--cache-dir", default=None, help="feature cache (default $DAHASH_CACHE or ~/.cache/dahash)")
+    _add_engine_argument(ext, "torch")
     ext.add_argument("--quiet", action="store_true", help="no progress bar")
     ext.add_argument("--progress", action="store_true",
                      help="progress bars even when stderr is not a terminal (a redirected log)")
@@ -632,6 +647,7 @@ def _add_index_command(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--images", required=True, nargs="+", help="image files, folders (recursive) or both")
         p.add_argument("--index", required=True, help="index directory")
         p.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
+        _add_engine_argument(p, None)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument("--progress", action="store_true",
                           help="progress bars even when stderr is not a terminal (a redirected log)")
@@ -646,6 +662,7 @@ def _add_search_command(sub: argparse._SubParsersAction) -> None:
     find.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
     find.add_argument("--run", default=None, help="the run, if it moved since the index was built")
     find.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
+    _add_engine_argument(find, None)
     find.add_argument("--json", action="store_true", help="print the hits as JSON")
     find.set_defaults(func=_search)
 
@@ -685,6 +702,7 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
                      help="batches run side by side, each on --threads // --lanes torch threads (default: "
                           "--threads with batching, one thread each; 1 with --max-batch 1)")
     srv.add_argument("--cache-dir", default=None, help="feature cache (default: the run's, else $DAHASH_CACHE)")
+    _add_engine_argument(srv, None)
     srv.set_defaults(func=_serve)
 
 

@@ -16,6 +16,8 @@ No test is timed: waits are for events, with generous deadlines only against a h
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +45,7 @@ from dahash.retrieval import serve as serve_module  # noqa: E402
 from dahash.retrieval import uploads as uploads_module  # noqa: E402
 from dahash.retrieval.batching import Batcher  # noqa: E402
 from dahash.retrieval.serve import SIGN_MARGIN, create_app  # noqa: E402
+from dahash.retrieval.search import search_images  # noqa: E402
 from dahash.runs.loading import image_outputs, prepare_image, prepared_outputs  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("backbone_built_once")
@@ -455,3 +458,52 @@ def test_not_an_image_and_too_many_pixels_in_batched_mode(setup: dict[str, Any],
         assert client.post("/search", files={"image": ("a.png", good, "image/png")}).status_code == 200
         # A failed upload leaves no announced request behind for the batcher to wait for.
         assert app.state.dahash.batcher._coming == 0
+
+
+# ------------------------------------------------------------------------- another engine
+
+
+needs_onnxruntime = pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None,
+                                       reason="onnxruntime is not installed (pip install 'dahash[onnx]')")
+
+
+@needs_onnxruntime
+def test_serve_on_onnxruntime_answers_as_search_on_onnxruntime(setup: dict[str, Any]) -> None:
+    """Concurrent uploads (batched by the server) and ``dahash search --engine onnxruntime`` give the
+    same answers; the server's backbone runs on ONNX Runtime and the run's export is reused."""
+    k = 5
+    want = []
+    queries = setup["queries"][:6]  # the mirrored images: in no cache, so each goes through the engine
+    for query in queries:  # each alone: the answer the server gives every upload, batched or not
+        paths, predicted, result = search_images(setup["index"], [query], k, engine="onnxruntime")
+        assert paths == [query]
+        want.append({"predicted": predicted[0], "ids": result.ids[0].tolist(), "distances": result.distances[0].tolist()})
+    app = create_app(setup["index"], engine="onnxruntime")
+    assert app.state.dahash.encoder.run.backbone.engine == "onnxruntime"
+    exports = sorted((Path(setup["run"]).parent / "cache" / "onnx").glob("*.onnx"))
+    assert len(exports) == 1  # made by search_images, reused by the server
+
+    def post(path: str) -> dict[str, Any]:
+        response = client.post("/search", files={"image": (Path(path).name, Path(path).read_bytes(), "image/png")},
+                               data={"k": str(k)})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return {"predicted": body["predicted"], "ids": [h["id"] for h in body["hits"]],
+                "distances": [h["distance"] for h in body["hits"]]}
+
+    with TestClient(app) as client, ThreadPoolExecutor(len(queries)) as pool:
+        got = list(pool.map(post, queries))
+    assert got == want
+
+
+@needs_onnxruntime
+def test_search_cli_engine_flag(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """``dahash search --engine onnxruntime --json`` prints the hits the Python API gives."""
+    query = setup["queries"][0]
+    assert main(["search", "--index", str(setup["index"]), "--image", query, "--top-k", "5",
+                 "--engine", "onnxruntime", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    _, predicted, result = search_images(setup["index"], [query], 5, engine="onnxruntime")
+    assert printed[0]["predicted"] == predicted[0]
+    assert [h["id"] for h in printed[0]["hits"]] == result.ids[0].tolist()
+    assert [h["distance"] for h in printed[0]["hits"]] == result.distances[0].tolist()

@@ -31,6 +31,7 @@ import copy
 import dataclasses
 import hashlib
 import importlib
+import logging
 import os
 import sys
 import threading
@@ -44,10 +45,14 @@ import torch
 from torch import nn
 
 from dahash.errors import ConfigError, DahashError, DataError
+from dahash.images.engines import (AUTO_ORDER, ENGINES, EXPORT_ENGINES, TOLERANCE, EngineUnusable, check_engine,
+                                   engine_runner, installed, onnx_export)
 from dahash.images.preprocess import DEFAULT_DECODE, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 __all__ = ["BACKBONES", "DEFAULT_BACKBONE", "FINETUNED_WEIGHTS", "RANDOM_WEIGHTS", "Backbone", "load_backbone", "file_sha256",
-           "InChunks", "inference_model", "traced_for_cpu"]
+           "InChunks", "inference_model", "traced_for_cpu", "use_engine", "ENGINES", "EXPORTS_DIR"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BACKBONE = "efficientnet_lite0"
 RANDOM_WEIGHTS = "random"
@@ -62,6 +67,8 @@ LITE_STD = (128.0 / 255.0,) * 3
 # in chunks").
 CPU_CHUNK = 4
 _LITE_SIZES = {0: 224, 1: 240, 2: 260}
+# Where ONNX exports are kept, under the feature cache folder.
+EXPORTS_DIR = "onnx"
 
 
 @dataclass(eq=False)
@@ -75,6 +82,9 @@ class Backbone:
         preprocessing: the resize/crop/normalisation the weights expect.
         weights_id: first 16 hex digits of the weights file's sha256, or ``"random"``.
         pretrained_fc: pretrained (fc6, fc7) ``Linear`` layers for alexnet/vgg16, else ``None``.
+        engine: what runs the forward pass on the CPU: ``"torch"``, or ``"onnxruntime"`` or
+            ``"openvino"`` on the ONNX export ``export`` (set by :func:`use_engine`).
+        export: that export, or ``None`` on torch.
     """
 
     name: str
@@ -83,17 +93,29 @@ class Backbone:
     preprocessing: Preprocessing
     weights_id: str
     pretrained_fc: tuple[nn.Linear, nn.Linear] | None = None
+    engine: str = "torch"
+    export: Path | None = None
+    # Engine runners by thread count: a session's threads are fixed when it is made.
+    _runners: dict[int, Any] = field(default_factory=dict, init=False, repr=False)
     # (fingerprint of model's weights, its inference copy): see inference().
     _inference: tuple | None = field(default=None, init=False, repr=False)
     _inference_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _pin: bool = field(default=False, init=False, repr=False)
     _pinned: nn.Module | None = field(default=None, init=False, repr=False)
 
-    def inference(self) -> nn.Module:
-        """The module to run for inference in place of ``model``: :func:`inference_model` of it,
+    def inference(self, threads: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """What to run for inference in place of ``model``. On torch: :func:`inference_model` of it,
         on the CPU :func:`traced_for_cpu` run :class:`InChunks` of :data:`CPU_CHUNK` images; kept and
         reused (a server encodes one upload at a time) while the model's weights, statistics and
-        device stay the same, or for good after :meth:`pin_inference`."""
+        device stay the same, or for good after :meth:`pin_inference`. On another engine: its
+        runner of the export on ``threads`` threads (default: torch's thread count, which
+        :func:`dahash.cores.use_threads` sets), kept per thread count."""
+        if self.engine != "torch":
+            n = threads or torch.get_num_threads()
+            with self._inference_lock:
+                if n not in self._runners:
+                    self._runners[n] = engine_runner(self.engine, self.export, n)
+                return self._runners[n]
         if self._pinned is not None:
             return self._pinned
         if not _is_lite(self.model):
@@ -116,9 +138,11 @@ class Backbone:
         self._pin = True
 
     def cache_key(self) -> str:
-        """Directory-safe identity of the features: backbone, weights and preprocessing."""
+        """Directory-safe identity of the features: backbone, weights, preprocessing and, for an
+        engine other than torch, the engine (torch's key is the one caches had before engines)."""
         prep = hashlib.sha1(self.preprocessing.key().encode()).hexdigest()[:12]
-        return f"{self.name}-{self.weights_id}-{prep}"
+        engine = "" if self.engine == "torch" else f"-{self.engine}"
+        return f"{self.name}-{self.weights_id}-{prep}{engine}"
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -316,6 +340,65 @@ def traced_for_cpu(model: nn.Module, crop: int) -> nn.Module:
             return torch.jit.trace(model, example, check_trace=False)
     except (AttributeError, RuntimeError, NotImplementedError):  # a torch without TorchScript, or an untraceable model
         return model
+
+
+# ---------------------------------------------------------------- inference engines
+
+
+def use_engine(backbone: Backbone, engine: str, cache_dir: str | os.PathLike[str] | None,
+               device: str | torch.device = "cpu") -> Backbone:
+    """``backbone`` with its forward pass on ``engine`` (:data:`ENGINES`), exporting it to ONNX
+    under ``cache_dir/onnx`` the first time (a copy sharing the model; ``torch`` returns it as it is).
+
+    ``auto`` takes the first of :data:`~dahash.images.engines.AUTO_ORDER` that is installed,
+    exports and stays within :data:`~dahash.images.engines.TOLERANCE` of torch, else torch with
+    one logged line saying why; on a GPU, and for random or fine-tuned weights (features that are
+    never cached, so an export would serve one call), ``auto`` is torch without a word. An engine
+    named outright raises a :class:`ConfigError` on a GPU or with fine-tuned weights (GPUs and
+    fine-tuning stay on torch), and a :class:`DahashError` when it cannot run here.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "torch":
+        return backbone
+    gpu = torch.device(device).type != "cpu"
+    if engine == "auto":
+        if gpu or backbone.weights_id in (RANDOM_WEIGHTS, FINETUNED_WEIGHTS):
+            return backbone
+        reasons = []
+        for candidate in AUTO_ORDER:
+            try:
+                return _on_engine(backbone, candidate, cache_dir)
+            except EngineUnusable as exc:
+                reasons.append(str(exc))
+        log.info(f"engine auto: torch ({'; '.join(reasons)})")
+        return backbone
+    if gpu:
+        raise ConfigError(f"engine {engine!r} runs on the CPU; on device {device} the backbone runs on torch "
+                          "(give --engine torch, or auto)")
+    if backbone.weights_id == FINETUNED_WEIGHTS:
+        raise ConfigError(f"engine {engine!r}: a fine-tuned backbone runs on torch (give --engine torch, or auto)")
+    try:
+        return _on_engine(backbone, engine, cache_dir)
+    except EngineUnusable as exc:
+        raise DahashError(str(exc)) from None
+
+
+def _on_engine(backbone: Backbone, engine: str, cache_dir: str | os.PathLike[str] | None) -> Backbone:
+    """``backbone`` on ``engine``, or :class:`EngineUnusable` saying why not."""
+    if not installed(engine):
+        raise EngineUnusable(f"{engine} is not installed (pip install 'dahash[{EXPORT_ENGINES[engine]}]')")
+    if cache_dir is None:
+        raise EngineUnusable(f"{engine} needs a cache folder for its ONNX export")
+    if not _on_cpu(backbone.model):
+        raise EngineUnusable(f"{engine} runs on the CPU and the backbone's weights are not there")
+    crop = backbone.preprocessing.crop
+    path = onnx_export(backbone.model, crop, Path(cache_dir) / EXPORTS_DIR, backbone.name)
+    diff = check_engine(engine, backbone.model, path, crop)
+    if not diff <= TOLERANCE:
+        raise EngineUnusable(f"{engine}'s features differ from torch's by {diff:.2g} of their scale, "
+                             f"over the tolerance {TOLERANCE:g} ({path})")
+    return dataclasses.replace(backbone, engine=engine, export=path)
 
 
 # ---------------------------------------------------------------- torchvision (optional)

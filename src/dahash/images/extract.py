@@ -10,9 +10,14 @@ images are skipped and reported, never fatal.
 Cache layout (``cache_dir`` may be shared by every task and domain)::
 
     cache_dir/
-      <backbone>-<weights_id>-<sha1(preprocessing.key())[:12]>/   # Backbone.cache_key()
-        meta.json                    # name, weights_id, preprocessing, feature_dim (for humans)
+      <backbone>-<weights_id>-<sha1(preprocessing.key())[:12]>[-<engine>]/   # Backbone.cache_key()
+        meta.json                    # name, weights_id, engine, preprocessing, feature_dim (for humans)
         ab/abcdef0123....npy         # float32 (D,) features of the file whose sha1 is abcdef0123...
+      onnx/<backbone>-<digest>.onnx, .json   # the ONNX export other engines run (dahash.images.engines)
+
+Each engine other than torch has its own folder: its features are within 1e-5 of torch's scale,
+but a hash code's bit can flip on a difference that small, and an image's code must not depend
+on which engine met it first (docs/usage.md, "Inference engines").
 
 Keying by content rather than path means a renamed or copied image (the same domain in another
 transfer task, duplicates across domains) is never recomputed, and an edited file always is. Each
@@ -109,7 +114,7 @@ def _collate(items: list[_Item]) -> tuple[torch.Tensor | None, list[int], list[t
     return batch, [i for _, i in ok], [(i, r) for t, i, r in items if t is None]
 
 
-def _forward(net: torch.nn.Module, batch: torch.Tensor, backbone: Backbone,
+def _forward(net: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor, backbone: Backbone,
              device: str | torch.device) -> np.ndarray:
     """float32 (B, D) features of one stacked batch (call under ``torch.no_grad()``)."""
     out = net(batch.to(device, non_blocking=True)).float().cpu().numpy()
@@ -252,7 +257,8 @@ def _write_cache_meta(cache_dir: Path, backbone: Backbone) -> bool:
     if meta.exists():
         return True
     try:
-        write_json(meta, {"name": backbone.name, "weights_id": backbone.weights_id,
+        write_json(meta, {"name": backbone.name, "weights_id": backbone.weights_id, "engine": backbone.engine,
+                          "export": None if backbone.export is None else backbone.export.name,
                           "feature_dim": backbone.feature_dim, "preprocessing": asdict(backbone.preprocessing),
                           "preprocessing_key": backbone.preprocessing.key()})
     except OSError as exc:
@@ -287,7 +293,7 @@ def _lane_batches(paths: list[Path], backbone: Backbone, batch_size: int, lanes:
     do more than one of two; and decoding in the lanes (Pillow and torch release the GIL) fills
     the gaps of the model's own, instead of decoding processes preempting its threads.
     """
-    net = backbone.inference()
+    net = backbone.inference(threads=1)
     dataset = _ImageDataset(paths, backbone.preprocessing)
 
     def lane(start: int) -> _Batch:
@@ -377,7 +383,8 @@ def model_only_throughput(backbone: Backbone, batch_size: int = 64, n_batches: i
 
     threads = torch.get_num_threads()
     try:
-        net = backbone.inference()  # the module extract_features runs
+        # What extract_features runs: with lanes, each lane's engine session has one thread.
+        net = backbone.inference(threads=1 if lanes > 1 and not cuda else None)
         if lanes == 1:  # in this thread, as extract_features runs one lane
             elapsed = timed(lambda: run(1), lambda: run(n_batches))
         else:

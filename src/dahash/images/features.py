@@ -10,7 +10,7 @@ import torch
 
 from dahash.data.features import FeatureSet, save_features
 from dahash.errors import ConfigError, DataError
-from dahash.images.backbones import Backbone, load_backbone
+from dahash.images.backbones import Backbone, load_backbone, use_engine
 from dahash.images.datasets import (
     ImageDomain,
     align_image_domains,
@@ -49,13 +49,14 @@ def domain_features(domain: ImageDomain, backbone: Backbone, cache_dir: Path, *,
 
 def extract_domain(data_root: str | None, domain: str, out: str | os.PathLike, *, backbone: str = "efficientnet_lite0",
                    weights: str | None = None, decode: str = DEFAULT_DECODE, cache_dir: str | None = None,
-                   progress: bool = True) -> FeatureSet:
+                   progress: bool = True, engine: str = "torch") -> FeatureSet:
     """The frozen backbone's features of one image domain (a folder under ``data_root``, or an image list)
     written to the .npz ``out`` that ``dahash train --source-features / --target-features`` reads: ``X``,
     labels ``y`` from the class folders, ``classes`` and image ``ids``. Features come from (and go to) the
-    feature cache, as a run on the image folders would compute them."""
-    net = load_backbone(backbone, weights, decode)
+    feature cache, as a run on the image folders would compute them, on ``engine``
+    (:func:`~dahash.images.backbones.use_engine`)."""
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    net = use_engine(load_backbone(backbone, weights, decode), engine, cache)
     features = domain_features(open_domain(data_root, domain), net, cache, progress=progress)
     save_features(out, features)
     return features
@@ -64,16 +65,18 @@ def extract_domain(data_root: str | None, domain: str, out: str | os.PathLike, *
 def image_feature_sets(data_root: str | None, source: str, target: str, *, backbone: str | Backbone,
                        weights: str | None = None, cache_dir: str | None = None, batch_size: int = 16,
                        num_workers: int = 2, progress: bool = True, device: str | torch.device = "cpu",
-                       decode: str = DEFAULT_DECODE) -> tuple[FeatureSet, FeatureSet]:
+                       decode: str = DEFAULT_DECODE, engine: str = "torch") -> tuple[FeatureSet, FeatureSet]:
     """Source and target feature sets with the source's class list (target labels: evaluation only).
 
     ``backbone`` is a registry name (loaded with ``weights``, decoding images as ``decode`` says) or
-    an already loaded :class:`Backbone`; features missing from the cache are computed on ``device``.
+    an already loaded :class:`Backbone`; features missing from the cache are computed on ``device``,
+    by ``engine`` for a registry name (a loaded backbone keeps its own).
     """
     src, tgt = align_image_domains(open_domain(data_root, source), open_domain(data_root, target))
-    # One backbone for both domains: loading it reads and hashes the weights file.
-    net = backbone if isinstance(backbone, Backbone) else load_backbone(backbone, weights, decode)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    # One backbone for both domains: loading it reads and hashes the weights file.
+    net = backbone if isinstance(backbone, Backbone) else use_engine(load_backbone(backbone, weights, decode),
+                                                                    engine, cache, device)
     kwargs = dict(batch_size=batch_size, num_workers=num_workers, progress=progress, device=device)
     return domain_features(src, net, cache, **kwargs), domain_features(tgt, net, cache, **kwargs)
 

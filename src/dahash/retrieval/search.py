@@ -73,9 +73,11 @@ class Encoder:
         return self.run.classes
 
     @classmethod
-    def from_run(cls, run_dir: str | os.PathLike) -> "Encoder":
+    def from_run(cls, run_dir: str | os.PathLike, *, engine: str | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> "Encoder":
+        """The run's encoder, its backbone on ``engine`` (default: the run's; exports under ``cache_dir``)."""
         bank = source_code_bank(run_dir)
-        return cls(load_image_run(run_dir), *(bank if bank else (None, None)))
+        return cls(load_image_run(run_dir, engine=engine, cache_dir=cache_dir), *(bank if bank else (None, None)))
 
     def predict(self, u: np.ndarray) -> list[str | None]:
         """The class of each output row by eq. 6 with binary codes (None without source codes)."""
@@ -100,8 +102,8 @@ def build_index(run_dir: str | os.PathLike, images: list[str], index_path: str |
                 backend: str = "faiss", kind: str = "flat", milvus_uri: str | None = None,
                 collection: str | None = None, cache_dir: str | None = None, progress: bool = True,
                 rebuild: bool = False, milvus_token: str | None = None, milvus_db: str | None = None,
-                milvus_tls_ca: str | None = None) -> int:
-    """Encode ``images`` with the run and save a new index of them at ``index_path``; returns the count.
+                milvus_tls_ca: str | None = None, engine: str | None = None) -> int:
+    """Encode ``images`` with the run (its backbone on ``engine``, default the run's) and save a new index of them at ``index_path``; returns the count.
 
     ``rebuild`` replaces an index already there (after a model changed): the images are encoded first, then
     a FAISS index's files are replaced in one step, or a Milvus index's collection dropped and made anew.
@@ -123,7 +125,7 @@ def build_index(run_dir: str | os.PathLike, images: list[str], index_path: str |
                         "replace it")
     if not existing and target.is_dir() and any(target.iterdir()):
         raise DataError(f"{index_path} is a folder with other files in it; an index needs its own folder")
-    encoder = Encoder.from_run(run_dir)
+    encoder = Encoder.from_run(run_dir, engine=engine, cache_dir=cache_dir)
     info = {"run": str(Path(run_dir).resolve())}
     codes, paths, predicted = encoder.encode(images, cache_dir=cache_dir, progress=progress)
     if existing:
@@ -146,9 +148,10 @@ def build_index(run_dir: str | os.PathLike, images: list[str], index_path: str |
     return len(keep)
 
 
-def run_of(index: HammingIndex, index_path: str | os.PathLike, run_dir: str | os.PathLike | None) -> Encoder:
-    """The encoder of the run that built the index (``run_dir`` overrides the recorded one); its model
-    must be the index's."""
+def run_of(index: HammingIndex, index_path: str | os.PathLike, run_dir: str | os.PathLike | None, *,
+           engine: str | None = None, cache_dir: str | os.PathLike | None = None) -> Encoder:
+    """The encoder of the run that built the index (``run_dir`` overrides the recorded one; its
+    backbone on ``engine``, default the run's); its model must be the index's."""
     run = run_dir or getattr(index, "info", {}).get("run")
     if not run:
         raise DataError(f"{index_path}: the index does not record its run; pass --run")
@@ -158,14 +161,15 @@ def run_of(index: HammingIndex, index_path: str | os.PathLike, run_dir: str | os
         raise DataError(f"{index_path} was built with model {expected}, but {run} holds {model_id(run)}: codes "
                         f"of two models are not comparable; rebuild it with 'dahash index build --run {run} "
                         f"--images ... --index {index_path} --rebuild'")
-    return Encoder.from_run(run)
+    return Encoder.from_run(run, engine=engine, cache_dir=cache_dir)
 
 
 def add_images(index_path: str | os.PathLike, images: list[str], *, run_dir: str | os.PathLike | None = None,
-               cache_dir: str | None = None, progress: bool = True) -> tuple[int, int]:
-    """Encode ``images`` with the index's run and add those not yet indexed; returns (added, skipped)."""
+               cache_dir: str | None = None, progress: bool = True, engine: str | None = None) -> tuple[int, int]:
+    """Encode ``images`` with the index's run (its backbone on ``engine``, default the run's) and add
+    those not yet indexed; returns (added, skipped)."""
     index = open_index(index_path)
-    encoder = run_of(index, index_path, run_dir)
+    encoder = run_of(index, index_path, run_dir, engine=engine, cache_dir=cache_dir)
     codes, paths, predicted = encoder.encode(images, cache_dir=cache_dir, progress=progress)
     ids = path_ids(paths)
     first = np.sort(np.unique(ids, return_index=True)[1])
@@ -179,9 +183,11 @@ def add_images(index_path: str | os.PathLike, images: list[str], *, run_dir: str
 
 def search_images(index_path: str | os.PathLike, images: list[str], k: int = 10, *,
                   run_dir: str | os.PathLike | None = None, cache_dir: str | None = None,
-                  progress: bool = False) -> tuple[list[str], list[str | None], SearchResult]:
-    """The top ``k`` indexed images of each query image: ``(query paths, predicted class, hits)``."""
+                  progress: bool = False, engine: str | None = None
+                  ) -> tuple[list[str], list[str | None], SearchResult]:
+    """The top ``k`` indexed images of each query image, encoded with the backbone on ``engine``
+    (default the run's): ``(query paths, predicted class, hits)``."""
     index = open_index(index_path)
-    encoder = run_of(index, index_path, run_dir)
+    encoder = run_of(index, index_path, run_dir, engine=engine, cache_dir=cache_dir)
     codes, paths, predicted = encoder.encode(images, cache_dir=cache_dir, progress=progress)
     return paths, predicted, index.search(codes, k)

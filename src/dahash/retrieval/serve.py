@@ -136,10 +136,11 @@ class _State:
 
     def __init__(self, index_path: str | os.PathLike, run_dir: str | os.PathLike | None, *,
                  max_upload_bytes: int, max_concurrent: int, queue_timeout: float,
-                 cache_dir: str | None, max_batch: int, max_wait_ms: float, lanes: int) -> None:
+                 cache_dir: str | None, max_batch: int, max_wait_ms: float, lanes: int,
+                 engine: str | None = None) -> None:
         self.index_path = Path(index_path)
         self.index = open_index(index_path)
-        self.encoder = run_of(self.index, index_path, run_dir)
+        self.encoder = run_of(self.index, index_path, run_dir, engine=engine, cache_dir=cache_dir)
         self.encoder.run.backbone.pin_inference()  # a server never trains its model
         self.n_bits = int(self.encoder.n_bits)
         if int(self.index.n_bits) != self.n_bits:
@@ -321,7 +322,7 @@ _SEARCH_OPENAPI = {
 def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = None, *,
                max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 16, queue_timeout: float = 30.0,
                cache_dir: str | None = None, max_batch: int = 16, max_wait_ms: float = 10.0, lanes: int = 1,
-               api_key: str | None = None) -> Any:
+               api_key: str | None = None, engine: str | None = None) -> Any:
     """A FastAPI app serving the index at ``index_path``, whose queries the run that built it
     (or ``run_dir``, holding the same model) encodes; see the module docstring.
 
@@ -331,6 +332,7 @@ def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None 
     uploads are encoded together, up to ``max_batch`` at a time, a batch waiting at most
     ``max_wait_ms`` for stragglers, ``lanes`` batches at a time; ``max_batch=1`` encodes each upload
     on its own. With ``api_key``, every route but ``/health`` needs it (:mod:`dahash.retrieval.access`).
+    ``engine`` runs the backbone (default: the run's, as ``dahash search``).
     """
     require_server_packages()
     check_settings(max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
@@ -339,7 +341,7 @@ def create_app(index_path: str | os.PathLike, run_dir: str | os.PathLike | None 
 
     state = _State(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
                    queue_timeout=float(queue_timeout), cache_dir=cache_dir, max_batch=max_batch,
-                   max_wait_ms=float(max_wait_ms), lanes=lanes)
+                   max_wait_ms=float(max_wait_ms), lanes=lanes, engine=engine)
     app = FastAPI(title="dahash", version=_version(), lifespan=_lifespan,
                   description=f"Hamming search over the index {state.index_path} "
                               f"({state.n_bits}-bit codes of the run {state.encoder.run.run_dir}).")
@@ -572,13 +574,15 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
           port: int = 8000, max_upload_bytes: int = 10 * 2 ** 20, max_concurrent: int = 16,
           queue_timeout: float = 30.0, cache_dir: str | None = None, log_level: str = "info",
           threads: int | None = None, max_batch: int = 16, max_wait_ms: float = 10.0,
-          lanes: int | None = None, api_key: str | None = None, allow_no_key: bool = False) -> None:
+          lanes: int | None = None, api_key: str | None = None, allow_no_key: bool = False,
+          engine: str | None = None) -> None:
     """Load the index and serve it with uvicorn until interrupted (loopback only unless ``host`` says).
 
     ``threads`` is the cores this process uses (FAISS's thread count); by default
     :func:`default_threads`. ``max_batch`` and ``max_wait_ms`` bound the batches of concurrent
     uploads (``max_batch=1``: each upload encoded on its own); ``lanes`` batches run side by side
-    (by default :func:`default_lanes`: one per thread), each on ``threads // lanes`` torch threads.
+    (by default :func:`default_lanes`: one per thread), each on ``threads // lanes`` torch threads
+    (or engine threads: ``engine`` runs the backbone, default the run's).
     ``api_key`` guards every route but ``/health``; a ``host`` beyond loopback without one is refused
     unless ``allow_no_key``.
     """
@@ -598,7 +602,7 @@ def serve(index_path: str | os.PathLike, run_dir: str | os.PathLike | None = Non
         lanes = default_lanes(threads, max_batch)
     app = create_app(index_path, run_dir, max_upload_bytes=max_upload_bytes, max_concurrent=max_concurrent,
                      queue_timeout=queue_timeout, cache_dir=cache_dir, max_batch=max_batch, max_wait_ms=max_wait_ms,
-                     lanes=lanes, api_key=api_key)
+                     lanes=lanes, api_key=api_key, engine=engine)
     # This function owns the process (it runs until interrupted), so setting its thread pools is not
     # a side effect on anyone else; create_app, which tests run in-process, leaves them alone. Set
     # after create_app has checked lanes, and before any lane starts (they start with the first

@@ -11,9 +11,9 @@ import torch
 from dahash.data.features import align_domains, load_features
 from dahash.data.normalize import FeatureNormalizer
 from dahash.errors import ConfigError
-from dahash.images.backbones import load_backbone
+from dahash.images.backbones import load_backbone, use_engine
 from dahash.images.datasets import ImageDomain, align_image_domains, scan_readable
-from dahash.images.features import image_feature_sets, open_domain
+from dahash.images.features import default_cache_dir, image_feature_sets, open_domain
 from dahash.io import write_csv
 from dahash.training.config import TrainConfig
 from dahash.training.trainer import Domains, resolve_device
@@ -34,15 +34,16 @@ def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = Non
     if images:
         if not config.source or not config.target:
             raise ConfigError("both --source and --target must be given with --data-root")
-        net = load_backbone(config.backbone, config.weights, config.decode)
+        device = extraction_device(config.device)
+        net = use_engine(load_backbone(config.backbone, config.weights, config.decode), config.engine,
+                         config.cache_dir or default_cache_dir(), device)
         pretrained_fc = net.pretrained_fc
         if pretrained_fc is not None and config.feature_norm != "none":
             raise ConfigError(f"feature_norm must be none with backbone {config.backbone!r}: the head starts from "
                               f"its pretrained fc6, which expects the raw pool5 features (got {config.feature_norm!r})")
         source, target = image_feature_sets(config.data_root, config.source, config.target, backbone=net,
                                             cache_dir=config.cache_dir, batch_size=config.extract_batch_size,
-                                            num_workers=config.num_workers, progress=progress,
-                                            device=extraction_device(config.device))
+                                            num_workers=config.num_workers, progress=progress, device=device)
     else:
         if not config.source_features or not config.target_features:
             raise ConfigError("give --source-features and --target-features, or --data-root with --source and --target")

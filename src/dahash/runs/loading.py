@@ -15,7 +15,7 @@ from torch import Tensor
 
 from dahash.codes import binarize, unpack_codes
 from dahash.errors import ConfigError, DataError
-from dahash.images.backbones import Backbone, load_backbone
+from dahash.images.backbones import Backbone, load_backbone, use_engine
 from dahash.images.extract import batch_features, cached_features, extract_features, image_tensor
 from dahash.images.features import collect_images, default_cache_dir
 from dahash.models.predict import class_probabilities, encode, export_codes
@@ -54,8 +54,11 @@ class LoadedRun:
     backbone: Backbone
 
 
-def load_image_run(run_dir: str | os.PathLike) -> LoadedRun:
-    """The run in ``run_dir``, which must have trained DAH's hash head on images."""
+def load_image_run(run_dir: str | os.PathLike, *, engine: str | None = None,
+                   cache_dir: str | os.PathLike | None = None) -> LoadedRun:
+    """The run in ``run_dir``, which must have trained DAH's hash head on images, with its backbone
+    on ``engine`` (default: the engine the run extracted its features with; ONNX exports go under
+    the feature cache :func:`_cache_dir` names)."""
     model, config, normalizer, classes = load_model(Path(run_dir) / MODEL)
     if config.head != "hash":
         raise ConfigError(f"{run_dir}: this run trained a {config.head} classifier (a deep baseline), "
@@ -67,6 +70,8 @@ def load_image_run(run_dir: str | os.PathLike) -> LoadedRun:
         backbone = load_finetuned_backbone(Path(run_dir) / MODEL, config)  # never cached: run-specific weights
     else:
         backbone = load_backbone(config.backbone, config.weights, config.decode)
+    backbone = use_engine(backbone, engine or config.engine, _cache_dir(config, cache_dir),
+                          extraction_device(config.device))
     return LoadedRun(Path(run_dir), model, config, normalizer, list(classes), backbone)
 
 
@@ -77,15 +82,17 @@ def _cache_dir(config: Any, cache_dir: str | os.PathLike | None) -> Path:
 
 def image_outputs(run: str | os.PathLike | LoadedRun, inputs: list[str], *, cache_dir: str | None = None,
                   progress: bool = True, num_workers: int | None = None,
-                  write_cache: bool = True, report: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
+                  write_cache: bool = True, report: bool = True,
+                  engine: str | None = None) -> tuple[np.ndarray, list[str], list[str]]:
     """A trained run's hash outputs u for image files and folders: ``(u, paths kept, run's classes)``.
 
     Unreadable images are skipped: with ``report``, said in one line on stderr, and a
     :class:`DataError` when not one image could be read; without, silently (a server answers each
     upload itself). ``num_workers`` overrides the run's decoding processes (0 decodes in this
     process, as a server does for one upload); ``write_cache=False`` reads the feature cache
-    without adding to it."""
-    loaded = run if isinstance(run, LoadedRun) else load_image_run(run)
+    without adding to it. ``engine`` runs the backbone of a run given by its folder (a
+    :class:`LoadedRun` keeps its own)."""
+    loaded = run if isinstance(run, LoadedRun) else load_image_run(run, engine=engine, cache_dir=cache_dir)
     config = loaded.config
     paths = collect_images(inputs)
     X, kept, failed = extract_features(paths, loaded.backbone,
@@ -164,10 +171,11 @@ def predict_classes(u: np.ndarray, bank: tuple[np.ndarray, np.ndarray] | None, c
 
 
 def encode_images(run_dir: str | os.PathLike, inputs: list[str], out: str | os.PathLike, *,
-                  cache_dir: str | None = None, progress: bool = True) -> int:
-    """Hash codes of new images with a trained run's backbone and head, written as packed codes with their paths
-    and, for a run with source codes, each image's predicted class (eq. 6 with codes, as ``dahash search``)."""
-    u, paths, classes = image_outputs(run_dir, inputs, cache_dir=cache_dir, progress=progress)
+                  cache_dir: str | None = None, progress: bool = True, engine: str | None = None) -> int:
+    """Hash codes of new images with a trained run's backbone (on ``engine``, default the run's) and head,
+    written as packed codes with their paths and, for a run with source codes, each image's predicted
+    class (eq. 6 with codes, as ``dahash search``)."""
+    u, paths, classes = image_outputs(run_dir, inputs, cache_dir=cache_dir, progress=progress, engine=engine)
     bank = source_code_bank(run_dir)
     export_codes(out, u, paths, classes=classes, predicted=predict_classes(u, bank, classes) if bank else None)
     return len(paths)

@@ -15,6 +15,7 @@ import yaml
 
 from dahash.errors import ConfigError
 from dahash.io import write_text
+from dahash.images.engines import ENGINES
 from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
 from dahash.losses.mmd import MMD_ESTIMATORS
 
@@ -28,6 +29,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "backbone_bn": ("frozen", "train"),
     "decode": DECODE_MODES,
     "augment_on": ("workers", "device"),
+    "engine": ENGINES,
 }
 # What a run saved before a setting existed did: a saved config without the key means this value.
 SETTINGS_BEFORE_THEY_EXISTED: dict[str, Any] = {"backbone_bn": "train", "stochastic_depth": True,
@@ -64,6 +66,7 @@ class TrainConfig:
     compile: bool = field(default=False, metadata={"help": "torch.compile the network for training (fewer kernel launches on GPUs; the first steps wait for the compiler; needs a C compiler)"})
     decode: str = field(default=DEFAULT_DECODE, metadata={"help": "reduced: a large JPEG is decoded at 1/2, 1/4 or 1/8 size (still covering the resize) and shrunk by an integer factor before resampling, several times less CPU on camera photos; exact: full decode (runs saved before this setting); the two have separate feature caches (docs/usage.md)"})
     cache_dir: str | None = field(default=None, metadata={"help": "feature cache (default: $DAHASH_CACHE or ~/.cache/dahash)"})
+    engine: str = field(default="torch", metadata={"help": "what runs the frozen backbone on the CPU when features are extracted: torch, onnxruntime or openvino (an ONNX export made once and cached under the feature cache; pip install 'dahash[onnx]' or 'dahash[openvino]'), or auto (the fastest installed within tolerance of torch, else torch); each engine has its own feature cache; fine-tuning and GPUs run on torch (docs/usage.md)"})
     num_workers: int = field(default=2, metadata={"help": "image decoding worker processes for fine-tuning, and for "
                                                            "feature extraction on a GPU or on 1 CPU thread (more "
                                                            "CPU threads decode and extract in lanes of 1 thread)"})
@@ -147,6 +150,9 @@ class TrainConfig:
             raise ConfigError(f"eta (DAH's entropy loss) needs the hash head; set eta=0 with head=softmax, got {self.eta!r}")
         if self.adversarial and self.head != "softmax":
             raise ConfigError("adversarial (DANN's domain classifier) needs head=softmax")
+        if self.finetune and self.engine not in ("torch", "auto"):
+            raise ConfigError(f"engine {self.engine!r}: fine-tuning trains the backbone on torch; give engine torch "
+                              "or auto with finetune")
         if self.num_threads is not None and self.num_threads < 1:
             raise ConfigError(f"num_threads must be >= 1, got {self.num_threads!r}")
         return self
