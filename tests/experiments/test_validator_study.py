@@ -52,6 +52,18 @@ def test_regret_and_rank_correlation_by_hand() -> None:
     assert s["source"] == {"regret": 15.0, "rho": pytest.approx(-1.0), "best_picked": 0, "groups": 2}
 
 
+def test_a_group_of_equal_accuracies_counts_every_pick_as_best() -> None:
+    # Six candidates at 41 of 157 right: the mean of six equal floats exceeds their max by a rounding error.
+    tie = [100 * 41 / 157] * 6
+    g = _group(tie, source_val_accuracy=[80.0, 70.0, 60.0, 50.0, 40.0, 30.0])
+    assert g.regret(RANDOM) > 0  # what made the uniform pick "never best" before the tolerance
+    assert summary([g], (RANDOM, "source"))[RANDOM]["best_picked"] == 1
+    assert summary([g], ("source",))["source"]["best_picked"] == 1
+    # A real difference, one image in 157 (0.64 points), is never counted as best.
+    near = _group([50.0, 50.0 + 100 / 157], source_val_accuracy=[80.0, 70.0])
+    assert summary([near], ("source",))["source"]["best_picked"] == 0
+
+
 def test_the_declared_rule() -> None:
     def part(**regrets: float) -> dict:
         return {c: {"regret": r, "rho": 0.0} for c, r in {"paper": 2.0, RANDOM: 0.1, **regrets}.items()}
