@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn import config_context
 from tqdm.auto import tqdm
 
 from dahash.errors import ConfigError, DahashError, DataError
@@ -367,35 +368,38 @@ def select_setting(make_estimator: Callable[[dict[str, Any]], Estimator],
              "n_classes": len(classes), "val_fraction": val_fraction, "seed": seed}
     records = []
     bar = tqdm(candidates, desc="select", unit="candidate", disable=not progress, dynamic_ncols=True)
-    for index, params in enumerate(bar):
-        bar.set_postfix_str(setting_text(params), refresh=False)
-        # A finished candidate of an interrupted selection is kept (out/candidates/<index>.json).
-        saved = Path(out) / CANDIDATES / f"{index:03d}.json" if out is not None else None
-        if saved is not None and saved.exists():
-            record = json.loads(saved.read_text())
-            if record.get("params") == _plain(params) and record.get("split") == _plain(split):
-                records.append({k: (math.nan if v is None and k in SCORES else v)
-                                for k, v in record.items() if k != "split"})
-                continue
-        estimator = make_estimator(dict(params))
-        errors: dict[str, str] = {}
-        notes: dict[str, str] = {}
-        t0 = time.perf_counter()
-        try:
-            estimator.fit(X_fit, y_fit, sample_domain=sd_fit)
-        except Exception as exc:  # noqa: BLE001 - a diverging candidate is a result, not a crash
-            seconds = time.perf_counter() - t0
-            errors["fit"] = _reason(exc)
-            scores = {name: math.nan for name in SCORES}
-        else:
-            seconds = time.perf_counter() - t0
-            scores = _score(estimator, Xs[val], y[val], Xt, seed, errors, notes)
-            if saved is not None:  # before the record, whose presence marks the candidate finished
-                _save_predictions(saved.parent / PREDICTIONS.format(index=index), estimator, Xt, classes, errors)
-        records.append({"index": index, "params": dict(params), **scores, "fit_seconds": seconds,
-                        "errors": errors, "warnings": notes})
-        if saved is not None:
-            write_json(saved, _plain({**records[-1], "split": split}))
+    # scikit-learn's settings are per thread: skada's routing switch, made on import, is not on in a
+    # thread that did not import it (a Dask worker's task threads).
+    with config_context(enable_metadata_routing=True):
+        for index, params in enumerate(bar):
+            bar.set_postfix_str(setting_text(params), refresh=False)
+            # A finished candidate of an interrupted selection is kept (out/candidates/<index>.json).
+            saved = Path(out) / CANDIDATES / f"{index:03d}.json" if out is not None else None
+            if saved is not None and saved.exists():
+                record = json.loads(saved.read_text())
+                if record.get("params") == _plain(params) and record.get("split") == _plain(split):
+                    records.append({k: (math.nan if v is None and k in SCORES else v)
+                                    for k, v in record.items() if k != "split"})
+                    continue
+            estimator = make_estimator(dict(params))
+            errors: dict[str, str] = {}
+            notes: dict[str, str] = {}
+            t0 = time.perf_counter()
+            try:
+                estimator.fit(X_fit, y_fit, sample_domain=sd_fit)
+            except Exception as exc:  # noqa: BLE001 - a diverging candidate is a result, not a crash
+                seconds = time.perf_counter() - t0
+                errors["fit"] = _reason(exc)
+                scores = {name: math.nan for name in SCORES}
+            else:
+                seconds = time.perf_counter() - t0
+                scores = _score(estimator, Xs[val], y[val], Xt, seed, errors, notes)
+                if saved is not None:  # before the record, whose presence marks the candidate finished
+                    _save_predictions(saved.parent / PREDICTIONS.format(index=index), estimator, Xt, classes, errors)
+            records.append({"index": index, "params": dict(params), **scores, "fit_seconds": seconds,
+                            "errors": errors, "warnings": notes})
+            if saved is not None:
+                write_json(saved, _plain({**records[-1], "split": split}))
     bar.close()
     if all("fit" in r["errors"] for r in records):
         raise DahashError(f"every candidate failed to fit; the first: {records[0]['errors']['fit']}")
