@@ -146,8 +146,11 @@ def _select(args: argparse.Namespace) -> int:
     if not grid:
         raise ConfigError(f"method {args.method} has no default grid; give at least one --grid KEY=V1,V2,..., "
                           "e.g. --grid epochs=50,100,300")
+    # Each candidate a cell of the executor; in this process, one after the other, by default.
+    executor = _executor(args) if args.executor != "local" or args.workers > 1 else None
     selection, _ = select_config(config, grid, method=args.method, criterion=args.criterion,
-                                 val_fraction=args.val_fraction, out=args.out, progress=_progress(args))
+                                 val_fraction=args.val_fraction, out=args.out, progress=_progress(args),
+                                 executor=executor)
     if args.json:
         _print_json({"out": args.out, **selection.to_dict()})
         return 0
@@ -479,6 +482,7 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
     select.add_argument("--quiet", action="store_true", help="no progress bar")
     select.add_argument("--progress", action="store_true",
                            help="progress bars even when stderr is not a terminal (a redirected log)")
+    _add_executor_arguments(select, cells="candidates", workers=True)
     add_config_arguments(select, skip=("out",))
     select.set_defaults(func=_select)
 
@@ -536,9 +540,13 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_demo)
 
 
-def _add_executor_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where cells run (docs/cluster.md): this machine's process pool, or a Dask, Ray or Slurm cluster."""
-    group = parser.add_argument_group("where cells run (docs/cluster.md)")
+def _add_executor_arguments(parser: argparse.ArgumentParser, cells: str = "cells", workers: bool = False) -> None:
+    """Where ``cells`` run (docs/cluster.md): this machine's process pool, or a Dask, Ray or Slurm cluster."""
+    group = parser.add_argument_group(f"where {cells} run (docs/cluster.md)")
+    if workers:
+        group.add_argument("--workers", type=int, default=1,
+                           help=f"{cells} in parallel on this machine (the local pool, a local Dask or Ray cluster), "
+                                "each on free cores / workers threads (default 1)")
     group.add_argument("--executor", choices=("local", "dask", "ray", "slurm"), default="local",
                        help="local: --workers processes here (default); dask: tasks of a Dask cluster; ray: tasks of a "
                             "Ray cluster; slurm: one job array through submitit (needs sbatch). Extras: "
