@@ -31,9 +31,9 @@ def _config(root: Path, out: Path) -> ReproduceConfig:
                            overrides={"epochs": 4, "hidden": [16, 16], "k": 2})
 
 
-def _cli_args(root: Path, out: Path) -> list[str]:
+def _cli_args(root: Path, out: Path, cache: Path | None = None) -> list[str]:
     return ["reproduce", "--data-root", str(root), "--dataset", "office31", "--methods", *METHODS, "--tasks", *TASKS,
-            "--seeds", "1", "--bits", "8", "--cache-dir", str(root.parent / "cache"), "--set", "epochs=4",
+            "--seeds", "1", "--bits", "8", "--cache-dir", str(cache or root.parent / "cache"), "--set", "epochs=4",
             "hidden=[16,16]", "k=2", "--out", str(out), "--quiet", "--json"]
 
 
@@ -56,6 +56,7 @@ def local(tiny_office31: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     return _results(out)
 
 
+@pytest.mark.integration
 def test_dask_gives_the_local_results_even_when_a_worker_is_killed_mid_cell(
         tiny_office31: Path, tmp_path: Path, local: dict[str, dict], capsys: pytest.CaptureFixture[str]) -> None:
     """A 2-process LocalCluster through the CLI; the first deep cell's worker is killed once it has a
@@ -86,6 +87,7 @@ def test_dask_gives_the_local_results_even_when_a_worker_is_killed_mid_cell(
     assert "on the dask executor" in (out / "accuracy.md").read_text()
 
 
+@pytest.mark.integration
 def test_ray_and_submitit_give_the_local_results(tiny_office31: Path, tmp_path: Path,
                                                  local: dict[str, dict]) -> None:
     """A local Ray runtime (each cell's threads: the CPUs Ray assigned it) and submitit's local
@@ -117,12 +119,13 @@ sys.exit(main(sys.argv[3:]))
 """
 
 
+@pytest.mark.integration
 def test_two_drivers_on_one_out_compute_each_cell_once(tiny_office31: Path, tmp_path: Path,
                                                        local: dict[str, dict]) -> None:
-    """Two ``dahash reproduce`` started at once on one --out: every cell is computed by one of them,
-    and both print the whole table."""
-    out, log = tmp_path / "out", tmp_path / "computed.log"
-    args = [sys.executable, "-c", DRIVER, "", str(log), *_cli_args(tiny_office31, out), "--cpus-per-cell", "1"]
+    """Two ``dahash reproduce`` started at once on one --out and one empty feature cache: both extract
+    the features into it side by side, every cell is computed by one of them, and both print the whole table."""
+    out, log, cache = tmp_path / "out", tmp_path / "computed.log", tmp_path / "cache"
+    args = [sys.executable, "-c", DRIVER, "", str(log), *_cli_args(tiny_office31, out, cache), "--cpus-per-cell", "1"]
     drivers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = [d.communicate(timeout=300) for d in drivers]
     assert [d.returncode for d in drivers] == [0, 0], [o[1][-2000:] for o in outputs]
@@ -132,3 +135,4 @@ def test_two_drivers_on_one_out_compute_each_cell_once(tiny_office31: Path, tmp_
     summaries = [json.loads(o[0]) for o in outputs]
     assert [s["cells"] for s in summaries] == [4, 4] and sum(s["computed"] for s in summaries) >= 4
     assert _results(out) == local
+    assert len(list(cache.rglob("*.npy"))) == 3 * 18 and not list(cache.rglob("*.tmp"))  # whole entries only
