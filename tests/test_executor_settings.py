@@ -41,3 +41,4 @@ def test_the_local_pool_in_this_process_gives_every_result() -> None:
                                                                      (3, (9, threads))]
     assert list(run_all(ExecutorConfig(cpus=5), _square, [4])) == [(4, (16, 5))]
     assert list(run_all(ExecutorConfig(), _square, [])) == []
+

@@ -18,6 +18,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -134,7 +135,13 @@ def _local(config: ExecutorConfig, work: Callable[[C, int], R], cells: list[C], 
         futures = {pool.submit(work, cell, threads): cell for cell in cells}
         try:
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:
+                    # The pool resubmits nothing: what the lost worker held stays staged for the next run.
+                    raise DahashError(f"a worker process died while running {describe(futures[future])} (killed, "
+                                      "or out of memory); rerun the same command to finish the cells left") from exc
+                yield futures[future], result
         except BaseException:
             # Stop at the first failure or Ctrl-C instead of running every queued cell first.
             pool.shutdown(wait=True, cancel_futures=True)
