@@ -408,7 +408,9 @@ def _study(args: argparse.Namespace) -> int:
     if args.runs:
         parts = reproduce_groups(args.runs, progress=_progress(args))
     if args.demo:
-        parts["demo"] = demo_groups(Path(args.out) / "demo", progress=_progress(args))
+        # The demo's candidates as cells of the executor; in this process, one after the other, by default.
+        executor = _executor(args) if args.executor != "local" or args.workers > 1 else None
+        parts["demo"] = demo_groups(Path(args.out) / "demo", progress=_progress(args), executor=executor)
     result = write_study(args.out, parts)
     print(Path(args.out, "study.md").read_text())
     if result["decision"]:
@@ -796,6 +798,7 @@ def _add_study_command(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--candidates", default=None,
                        help="remake the study from a candidates.csv it wrote (e.g. docs/results/), without the runs")
     study.add_argument("--out", required=True, help="output directory: study.md and candidates.csv")
+    _add_executor_arguments(study, cells="the --demo selections' candidates", workers=True)
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.add_argument("--progress", action="store_true",
                           help="progress bars even when stderr is not a terminal (a redirected log)")
