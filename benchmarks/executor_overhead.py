@@ -7,7 +7,10 @@ a reproduce cell is to the engine: a top-level function that takes the cell's lo
 renames it into place (:func:`dahash.locks.compute_once`). Each cell times its own training; the
 engine's overhead per cell is what the wall time holds beyond it::
 
-    overhead per cell = (workers x wall - sum of the cells' own times) / cells
+    overhead per cell = (workers x wall - sum of the cells' own CPU times) / cells
+
+(CPU times, because submitit's local executor starts all its jobs at once: cells that share the
+cores take longer on the clock without costing more.)
 
 ``startup`` is the time from submitting to the first cell's start (a pool's spawned processes import
 dahash; a cluster starts), ``steady`` the overhead per cell from the first cell's start to the last
@@ -62,11 +65,12 @@ def cell(spec: dict, threads: int) -> dict:
         Xt = rng.normal(size=(400, 256)) + 2 * np.eye(256)[yt] + 0.5
         X, y = np.vstack([Xs, Xt]), np.r_[ys, -np.ones(400, int)]
         domain = np.r_[np.ones(400, int), -2 * np.ones(400, int)]
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         model = DAH(bits=32, hidden=[256, 256], epochs=spec["epochs"], seed=spec["seed"], num_threads=threads)
         model.fit(X, y, sample_domain=domain)
         accuracy = float((model.predict(Xt, sample_domain=domain[400:]) == yt).mean())
-        result = {"seconds": time.perf_counter() - t0, "start": start, "end": time.time(), "accuracy": accuracy}
+        result = {"seconds": time.perf_counter() - t0, "cpu": time.process_time() - cpu0, "start": start,
+                  "end": time.time(), "seed": spec["seed"], "accuracy": accuracy}
         write_json(staging / "result.json", result)
         return result
 
@@ -79,14 +83,16 @@ def measure(engine: str, cells: int, workers: int, epochs: int, base: Path) -> d
     kind, cluster = ("slurm", "local") if engine == "slurm" else (engine, "slurm")
     config = ExecutorConfig(kind, workers=workers, cpus=1, submitit_cluster=cluster, log_dir=str(folder / "logs"))
     t0 = time.time()
-    results = [r for _, r in run_all(config, cell, specs)]
+    results = sorted((r for _, r in run_all(config, cell, specs)), key=lambda r: r["seed"])
     wall = time.time() - t0
-    own = [r["seconds"] for r in results]
+    # CPU seconds: submitit's local executor starts every job at once, and cells sharing the cores
+    # take longer on the clock without costing more.
+    own = [r["cpu"] for r in results]
     first, last = min(r["start"] for r in results), max(r["end"] for r in results)
     return {"engine": engine, "wall": wall, "median_cell": statistics.median(own),
             "startup": first - t0, "overhead": (workers * wall - sum(own)) / cells,
             "steady": (workers * (last - first) - sum(own)) / cells,
-            "accuracies": [round(r["accuracy"], 4) for r in results]}
+            "accuracies": [r["accuracy"] for r in results]}
 
 
 def main() -> None:
@@ -104,7 +110,7 @@ def main() -> None:
         for engine in args.engines:
             rows.append(measure(engine, args.cells, args.workers, args.epochs, Path(base)))
     local = next((r for r in rows if r["engine"] == "local"), None)
-    print(f"\n| engine | wall s | median cell s | startup s | overhead/cell s | / median | steady/cell s | / median "
+    print(f"\n| engine | wall s | median cell CPU s | startup s | overhead/cell s | / median | steady/cell s | / median "
           "| extra vs local / median |\n|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         extra = (f"{(r['overhead'] - local['overhead']) / r['median_cell']:+.1%}" if local else "")

@@ -3,7 +3,9 @@
 A *cell* is one (method, task, seed). Each cell lives in its own directory under
 ``OUT/cells/<method>/<source>_<target>/seed<k>/`` and is finished when its ``results.json``
 exists; an interrupted reproduce recomputes nothing that finished, and a deep cell cut off
-mid-training resumes from its last epoch's checkpoint. Deep methods train on the cached
+mid-training resumes from its last epoch's checkpoint. A cell is computed under its lock in
+``seed<k>.partial/`` and renamed into place when done (:func:`run_unit`), on the local pool or on a
+Dask, Ray or Slurm cluster (:mod:`dahash.executors`), so two drivers may share one ``OUT``. Deep methods train on the cached
 backbone features (:mod:`dahash.training.methods`); shallow ones (:mod:`dahash.shallow`) read the same
 features, each domain z-scored on its own (no labels). Target labels are read only to
 score the predictions.
