@@ -38,8 +38,9 @@ def _cli_args(root: Path, out: Path, cache: Path | None = None) -> list[str]:
 
 
 def _results(out: Path) -> dict[str, dict]:
-    """Every cell's metrics but its training time; a cell that is not whole fails here."""
-    results = {}
+    """Every cell's metrics but its training time, and the accuracy table (accuracy.csv); a cell that is
+    not whole fails here."""
+    results: dict = {"accuracy.csv": (out / "accuracy.csv").read_text()}
     for cell in CELLS:
         saved = json.loads((out / cell / "results.json").read_text())
         assert saved["config"].get("out", str(out / cell)) == str(out / cell)
@@ -50,7 +51,7 @@ def _results(out: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def local(tiny_office31: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """The local pool's results, one cell at a time on one thread: what every engine must give."""
+    """The local pool's results and table, one cell at a time on one thread: what every engine must give."""
     out = tmp_path_factory.mktemp("local") / "out"
     rep.reproduce(_config(tiny_office31, out), progress=False, executor=ExecutorConfig(cpus=1))
     return _results(out)
