@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "dahash"
 # and the package's front door (``dahash`` itself, its __init__) sit on top.
 LAYERS: list[tuple[str, ...]] = [
     ("dahash.errors", "dahash.io", "dahash.isolation", "dahash.validation", "dahash.codes", "dahash.cores",
-     "dahash.selection_grids"),
+     "dahash.selection_grids", "dahash.executors", "dahash.locks"),
     ("dahash.data",),
     ("dahash.images",),
     ("dahash.losses", "dahash.models", "dahash.metrics", "dahash.index", "dahash.shallow", "dahash.hashing"),

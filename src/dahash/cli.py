@@ -16,8 +16,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:  # imported when a command runs: dahash.cores loads numba
+    from dahash.executors import ExecutorConfig
 
 from dahash.errors import ConfigError, DahashError
 from dahash.images.engines import ENGINES
@@ -143,8 +147,11 @@ def _select(args: argparse.Namespace) -> int:
     if not grid:
         raise ConfigError(f"method {args.method} has no default grid; give at least one --grid KEY=V1,V2,..., "
                           "e.g. --grid epochs=50,100,300")
+    # Each candidate a cell of the executor; in this process, one after the other, by default.
+    executor = _executor(args) if args.executor != "local" or args.workers > 1 else None
     selection, _ = select_config(config, grid, method=args.method, criterion=args.criterion,
-                                 val_fraction=args.val_fraction, out=args.out, progress=_progress(args))
+                                 val_fraction=args.val_fraction, out=args.out, progress=_progress(args),
+                                 executor=executor)
     if args.json:
         _print_json({"out": args.out, **selection.to_dict()})
         return 0
@@ -277,7 +284,7 @@ def _reproduce(args: argparse.Namespace, defaults: dict) -> int:
         config = RetrievalConfig(**common, methods=args.methods or list(RETRIEVAL_METHODS),
                                  bits=args.bits or [16, 64, 128], holdout=args.holdout,
                                  precision_k=args.precision_k, hasher_params=params)
-        summary = reproduce_retrieval(config, progress=_progress(args))
+        summary = reproduce_retrieval(config, progress=_progress(args), executor=_executor(args))
         files = "map.md, map.csv, retrieval.csv and pr_*.png"
     else:
         if args.bits and len(args.bits) > 1:
@@ -296,7 +303,7 @@ def _reproduce(args: argparse.Namespace, defaults: dict) -> int:
         config = ReproduceConfig(**common, methods=with_selected(methods) if args.select_all else methods,
                                  bits=(args.bits or [64])[0], classifier=args.classifier, shallow_params=params,
                                  selection_grids=grids, criterion=args.criterion)
-        summary = reproduce(config, progress=_progress(args))
+        summary = reproduce(config, progress=_progress(args), executor=_executor(args))
         files = "accuracy.md, .csv and .png"
     if args.json:
         _print_json({"out": args.out, **{k: v for k, v in summary.items() if k != "table"}})
@@ -405,7 +412,9 @@ def _study(args: argparse.Namespace) -> int:
     if args.runs:
         parts = reproduce_groups(args.runs, progress=_progress(args))
     if args.demo:
-        parts["demo"] = demo_groups(Path(args.out) / "demo", progress=_progress(args))
+        # The demo's candidates as cells of the executor; in this process, one after the other, by default.
+        executor = _executor(args) if args.executor != "local" or args.workers > 1 else None
+        parts["demo"] = demo_groups(Path(args.out) / "demo", progress=_progress(args), executor=executor)
     result = write_study(args.out, parts)
     print(Path(args.out, "study.md").read_text())
     if result["decision"]:
@@ -488,6 +497,7 @@ def _add_select_command(sub: argparse._SubParsersAction) -> None:
     select.add_argument("--quiet", action="store_true", help="no progress bar")
     select.add_argument("--progress", action="store_true",
                            help="progress bars even when stderr is not a terminal (a redirected log)")
+    _add_executor_arguments(select, cells="candidates", workers=True)
     add_config_arguments(select, skip=("out",))
     select.set_defaults(func=_select)
 
@@ -547,6 +557,45 @@ def _add_demo_command(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=_demo)
 
 
+def _add_executor_arguments(parser: argparse.ArgumentParser, cells: str = "cells", workers: bool = False) -> None:
+    """Where ``cells`` run (docs/cluster.md): this machine's process pool, or a Dask, Ray or Slurm cluster."""
+    group = parser.add_argument_group(f"where {cells} run (docs/cluster.md)")
+    if workers:
+        group.add_argument("--workers", type=int, default=1,
+                           help=f"{cells} in parallel on this machine (the local pool, a local Dask or Ray cluster), "
+                                "each on free cores / workers threads (default 1)")
+    group.add_argument("--executor", choices=("local", "dask", "ray", "slurm"), default="local",
+                       help="local: --workers processes here (default); dask: tasks of a Dask cluster; ray: tasks of a "
+                            "Ray cluster; slurm: one job array through submitit (needs sbatch). Extras: "
+                            "pip install 'dahash[dask]' / 'dahash[ray]' / 'dahash[slurm]'")
+    group.add_argument("--executor-address", default=None, metavar="ADDRESS",
+                       help="dask: the scheduler, e.g. tcp://head:8786; ray: e.g. ray://head:10001 or auto (default: "
+                            "a cluster of --workers processes on this machine)")
+    group.add_argument("--cpus-per-cell", "--slurm-cpus", dest="cpus_per_cell", type=int, default=None, metavar="N",
+                       help="cores each cell asks for and runs its threads on: Ray's num_cpus, Slurm's "
+                            "--cpus-per-task (default: the free cores shared by --workers here; 1 on a Ray "
+                            "cluster; on Dask a worker's cores shared among its threads)")
+    group.add_argument("--gpus-per-cell", "--slurm-gpus", dest="gpus_per_cell", type=int, default=0, metavar="N",
+                       help="GPUs each cell asks for: Ray's num_gpus, Slurm's --gpus-per-node (default 0)")
+    group.add_argument("--slurm-partition", default=None, help="Slurm partition (sbatch --partition)")
+    group.add_argument("--slurm-time", type=int, default=60, metavar="MINUTES",
+                       help="time limit of each cell's job in minutes (sbatch --time; default 60); a job cut off "
+                            "is requeued and resumes from its last checkpoint")
+    group.add_argument("--slurm-mem", default=None, help="memory per job, e.g. 16G (sbatch --mem)")
+    group.add_argument("--slurm-account", default=None, help="account to charge (sbatch --account)")
+    group.add_argument("--slurm-qos", default=None, help="quality of service (sbatch --qos)")
+
+
+def _executor(args: argparse.Namespace) -> "ExecutorConfig":
+    """The :class:`dahash.executors.ExecutorConfig` of the executor flags."""
+    from dahash.executors import ExecutorConfig
+
+    return ExecutorConfig(kind=args.executor, address=args.executor_address, workers=args.workers,
+                          cpus=args.cpus_per_cell, gpus=args.gpus_per_cell, slurm_partition=args.slurm_partition,
+                          slurm_time=args.slurm_time, slurm_mem=args.slurm_mem, slurm_account=args.slurm_account,
+                          slurm_qos=args.slurm_qos).validate()
+
+
 def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     """``dahash reproduce``."""
     from dahash.experiments.catalog import ALL_METHODS, CRITERIA, DATASET_DOMAINS, METHODS, RETRIEVAL_METHODS
@@ -592,6 +641,7 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--workers", type=int, default=1,
                      help="runs in parallel, each on free cores / workers threads (free: not kept busy by other "
                           "jobs, by the 1-minute load average)")
+    _add_executor_arguments(rep)
     rep.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                      help="training settings applied to every deep method after its own, e.g. epochs=50")
     rep.add_argument("--shallow-set", nargs="*", default=[], metavar="METHOD.KEY=VALUE",
@@ -766,6 +816,7 @@ def _add_study_command(sub: argparse._SubParsersAction) -> None:
     study.add_argument("--candidates", default=None,
                        help="remake the study from a candidates.csv it wrote (e.g. docs/results/), without the runs")
     study.add_argument("--out", required=True, help="output directory: study.md and candidates.csv")
+    _add_executor_arguments(study, cells="the --demo selections' candidates", workers=True)
     study.add_argument("--quiet", action="store_true", help="no progress bars")
     study.add_argument("--progress", action="store_true",
                           help="progress bars even when stderr is not a terminal (a redirected log)")

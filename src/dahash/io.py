@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,14 +32,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_temporaries(folder: str | os.PathLike, older_than_s: float = 0.0) -> list[Path]:
     """Delete the temporaries :func:`atomic_path` left in ``folder`` when its process was killed
     mid-write (``.<name>.<random>.tmp``) and return them. Only a folder's single writer may call
-    this, before it writes."""
+    this, before it writes; where several may write, ``older_than_s`` spares those written since."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.iterdir() if p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp")]
+    now = time.time()
+    stale = [p for p in folder.iterdir() if p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp")
+             and now - p.stat().st_mtime >= older_than_s]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

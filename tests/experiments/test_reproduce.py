@@ -281,7 +281,7 @@ def test_every_grid_holds_the_fixed_setting_within_one_budget(tmp_path: Path, mo
 
     seen = []
 
-    def fake(config: ReproduceConfig, progress: bool) -> dict:
+    def fake(config: ReproduceConfig, progress: bool, executor: object = None) -> dict:
         seen.append(config)
         return {"table": "", "cells": 0, "computed": 0, "seconds": 0.0}
 

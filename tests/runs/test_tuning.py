@@ -17,7 +17,10 @@ from dahash.runs.estimator import PARAMETERS
 from dahash.runs.loading import load_run
 from dahash.errors import ConfigError
 from dahash.runs.selection import PREDICTIONS
-from dahash.runs.tuning import fit_predict_selected
+from dahash.executors import ExecutorConfig
+from dahash.runs import tuning
+from dahash.runs.tuning import fit_predict_selected, select_config
+from dahash.training.config import TrainConfig
 from dahash.shallow import fit_predict_shallow
 from dahash.selection_grids import GAMMA_GRIDS, SELECTION_GRIDS, TUNED_SETTING, auto_grid
 from shifted_task import CLASSES, TINY, shifted_task  # tests/ is on sys.path (no __init__.py)
@@ -170,3 +173,37 @@ def test_threads_default_to_the_free_cores_and_are_recorded(tmp_path: Path, monk
     del args[args.index("--num-threads"):args.index("--num-threads") + 2]
     assert main(args) == 0
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["num_threads"] == 1
+
+
+
+def test_select_fits_its_candidates_as_cells_of_an_executor(tmp_path: Path) -> None:
+    """``select_config`` on an executor: each candidate a cell (its data read where it runs, its record saved under
+    its lock), the same scores and choice as one after the other; a rerun sends no candidate again.
+    (The engines' own processes are tested on reproduce's cells, tests/experiments/test_executors.py.)"""
+    source, target = _files(tmp_path)
+    config = TrainConfig(source_features=str(source), target_features=str(target), epochs=2, hidden=[8, 8], bits=8,
+                         k=2, feature_norm="standardize", num_threads=1)
+    grid = {"gamma": [0.0, 100.0]}
+
+    def scores(out: Path) -> list:
+        saved = json.loads((out / "selection.json").read_text())
+        return [{k: v for k, v in c.items() if k != "fit_seconds"} for c in saved["candidates"]] + [saved["best_index"]]
+
+    select_config(config, grid, out=tmp_path / "one", progress=False)
+    sent: list[int] = []
+    real = tuning.select_candidate
+
+    def counted(index: int, threads: int, **kwargs: object) -> None:
+        sent.append(index)
+        real(index, threads, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(tuning, "select_candidate", counted)
+        select_config(config, grid, out=tmp_path / "cells", progress=False, executor=ExecutorConfig(cpus=1))
+        assert sent == [0, 1] and scores(tmp_path / "cells") == scores(tmp_path / "one")
+        candidates = tmp_path / "cells" / "candidates"
+        assert sorted(p.name for p in candidates.iterdir() if p.suffix != ".npy") == ["000.json", "001.json"]
+        select_config(config, grid, out=tmp_path / "cells", progress=False, executor=ExecutorConfig(cpus=1))
+        assert sent == [0, 1]
+    with pytest.raises(ConfigError, match="out is required"):
+        select_config(config, grid, executor=ExecutorConfig())

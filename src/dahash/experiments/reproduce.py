@@ -3,7 +3,9 @@
 A *cell* is one (method, task, seed). Each cell lives in its own directory under
 ``OUT/cells/<method>/<source>_<target>/seed<k>/`` and is finished when its ``results.json``
 exists; an interrupted reproduce recomputes nothing that finished, and a deep cell cut off
-mid-training resumes from its last epoch's checkpoint. Deep methods train on the cached
+mid-training resumes from its last epoch's checkpoint. A cell is computed under its lock in
+``seed<k>.partial/`` and renamed into place when done (:func:`run_unit`), on the local pool or on a
+Dask, Ray or Slurm cluster (:mod:`dahash.executors`), so two drivers may share one ``OUT``. Deep methods train on the cached
 backbone features (:mod:`dahash.training.methods`); shallow ones (:mod:`dahash.shallow`) read the same
 features, each domain z-scored on its own (no labels). Target labels are read only to
 score the predictions.
@@ -17,15 +19,14 @@ then run with that setting.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import itertools
 import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import InitVar, asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from tqdm.auto import tqdm
 
 from dahash.cores import threads_per_worker, use_threads
 from dahash.errors import ConfigError, DahashError
+from dahash.executors import ExecutorConfig, run_all
 from dahash.experiments.catalog import (
     ALL_METHODS,
     DATASET_DOMAINS,
@@ -61,6 +63,7 @@ from dahash.images.features import (
     open_domain,
 )
 from dahash.io import remove_stale_temporaries, write_csv, write_json, write_text
+from dahash.locks import compute_once
 from dahash.metrics.plots import plot_task_bars
 from dahash.runs.data import report_skipped
 from dahash.runs.estimator import INPUT_SETTINGS
@@ -74,6 +77,8 @@ from dahash.validation import check_choice
 
 SELECTIONS = "selection"
 CELLS = "cells"
+# A temporary file in OUT older than this was left by a killed driver; a younger one may be another's.
+STALE_TEMPORARY_S = 3600.0
 
 
 @dataclass
@@ -305,7 +310,7 @@ def _selection_request(job: Cell, config: ReproduceConfig) -> dict[str, Any]:
             "criterion": config.criterion}
 
 
-def _selection_done(job: Cell, config: ReproduceConfig) -> dict[str, Any] | None:
+def _selection_done(job: Cell, *, config: ReproduceConfig) -> dict[str, Any] | None:
     """The chosen setting of a finished selection, or None; one made with other settings is an error."""
     directory = Path(job.directory)
     if not (directory / "selection.json").exists() or not (directory / "request.json").exists():
@@ -354,7 +359,8 @@ def _selection_job(job: Cell, threads: int = 1, *, config: ReproduceConfig) -> d
     return selection.best_params
 
 
-def run_selections(config: ReproduceConfig, progress: bool) -> dict[tuple[str, str, str], dict[str, Any]]:
+def run_selections(config: ReproduceConfig, progress: bool,
+                   executor: ExecutorConfig | None = None) -> dict[tuple[str, str, str], dict[str, Any]]:
     """Every :data:`SELECTED` method's setting per task, reusing finished selections; also writes
     ``OUT/selected.md`` (the chosen setting of every method and task, with the rule that chose it)."""
     jobs = plan_selections(config)
@@ -362,18 +368,18 @@ def run_selections(config: ReproduceConfig, progress: bool) -> dict[tuple[str, s
         return {}
     chosen, todo = {}, []
     for job in jobs:
-        done = _selection_done(job, config)
+        done = _selection_done(job, config=config)
         if done is None:
             todo.append(job)
         else:
             chosen[(job.method, job.source, job.target)] = done
     if todo:
         _prefetch_features(config, resolve_tasks(config), progress)
-    threads = threads_per_worker(config.workers)
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="task", desc="select",
                disable=not progress, dynamic_ncols=True)
     work = functools.partial(_selection_job, config=config)
-    for job, params in _execute(todo, work, config.workers, threads, bar):
+    done = functools.partial(_selection_done, config=config)
+    for job, params in _execute(todo, work, done, _executor(config, executor), config.out, bar):
         chosen[(job.method, job.source, job.target)] = params
     bar.close()
     rows = []
@@ -493,11 +499,11 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
 
 def run_cells(config: TablesConfig, cells: list[Cell], tasks: list[tuple[str, str]],
               finished: Callable[[Cell], dict[str, Any] | None], work: Callable[[Cell, int], dict[str, Any]],
-              key: Callable[[Cell], tuple], settings_file: str,
-              progress: bool) -> tuple[dict[tuple, dict[str, Any]], int, int, float]:
+              key: Callable[[Cell], tuple], settings_file: str, progress: bool,
+              executor: ExecutorConfig | None = None) -> tuple[dict[tuple, dict[str, Any]], int, str, float]:
     """Extract the tasks' features, reuse every ``finished`` cell, save the settings as
-    ``settings_file`` and ``work`` out the rest; returns ``({key(cell): metrics}, cells computed,
-    threads per cell, seconds)``."""
+    ``settings_file`` and ``work`` out the rest on ``executor`` (the local pool of ``config.workers``
+    by default); returns ``({key(cell): metrics}, cells computed, threads per cell in words, seconds)``."""
     t0 = time.perf_counter()
     _prefetch_features(config, tasks, progress)
     results, todo = {}, []
@@ -509,35 +515,67 @@ def run_cells(config: TablesConfig, cells: list[Cell], tasks: list[tuple[str, st
             results[key(cell)] = done
     # Only now: a rerun refused for other settings must not relabel the finished runs.
     write_text(Path(config.out) / settings_file, yaml.safe_dump(asdict(config), sort_keys=False))
-    threads = threads_per_worker(config.workers)
+    executor = _executor(config, executor)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="run", desc=Path(settings_file).stem,
                disable=not progress, dynamic_ncols=True)
-    for cell, metrics in _execute(todo, work, config.workers, threads, bar):
+    for cell, metrics in _execute(todo, work, finished, executor, config.out, bar):
         results[key(cell)] = metrics
     bar.close()
-    return results, len(todo), threads, time.perf_counter() - t0
+    return results, len(todo), threads_text(executor), time.perf_counter() - t0
 
 
-def _execute(todo: list[Cell], work: Callable[[Cell, int], dict[str, Any]], workers: int, threads: int,
-             bar: tqdm) -> Iterator[tuple[Cell, dict[str, Any]]]:
-    """``(cell, work(cell, threads))`` for every cell, ``workers`` at a time in spawned processes
-    (in this process when 1), advancing ``bar``; the first failure or Ctrl-C cancels the rest."""
-    if workers == 1:
-        for cell in todo:
-            bar.set_postfix_str(f"{cell.method} {task_label(cell.source, cell.target)} seed {cell.seed}")
-            yield cell, work(cell, threads)
-            bar.update(1)
-        return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(work, cell, threads): cell for cell in todo}
-        try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-                bar.update(1)
-        except BaseException:
-            # Stop at the first failure or Ctrl-C instead of running every queued cell first.
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+def _executor(config: TablesConfig, executor: ExecutorConfig | None) -> ExecutorConfig:
+    """``executor`` (the local pool by default) running ``config.workers`` cells at a time here."""
+    return dataclasses.replace(executor or ExecutorConfig(), workers=config.workers).validate()
+
+
+def threads_text(executor: ExecutorConfig) -> str:
+    """How many threads each cell ran on, for the tables' notes."""
+    if executor.kind == "local" or (executor.kind in ("dask", "ray") and not executor.address):
+        threads = executor.cpus or threads_per_worker(executor.workers)
+        return f"{threads} thread(s) each, {executor.workers} run(s) at a time on the {executor.kind} executor"
+    return f"threads from each worker's allocation on the {executor.kind} executor"
+
+
+def _execute(todo: list[Cell], work: Callable[[Cell, int], Any], finished: Callable[[Cell], Any],
+             executor: ExecutorConfig, out: str, bar: tqdm) -> Iterator[tuple[Cell, Any]]:
+    """``(cell, result)`` for every cell of ``todo`` on ``executor``'s engine, each computed once
+    (:func:`run_unit`), advancing ``bar``; the first failure or Ctrl-C cancels the rest."""
+    unit = functools.partial(run_unit, finished=finished, work=work)
+    describe = lambda cell: f"{cell.method} {task_label(cell.source, cell.target)} seed {cell.seed}"  # noqa: E731
+    for cell, result in run_all(executor, unit, todo, describe=describe, log_dir=out):
+        yield cell, result
+        bar.update(1)
+
+
+def run_unit(cell: Cell, threads: int, *, finished: Callable[[Cell], Any], work: Callable[[Cell, int], Any]) -> Any:
+    """``finished(cell)``, else ``work`` on the cell in its staging folder, renamed to the cell's directory
+    when done: on whatever machine and however often an engine starts it, a cell is computed once, under
+    its lock, and appears whole (:func:`dahash.locks.compute_once`)."""
+
+    def compute(staging: Path) -> Any:
+        settings = {**cell.settings, "out": str(staging)} if "out" in cell.settings else cell.settings
+        result = work(dataclasses.replace(cell, directory=str(staging), settings=settings), threads)
+        _relabel(staging, Path(cell.directory))
+        return result
+
+    return compute_once(cell.directory, lambda: finished(cell), compute)
+
+
+def _relabel(staging: Path, final: Path) -> None:
+    """Point the ``out`` that a run's config.yaml and results.json record at the cell's own directory,
+    where they will be once ``staging`` is renamed."""
+    for path in [*staging.rglob("config.yaml"), *staging.rglob("results.json")]:
+        text = path.read_text()
+        saved = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
+        config = saved.get("config", saved) if isinstance(saved, dict) else None
+        if not isinstance(config, dict) or not str(config.get("out") or "").startswith(str(staging)):
+            continue
+        config["out"] = str(final) + config["out"][len(str(staging)):]
+        if path.suffix == ".yaml":
+            write_text(path, yaml.safe_dump(saved, sort_keys=False))
+        else:
+            write_json(path, saved)
 
 
 def _prefetch_features(config: TablesConfig, tasks: list[tuple[str, str]], progress: bool) -> None:
@@ -598,14 +636,15 @@ def _published(config: ReproduceConfig, labels: list[str]) -> tuple[str, list[li
     return md, rows
 
 
-def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or finish) every selection and cell, then write ``accuracy.md/.csv/.png``, for the methods
-    with hash codes ``map.md/.csv``, ``settings.md/.csv`` and, with selected methods, ``selected.md``
-    in ``config.out``."""
+def reproduce(config: ReproduceConfig, progress: bool = True, executor: ExecutorConfig | None = None) -> dict[str, Any]:
+    """Run (or finish) every selection and cell on ``executor`` (the local pool by default), then write
+    ``accuracy.md/.csv/.png``, for the methods with hash codes ``map.md/.csv``, ``settings.md/.csv``
+    and, with selected methods, ``selected.md`` in ``config.out``."""
     config.validate()
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out)  # what a killed earlier invocation was writing
+    # What a killed earlier invocation was writing; not what another driver on this --out writes now.
+    remove_stale_temporaries(out, older_than_s=STALE_TEMPORARY_S)
     tasks = resolve_tasks(config)
     for cell in plan_cells(config) + plan_selections(config):
         if not is_shallow(cell.method):
@@ -615,11 +654,12 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
             for candidate in config.selection_grids[base_method(job.method)]:  # so does a bad candidate
                 method_config(base_method(job.method), {**job.settings, **candidate},
                               source=f"{job.method} candidate {_setting_text(candidate)}")
-    chosen = run_selections(config, progress)
+    chosen = run_selections(config, progress, executor)
     cells = plan_cells(config, chosen)
     results, computed, threads, seconds = run_cells(
         config, cells, tasks, _finished, run_cell,
-        lambda cell: (cell.method, task_label(cell.source, cell.target), cell.seed), "reproduce.yaml", progress)
+        lambda cell: (cell.method, task_label(cell.source, cell.target), cell.seed), "reproduce.yaml", progress,
+        executor)
     write_settings(config, cells, chosen)
 
     header, body, means = summarize(config, results, tasks)
@@ -632,8 +672,7 @@ def reproduce(config: ReproduceConfig, progress: bool = True) -> dict[str, Any]:
             f"Mean ± standard deviation over {config.seeds} seed(s) for the deep methods; the shallow "
             f"methods ({config.classifier} classifier) are deterministic and run once.\n\n"
             + markdown_table(header, body)
-            + f"\nTraining time per run (s, mean over tasks and seeds, {threads} thread(s) each, {config.workers} "
-              "run(s) at a time): " + ", ".join(f"{m} {t:.1f}" for m, t in timing.items())
+            + f"\nTraining time per run (s, mean over tasks and seeds, {threads}): " + ", ".join(f"{m} {t:.1f}" for m, t in timing.items())
             + f". This invocation: {seconds:.0f} s wall for {computed} runs ({len(cells) - computed} reused).\n"
             + "\nThe setting of every row on every task: settings.md"
             + ("; the -sel rows' choices, made without target labels: selected.md.\n"

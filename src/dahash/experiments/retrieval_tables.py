@@ -37,6 +37,7 @@ import numpy as np
 
 from dahash.cores import use_threads
 from dahash.errors import ConfigError, DahashError
+from dahash.executors import ExecutorConfig
 from dahash.experiments.catalog import RETRIEVAL_METHODS
 from dahash.experiments.published import MAP_METHODS, published_rows
 from dahash.experiments.reproduce import (
@@ -353,8 +354,9 @@ PROTOCOL = ("Queries: the target domain's codes (SuH: only the held-out {holdout
             "and labeled target; ITQ, KMeans, BA and BDNN are fitted on the target features without labels.")
 
 
-def reproduce_retrieval(config: RetrievalConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or finish) every cell, then write ``map.md``, ``map.csv``, ``retrieval.csv`` and one
+def reproduce_retrieval(config: RetrievalConfig, progress: bool = True,
+                        executor: ExecutorConfig | None = None) -> dict[str, Any]:
+    """Run (or finish) every cell on ``executor`` (the local pool by default), then write ``map.md``, ``map.csv``, ``retrieval.csv`` and one
     ``pr_<target>_<bits>bits.png`` per target domain and code length in ``config.out``."""
     config.validate()
     out = Path(config.out)
@@ -367,7 +369,7 @@ def reproduce_retrieval(config: RetrievalConfig, progress: bool = True) -> dict[
     results, computed, threads, seconds = run_cells(
         config, cells, pairs, _finished, run_cell,
         lambda cell: (cell.method, cell.settings["bits"], task_label(cell.source, cell.target), cell.seed),
-        "retrieval.yaml", progress)
+        "retrieval.yaml", progress, executor)
 
     what = config.dataset or Path(config.data_root).name
     text = (f"# Retrieval, {what}, {config.backbone} features\n\n"
@@ -402,7 +404,7 @@ def reproduce_retrieval(config: RetrievalConfig, progress: bool = True) -> dict[
     timing = {m: float(np.mean([r["train_seconds"] for (method, *_), r in results.items() if method == m]))
               for m in config.methods}
     text += ("\n\nTraining time per run (s, mean over tasks, code lengths and seeds, "
-             f"{threads} thread(s) each, {config.workers} run(s) at a time): "
+             f"{threads}): "
              + ", ".join(f"{m} {t:.1f}" for m, t in timing.items())
              + f". This invocation: {seconds:.0f} s wall for {computed} runs ({len(cells) - computed} reused).\n"
              + "\nPrecision-recall figures: " + ", ".join(figures) + "\n")

@@ -28,6 +28,7 @@ import yaml
 from scipy.stats import spearmanr
 
 from dahash.errors import DataError
+from dahash.executors import ExecutorConfig
 from dahash.experiments.demo import demo_config, prepare_data
 from dahash.experiments.reproduce import SELECTIONS, ReproduceConfig, resolve_tasks
 from dahash.experiments.tables import markdown_table
@@ -245,10 +246,12 @@ def reproduce_groups(run_dir: str | os.PathLike, *, progress: bool = False) -> d
     return parts
 
 
-def demo_groups(out: str | os.PathLike, *, epochs: int | None = None, progress: bool = False) -> list[Group]:
+def demo_groups(out: str | os.PathLike, *, epochs: int | None = None, progress: bool = False,
+                executor: ExecutorConfig | None = None) -> list[Group]:
     """The demo's data (printed -> handwritten digits) with NoDA's and DAH's candidates selected on it in
-    ``out/selection/<method>`` (resumable; no target label read), then scored against its labels."""
-    out = Path(out)
+    ``out/selection/<method>`` (resumable; no target label read; each candidate a cell of ``executor`` when
+    given), then scored against its labels."""
+    out = Path(out).absolute()  # the feature files' paths, as a worker elsewhere must read them
     source, target = prepare_data(out)
     base = demo_config(out, epochs)
     groups = []
@@ -256,7 +259,7 @@ def demo_groups(out: str | os.PathLike, *, epochs: int | None = None, progress: 
         config = method_config(method, {k: v for k, v in base.to_dict().items() if k not in DEEP_METHODS[method]})
         directory = out / SELECTIONS / method
         select_config(config, SELECTION_GRIDS[method], method=method, val_fraction=VAL_FRACTION, out=directory,
-                      progress=progress)
+                      progress=progress, executor=executor)
         groups.append(load_group(directory, method, "printed_handwritten", np.asarray(source.classes)[target.y]))
     return groups
 

@@ -35,11 +35,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn import config_context
 from tqdm.auto import tqdm
 
 from dahash.errors import ConfigError, DahashError, DataError
 from dahash.selection_grids import CRITERIA, CRITERION_SCORE
 from dahash.io import atomic_path, write_csv, write_json, write_text
+from dahash.locks import DirectoryLock
 from dahash.validation import check_choice
 
 __all__ = ["CRITERIA", "SCORES", "Selection", "choose", "domain_classifier_error", "expand_grid", "parse_grid",
@@ -346,64 +348,107 @@ def select_setting(make_estimator: Callable[[dict[str, Any]], Estimator],
     estimator is fitted on ``X = [source-train; Xt]``, ``y = [labels; -1]``, ``sample_domain =
     [1; -2]``, with labels encoded as ``0..C-1`` (what DEV needs), and scored as the module doc
     says. A candidate whose fit fails is kept with NaN scores and the reason. With ``out``,
-    ``selection.json``, ``.csv`` and ``.md`` are written there.
+    ``selection.json``, ``.csv`` and ``.md`` are written there, and each candidate's record in
+    ``out/candidates/`` as it finishes (one that :func:`fit_candidates` saved is reused).
     """
     check_choice("criterion", criterion, CRITERIA)
-    check_val_fraction(val_fraction)
     candidates = expand_grid(grid)
-    Xs, Xt = _matrix(Xs, "Xs"), _matrix(Xt, "Xt")
-    if Xs.shape[1] != Xt.shape[1]:
-        raise DataError(f"Xs has {Xs.shape[1]} features but Xt has {Xt.shape[1]}")
-    ys = np.asarray(ys)
-    if ys.shape != (len(Xs),):
-        raise DataError(f"ys must hold one label per row of Xs ({len(Xs)}), got shape {ys.shape}")
-    classes, y = np.unique(ys, return_inverse=True)
-    train, val = _stratified_split(y, classes, val_fraction, seed)
-    X_fit = np.concatenate([Xs[train], Xt])
-    y_fit = np.r_[y[train], np.full(len(Xt), MASKED)]
-    sd_fit = np.r_[np.full(len(train), SOURCE_DOMAIN), np.full(len(Xt), TARGET_DOMAIN)]
-
-    split = {"n_source_train": len(train), "n_source_val": len(val), "n_target": len(Xt),
-             "n_classes": len(classes), "val_fraction": val_fraction, "seed": seed}
-    records = []
+    data = _SelectionData.of(Xs, ys, Xt, val_fraction, seed)
     bar = tqdm(candidates, desc="select", unit="candidate", disable=not progress, dynamic_ncols=True)
+    records = []
     for index, params in enumerate(bar):
         bar.set_postfix_str(setting_text(params), refresh=False)
-        # A finished candidate of an interrupted selection is kept (out/candidates/<index>.json).
-        saved = Path(out) / CANDIDATES / f"{index:03d}.json" if out is not None else None
-        if saved is not None and saved.exists():
-            record = json.loads(saved.read_text())
-            if record.get("params") == _plain(params) and record.get("split") == _plain(split):
-                records.append({k: (math.nan if v is None and k in SCORES else v)
-                                for k, v in record.items() if k != "split"})
-                continue
-        estimator = make_estimator(dict(params))
-        errors: dict[str, str] = {}
-        notes: dict[str, str] = {}
-        t0 = time.perf_counter()
+        records.append(_candidate(make_estimator, index, params, data, out))
+    bar.close()
+    if all("fit" in r["errors"] for r in records):
+        raise DahashError(f"every candidate failed to fit; the first: {records[0]['errors']['fit']}")
+    best, rule = choose(records, criterion)
+    selection = Selection(criterion, rule, best, dict(candidates[best]), records, data.split)
+    if out is not None:
+        selection.save(out)
+    return selection
+
+
+def fit_candidates(make_estimator: Callable[[dict[str, Any]], Estimator],
+                   grid: dict[str, Sequence[Any]] | Sequence[dict[str, Any]], indices: Sequence[int], Xs: Any,
+                   ys: Any, Xt: Any, *, out: str | os.PathLike, val_fraction: float = 0.2, seed: int = 0) -> None:
+    """Fit and score the candidates ``indices`` of ``grid`` as :func:`select_setting` does, saving each in
+    ``out/candidates/`` for it to reuse; each under a lock, so that two processes never fit one at once."""
+    candidates = expand_grid(grid)
+    data = _SelectionData.of(Xs, ys, Xt, val_fraction, seed)
+    for index in indices:
+        saved = Path(out) / CANDIDATES / f"{index:03d}.json"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        with DirectoryLock(saved.with_suffix(".lock")).held(stop_waiting=saved.exists) as mine:
+            if mine:
+                _candidate(make_estimator, index, candidates[index], data, out)
+
+
+@dataclass
+class _SelectionData:
+    """The rows every candidate is fitted and scored on: the seeded stratified source split, and the target."""
+
+    X_fit: np.ndarray
+    y_fit: np.ndarray
+    sd_fit: np.ndarray
+    Xv: np.ndarray
+    yv: np.ndarray
+    Xt: np.ndarray
+    classes: np.ndarray
+    seed: int
+    split: dict[str, Any]
+
+    @classmethod
+    def of(cls, Xs: Any, ys: Any, Xt: Any, val_fraction: float, seed: int) -> "_SelectionData":
+        check_val_fraction(val_fraction)
+        Xs, Xt = _matrix(Xs, "Xs"), _matrix(Xt, "Xt")
+        if Xs.shape[1] != Xt.shape[1]:
+            raise DataError(f"Xs has {Xs.shape[1]} features but Xt has {Xt.shape[1]}")
+        ys = np.asarray(ys)
+        if ys.shape != (len(Xs),):
+            raise DataError(f"ys must hold one label per row of Xs ({len(Xs)}), got shape {ys.shape}")
+        classes, y = np.unique(ys, return_inverse=True)
+        train, val = _stratified_split(y, classes, val_fraction, seed)
+        split = {"n_source_train": len(train), "n_source_val": len(val), "n_target": len(Xt),
+                 "n_classes": len(classes), "val_fraction": val_fraction, "seed": seed}
+        return cls(np.concatenate([Xs[train], Xt]), np.r_[y[train], np.full(len(Xt), MASKED)],
+                   np.r_[np.full(len(train), SOURCE_DOMAIN), np.full(len(Xt), TARGET_DOMAIN)],
+                   Xs[val], y[val], Xt, classes, seed, split)
+
+
+def _candidate(make_estimator: Callable[[dict[str, Any]], Estimator], index: int, params: dict[str, Any],
+               data: _SelectionData, out: str | os.PathLike | None) -> dict[str, Any]:
+    """One candidate's record: fitted and scored, or as an interrupted selection saved it
+    (``out/candidates/<index>.json``, written last)."""
+    saved = Path(out) / CANDIDATES / f"{index:03d}.json" if out is not None else None
+    if saved is not None and saved.exists():
+        record = json.loads(saved.read_text())
+        if record.get("params") == _plain(params) and record.get("split") == _plain(data.split):
+            return {k: (math.nan if v is None and k in SCORES else v) for k, v in record.items() if k != "split"}
+    estimator = make_estimator(dict(params))
+    errors: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    t0 = time.perf_counter()
+    # scikit-learn's settings are per thread: skada's routing switch, made on import, is not on in a
+    # thread that did not import it (a Dask worker's task threads).
+    with config_context(enable_metadata_routing=True):
         try:
-            estimator.fit(X_fit, y_fit, sample_domain=sd_fit)
+            estimator.fit(data.X_fit, data.y_fit, sample_domain=data.sd_fit)
         except Exception as exc:  # noqa: BLE001 - a diverging candidate is a result, not a crash
             seconds = time.perf_counter() - t0
             errors["fit"] = _reason(exc)
             scores = {name: math.nan for name in SCORES}
         else:
             seconds = time.perf_counter() - t0
-            scores = _score(estimator, Xs[val], y[val], Xt, seed, errors, notes)
+            scores = _score(estimator, data.Xv, data.yv, data.Xt, data.seed, errors, notes)
             if saved is not None:  # before the record, whose presence marks the candidate finished
-                _save_predictions(saved.parent / PREDICTIONS.format(index=index), estimator, Xt, classes, errors)
-        records.append({"index": index, "params": dict(params), **scores, "fit_seconds": seconds,
-                        "errors": errors, "warnings": notes})
-        if saved is not None:
-            write_json(saved, _plain({**records[-1], "split": split}))
-    bar.close()
-    if all("fit" in r["errors"] for r in records):
-        raise DahashError(f"every candidate failed to fit; the first: {records[0]['errors']['fit']}")
-    best, rule = choose(records, criterion)
-    selection = Selection(criterion, rule, best, dict(candidates[best]), records, split)
-    if out is not None:
-        selection.save(out)
-    return selection
+                _save_predictions(saved.parent / PREDICTIONS.format(index=index), estimator, data.Xt, data.classes,
+                                  errors)
+    record = {"index": index, "params": dict(params), **scores, "fit_seconds": seconds, "errors": errors,
+              "warnings": notes}
+    if saved is not None:
+        write_json(saved, _plain({**record, "split": data.split}))
+    return record
 
 
 def _save_predictions(path: Path, estimator: Estimator, Xt: np.ndarray, classes: np.ndarray,

@@ -9,6 +9,7 @@ method's tuned setting are :func:`dahash.selection_grids.auto_grid`'s; the rule 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,16 +17,20 @@ from typing import Any
 
 import numpy as np
 
+from dahash.cores import use_threads
 from dahash.data.normalize import FeatureNormalizer
 from dahash.errors import ConfigError
+from dahash.executors import ExecutorConfig, run_all
 from dahash.runs.data import load_domains
 from dahash.runs.estimator import DAH, INPUT_SETTINGS
 from dahash.runs.run import run
 from dahash.runs.selection import (
+    CANDIDATES,
     CRITERIA,
     Selection,
     check_val_fraction,
     expand_grid,
+    fit_candidates,
     select_setting,
     setting_text,
 )
@@ -42,14 +47,15 @@ SELECTION_DIR = "selection"
 
 def select_config(config: TrainConfig, grid: dict[str, Sequence[Any]] | Sequence[dict[str, Any]], *,
                   method: str = "DAH", criterion: str = "paper", val_fraction: float = 0.2,
-                  out: str | os.PathLike | None = None,
-                  progress: bool = True) -> tuple[Selection, TrainConfig]:
+                  out: str | os.PathLike | None = None, progress: bool = True,
+                  executor: ExecutorConfig | None = None) -> tuple[Selection, TrainConfig]:
     """:func:`dahash.runs.selection.select_setting` for DAH (``method``, any :data:`dahash.training.methods.DEEP_METHODS` preset)
     on ``config``'s data (feature files or cached image features), each candidate ``config``
     updated by one setting of ``grid`` (TrainConfig fields); returns the selection and the chosen
     TrainConfig (its ``out`` unset), which ``out`` also receives as ``config.yaml``.
 
-    The target domain's labels, if its file has them, are dropped as soon as it is read.
+    The target domain's labels, if its file has them, are dropped as soon as it is read. With ``executor``
+    (and ``out``), each candidate is a cell of that engine (:func:`select_candidate`), fitted where it runs.
     """
     check_choice("criterion", criterion, CRITERIA)
     check_val_fraction(val_fraction)
@@ -66,13 +72,16 @@ def select_config(config: TrainConfig, grid: dict[str, Sequence[Any]] | Sequence
     for params in candidates:  # every candidate's settings are checked before anything trains
         TrainConfig.from_dict({**base.to_dict(), **params}, source=f"grid setting {setting_text(params)}")
     DAH.from_config(base, method=method).make_config()
-    # Raw features: each candidate's estimator fits its normaliser on its own training rows.
-    domains = load_domains(base, normalizer=FeatureNormalizer("none"), progress=progress)
-    if domains.pretrained_fc is not None:
-        raise ConfigError(f"backbone {base.backbone!r} starts the head from its pretrained fc6/fc7, which "
-                          "selection does not support; use a backbone without them (e.g. efficientnet_lite0)")
-    domains.target.y = None  # target labels never reach selection
-    Xs, ys, Xt = domains.source.X, np.asarray(domains.source.classes)[domains.source.y], domains.target.X
+    if executor is not None:
+        if out is None:
+            raise ConfigError("out is required to select on an executor: the candidates' cells are saved there")
+        work = functools.partial(select_candidate, config=base.to_dict(), grid=candidates, method=method,
+                                 val_fraction=val_fraction, out=str(out))
+        # A saved candidate is not sent again (select_setting below refits one saved with other settings).
+        todo = [i for i in range(len(candidates)) if not (Path(out) / CANDIDATES / f"{i:03d}.json").exists()]
+        for _ in run_all(executor, work, todo, describe=lambda i: f"candidate {i}", log_dir=out):
+            pass
+    Xs, ys, Xt = _selection_data(base, progress)
     selection = select_setting(lambda params: DAH.from_config(base, method=method, **params), candidates, Xs, ys,
                                Xt, criterion=criterion, val_fraction=val_fraction, seed=base.seed, out=out,
                                progress=progress)
@@ -80,6 +89,32 @@ def select_config(config: TrainConfig, grid: dict[str, Sequence[Any]] | Sequence
     if out is not None:
         chosen.save(Path(out) / "config.yaml")
     return selection, chosen
+
+
+def select_candidate(index: int, threads: int, *, config: dict[str, Any], grid: list[dict[str, Any]], method: str,
+                     val_fraction: float, out: str) -> None:
+    """Fit and score candidate ``index`` of :func:`select_config`'s selection on ``threads`` threads, saving it
+    in ``out`` (a cell of an executor: reads its data itself, wherever it runs)."""
+    use_threads(threads)
+    base = TrainConfig.from_dict(config, source="selection")
+    Xs, ys, Xt = _selection_data(base, progress=False)
+    fit_candidates(functools.partial(_dah, base, method), grid, [index], Xs, ys, Xt, out=out,
+                   val_fraction=val_fraction, seed=base.seed)
+
+
+def _dah(base: TrainConfig, method: str, params: dict[str, Any]) -> DAH:
+    return DAH.from_config(base, method=method, **params)
+
+
+def _selection_data(base: TrainConfig, progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source's features and labels and the target's features (its labels dropped), unnormalised."""
+    # Raw features: each candidate's estimator fits its normaliser on its own training rows.
+    domains = load_domains(base, normalizer=FeatureNormalizer("none"), progress=progress)
+    if domains.pretrained_fc is not None:
+        raise ConfigError(f"backbone {base.backbone!r} starts the head from its pretrained fc6/fc7, which "
+                          "selection does not support; use a backbone without them (e.g. efficientnet_lite0)")
+    domains.target.y = None  # target labels never reach selection
+    return domains.source.X, np.asarray(domains.source.classes)[domains.source.y], domains.target.X
 
 
 def train_selected(config: TrainConfig, grid: Sequence[dict[str, Any]], *, method: str = "DAH",

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from skada import make_da_pipeline
 from skada.base import BaseAdapter
+from sklearn import config_context
 from sklearn.base import ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
@@ -140,6 +141,9 @@ def fit_predict_shallow(method: str, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndar
     y = np.concatenate([codes, np.full(Xt.shape[0], UNLABELLED)])
     sample_domain = np.concatenate([np.full(Xs.shape[0], SOURCE_DOMAIN),
                                     np.full(Xt.shape[0], TARGET_DOMAIN)])
-    pipe.fit(X, y, sample_domain=sample_domain)
-    predicted = pipe.predict(Xt, sample_domain=np.full(Xt.shape[0], TARGET_DOMAIN))
+    # scikit-learn's settings are per thread: skada's routing switch, made on import, is not on in a
+    # thread that did not import it (a Dask worker's task threads).
+    with config_context(enable_metadata_routing=True):
+        pipe.fit(X, y, sample_domain=sample_domain)
+        predicted = pipe.predict(Xt, sample_domain=np.full(Xt.shape[0], TARGET_DOMAIN))
     return classes[np.asarray(predicted, dtype=np.intp)]
