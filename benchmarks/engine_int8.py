@@ -1,4 +1,4 @@
-"""CPU time per image of EfficientNet-Lite0 on one thread: torch, ONNX Runtime and OpenVINO in fp32,
+"""CPU time per image of EfficientNet-Lite0 on one thread: torch and ONNX Runtime in fp32,
 and ONNX Runtime int8 (static quantisation calibrated on source images only), with how far the
 int8 features are from fp32's.
 
@@ -27,7 +27,7 @@ from benchlib import machine, write_results  # noqa: E402
 from dahash.experiments.tables import markdown_table  # noqa: E402
 from dahash.images.backbones import InChunks, load_backbone, use_engine  # noqa: E402
 from dahash.images.datasets import find_images  # noqa: E402
-from dahash.images.engines import OnnxRuntimeRunner, installed  # noqa: E402
+from dahash.images.engines import OnnxRuntimeRunner  # noqa: E402
 from dahash.images.extract import image_tensor  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,8 +89,6 @@ def main() -> None:
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         nets = {"torch": backbone.inference(), "onnxruntime fp32": ort.inference(threads=1),
                 "onnxruntime int8": OnnxRuntimeRunner(int8, 1)}
-        if installed("openvino"):
-            nets["openvino fp32"] = use_engine(backbone, "openvino", tmp).inference(threads=1)
         x = torch.from_numpy(pixels(per_class(root / args.target, 30)))
         fp32, q = nets["onnxruntime fp32"](x).numpy(), nets["onnxruntime int8"](x).numpy()
         cosine = (fp32 * q).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(q, axis=1)

@@ -3,7 +3,7 @@
 1. Model only: img/s of EfficientNet-Lite0 alone on random input of its crop size, for each
    installed engine, at 1 and 2 threads and batch 1 and 16, and in 2 lanes of 1 thread (batch 1,
    4 and 16). The torch reference is the project's own ``model_only_throughput``: channels-last
-   input, the traced and BatchNorm-folded model, chunks of 4. ONNX Runtime and OpenVINO run the
+   input, the traced and BatchNorm-folded model, chunks of 4. ONNX Runtime runs the
    cached ONNX export (NCHW); ONNX Runtime also in chunks of 4 (``InChunks``), to see whether the
    chunking torch needs helps it, and on 2 threads also with its threads spinning while they wait
    (ONNX Runtime's default; dahash's sessions sleep instead). Ratios: each engine against torch at the same threads, lanes and
@@ -17,7 +17,7 @@
    (default all 2,533 Office-Caltech-10 images) in a new process, feature cache cold; the ONNX
    export is made before (its time is printed on its own), as a user's second encode finds it.
 
-Usage: python benchmarks/engines.py [--run RUN] [--data-root DIR] [--engines torch onnxruntime openvino]
+Usage: python benchmarks/engines.py [--run RUN] [--data-root DIR] [--engines torch onnxruntime]
        [--extract-images 256] [--encode-root DIR] [--requests 48] [--quick] [--out benchmarks/results]
 
 ``--quick`` checks that everything runs (fewer images, requests and repeats); its figures are not
@@ -146,7 +146,7 @@ def main() -> None:
     if args.quick:
         args.extract_images, args.requests, args.seconds, args.repeats = 32, 12, 1.0, 1
         args.encode_root = args.encode_root or str(Path(args.data_root) / "dslr")
-    engines = args.engines or ["torch"] + [e for e in ("onnxruntime", "openvino") if installed(e)]
+    engines = args.engines or ["torch"] + [e for e in ("onnxruntime",) if installed(e)]
     started = time.perf_counter()
     line = machine(torch=torch.__version__, **{e: __import__(e).__version__ for e in engines if e != "torch"})
     print(line, flush=True)

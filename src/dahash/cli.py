@@ -437,8 +437,8 @@ def _add_engine_argument(parser: argparse.ArgumentParser, default: str | None) -
     """``--engine``: what runs the frozen backbone (docs/usage.md, "Inference engines")."""
     shown = default or "the engine the run extracted its features with"
     parser.add_argument("--engine", choices=ENGINES, default=default,
-                        help="what runs the frozen backbone on the CPU: torch, onnxruntime, openvino (an ONNX export "
-                             "made once under the feature cache; pip install 'dahash[onnx]' or 'dahash[openvino]') "
+                        help="what runs the frozen backbone on the CPU: torch, onnxruntime (an ONNX export "
+                             "made once under the feature cache; pip install 'dahash[onnx]') "
                              f"or auto (the fastest installed within tolerance, else torch) (default: {shown})")
 
 

@@ -48,8 +48,9 @@ from dahash.errors import ConfigError, DahashError, DataError
 from dahash.images.engines import (AUTO_ORDER, ENGINES, EXPORT_ENGINES, TOLERANCE, EngineUnusable, check_engine,
                                    engine_runner, installed, onnx_export)
 from dahash.images.preprocess import DEFAULT_DECODE, IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+from dahash.io import file_sha256
 
-__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "FINETUNED_WEIGHTS", "RANDOM_WEIGHTS", "Backbone", "load_backbone", "file_sha256",
+__all__ = ["BACKBONES", "DEFAULT_BACKBONE", "FINETUNED_WEIGHTS", "RANDOM_WEIGHTS", "Backbone", "load_backbone", "weights_sha256",
            "InChunks", "inference_model", "traced_for_cpu", "use_engine", "ENGINES", "EXPORTS_DIR"]
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,8 @@ class Backbone:
         preprocessing: the resize/crop/normalisation the weights expect.
         weights_id: first 16 hex digits of the weights file's sha256, or ``"random"``.
         pretrained_fc: pretrained (fc6, fc7) ``Linear`` layers for alexnet/vgg16, else ``None``.
-        engine: what runs the forward pass on the CPU: ``"torch"``, or ``"onnxruntime"`` or
-            ``"openvino"`` on the ONNX export ``export`` (set by :func:`use_engine`).
+        engine: what runs the forward pass on the CPU: ``"torch"``, or ``"onnxruntime"`` on the ONNX
+            export ``export`` (set by :func:`use_engine`).
         export: that export, or ``None`` on torch.
     """
 
@@ -145,13 +146,9 @@ class Backbone:
         return f"{self.name}-{self.weights_id}-{prep}{engine}"
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
+def weights_sha256(path: str | os.PathLike[str]) -> str:
     """First 16 hex digits of the sha256 of a file's bytes (identifies a weights file)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def _read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -218,7 +215,7 @@ def _efficientnet_lite(n: int, weights: str | None) -> Backbone:
         # The ImageNet classifier is not part of the feature extractor.
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         _load_strict(net, state, weights)
-        weights_id = file_sha256(weights)
+        weights_id = weights_sha256(weights)
     size = _LITE_SIZES[n]
     prep = Preprocessing(resize=size + 32, crop=size, mean=LITE_MEAN, std=LITE_STD, interpolation="bicubic")
     return Backbone(name=name, model=net.eval(), feature_dim=1280, preprocessing=prep, weights_id=weights_id)
@@ -425,7 +422,7 @@ def _torchvision_weights(name: str, model: nn.Module, url: str, weights: str | N
                 f"({type(exc).__name__}); download them elsewhere and pass --weights PATH") from exc
         weights = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
     _load_strict(model, _read_state_dict(weights), weights)
-    return file_sha256(weights)
+    return weights_sha256(weights)
 
 
 _IMAGENET_PREP = Preprocessing(resize=256, crop=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bilinear")

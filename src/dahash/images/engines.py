@@ -1,10 +1,12 @@
-"""The frozen backbone's forward pass on the CPU through ONNX Runtime or OpenVINO: the ONNX
-export, made once per model and cached, its check against torch, and the runners.
+"""The frozen backbone's forward pass on the CPU through ONNX Runtime: the ONNX export, made once
+per model and cached, its check against torch, and the runner.
 
 Why: the forward pass is most of what extraction, ``encode``, ``index build`` and ``serve`` cost
 on a CPU, and ONNX Runtime ran an export of EfficientNet-Lite0 at 1.4-2.3x the project's fastest
-torch path (benchmarks/README.md, "Inference engines"). Both engines are optional extras,
-imported only when asked for (``dahash[onnx]``, ``dahash[openvino]``).
+torch path (benchmarks/README.md, "Inference engines"). ONNX Runtime is an optional extra, imported
+only when asked for (``dahash[onnx]``). OpenVINO was measured and dropped: slower than ONNX Runtime
+in every pipeline, 0.69-0.79x torch in two lanes, and a process that had run it crashed later
+(a segmentation fault in an unrelated test; docs/usage.md).
 
 An export is ``<stem>-<digest>.onnx`` with a sidecar ``<stem>-<digest>.json``: ``digest`` is the
 sha256 of the model's state dict and the export settings, so another weights file, another torch
@@ -18,27 +20,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from dahash.errors import DahashError
-from dahash.io import atomic_path, write_json
+from dahash.io import atomic_path, file_sha256, write_json
 
 __all__ = ["ENGINES", "EXPORT_ENGINES", "AUTO_ORDER", "TOLERANCE", "OPSET", "installed", "onnx_export",
            "engine_runner", "check_engine", "EngineUnusable"]
 
-ENGINES = ("torch", "onnxruntime", "openvino", "auto")
+ENGINES = ("torch", "onnxruntime", "auto")
 # Engines that run the ONNX export, and the extra that installs each.
-EXPORT_ENGINES = {"onnxruntime": "onnx", "openvino": "openvino"}
+EXPORT_ENGINES = {"onnxruntime": "onnx"}
 # The order 'auto' tries them in: the fastest first, as measured (benchmarks/README.md, "Inference engines").
-AUTO_ORDER = ("onnxruntime", "openvino")
+AUTO_ORDER = ("onnxruntime",)
 OPSET = 17
 # Largest feature difference from torch an engine may make, relative to the largest torch feature
 # of the check batch. Measured on EfficientNet-Lite0: ONNX Runtime 1.2e-6 (6.9e-6 on features up
@@ -53,7 +53,7 @@ class EngineUnusable(DahashError):
 
 def installed(engine: str) -> bool:
     """Whether ``engine``'s package can be imported."""
-    module = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}[engine]
+    module = {"torch": "torch", "onnxruntime": "onnxruntime"}[engine]
     try:
         __import__(module)
     except Exception:  # noqa: BLE001 - a broken install is as good as none
@@ -68,14 +68,6 @@ def _state_digest(model: nn.Module, settings: dict[str, Any]) -> str:
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 
@@ -95,7 +87,7 @@ def onnx_export(model: nn.Module, crop: int, directory: Path, stem: str) -> Path
     path = Path(directory) / f"{stem}-{digest[:16]}.onnx"
     sidecar = path.with_suffix(".json")
     meta = _read_sidecar(sidecar)
-    if meta and meta.get("digest") == digest and path.is_file() and meta.get("file_sha256") == _file_sha256(path):
+    if meta and meta.get("digest") == digest and path.is_file() and meta.get("file_sha256") == file_sha256(path):
         return path
     example = torch.zeros(1, 3, crop, crop)
     try:
@@ -110,7 +102,7 @@ def onnx_export(model: nn.Module, crop: int, directory: Path, stem: str) -> Path
         raise EngineUnusable(f"{stem}: torch.onnx.export failed ({type(exc).__name__}: "
                              f"{(str(exc).strip().splitlines() or [''])[0][:200]})") from exc
     try:
-        write_json(sidecar, {"digest": digest, "file_sha256": _file_sha256(path), "settings": settings, "checks": {}})
+        write_json(sidecar, {"digest": digest, "file_sha256": file_sha256(path), "settings": settings, "checks": {}})
     except OSError as exc:
         raise EngineUnusable(f"{directory}: cannot write the ONNX export's sidecar ({exc.strerror or exc})") from exc
     return path
@@ -147,33 +139,8 @@ class OnnxRuntimeRunner:
         return torch.from_numpy(self.session.run(None, {self._input: arr})[0])
 
 
-class OpenVinoRunner:
-    """An OpenVINO compiled model of an export on the CPU, pinned to f32: OpenVINO documents bf16 as
-    its default on CPUs with bf16 instructions, whose 8-bit mantissa is far coarser than
-    :data:`TOLERANCE` (not measured: the VMs here have no bf16)."""
-
-    def __init__(self, path: Path, threads: int) -> None:
-        import openvino as ov
-
-        core = ov.Core()
-        self.threads = threads
-        self.compiled = core.compile_model(core.read_model(str(path)), "CPU", {
-            "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-            "NUM_STREAMS": 1})
-        # An infer request runs one call at a time: one per calling thread.
-        self._local = threading.local()
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
-        arr = x.detach().cpu().float().contiguous().numpy()
-        out = request.infer({0: arr})
-        return torch.from_numpy(np.array(next(iter(out.values())), dtype=np.float32))
-
-
 _RUNNERS: dict[str, Callable[[Path, int], Callable[[torch.Tensor], torch.Tensor]]] = {
-    "onnxruntime": OnnxRuntimeRunner, "openvino": OpenVinoRunner}
+    "onnxruntime": OnnxRuntimeRunner}
 
 
 def engine_runner(engine: str, path: Path, threads: int) -> Callable[[torch.Tensor], torch.Tensor]:

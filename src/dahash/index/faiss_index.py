@@ -26,7 +26,6 @@ codes.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import math
 import os
@@ -44,6 +43,7 @@ import numpy as np
 
 from dahash.errors import ConfigError, DataError
 from dahash.index.base import HammingIndex, HitMetadata, SearchResult, check_packed_codes
+from dahash.io import file_sha256
 from dahash.validation import check_choice, check_int
 
 __all__ = ["FaissIndex", "KINDS", "FORMAT_VERSION"]
@@ -60,15 +60,6 @@ FAISS_FILE = "index.faiss"
 
 # Search results use -1 as the id of a padding slot, so it cannot be an item's id.
 _PAD_ID = -1
-
-
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _fsync_file(path: Path) -> None:
@@ -430,7 +421,7 @@ class FaissIndex(HammingIndex):
         hashes = {}
         for name in names:
             _fsync_file(folder / name)
-            hashes[name] = _sha256(folder / name)
+            hashes[name] = file_sha256(folder / name)
         return hashes
 
     def save(self, path: str | os.PathLike) -> None:
@@ -534,7 +525,7 @@ class FaissIndex(HammingIndex):
             file = path / name
             if not file.is_file():
                 raise DataError(f"index file {file} is missing")
-            if _sha256(file) != digest:
+            if file_sha256(file) != digest:
                 raise DataError(
                     f"index file {file} does not match its sha256 in the manifest "
                     "(truncated or altered)"
