@@ -379,7 +379,7 @@ def run_selections(config: ReproduceConfig, progress: bool,
                disable=not progress, dynamic_ncols=True)
     work = functools.partial(_selection_job, config=config)
     done = functools.partial(_selection_done, config=config)
-    for job, params in _execute(todo, work, done, _executor(config, executor), config.out, bar):
+    for job, params in _execute(todo, work, done, executor_for(config, executor), config.out, bar):
         chosen[(job.method, job.source, job.target)] = params
     bar.close()
     rows = []
@@ -515,7 +515,7 @@ def run_cells(config: TablesConfig, cells: list[Cell], tasks: list[tuple[str, st
             results[key(cell)] = done
     # Only now: a rerun refused for other settings must not relabel the finished runs.
     write_text(Path(config.out) / settings_file, yaml.safe_dump(asdict(config), sort_keys=False))
-    executor = _executor(config, executor)
+    executor = executor_for(config, executor)
     bar = tqdm(total=len(cells), initial=len(cells) - len(todo), unit="run", desc=Path(settings_file).stem,
                disable=not progress, dynamic_ncols=True)
     for cell, metrics in _execute(todo, work, finished, executor, config.out, bar):
@@ -524,7 +524,7 @@ def run_cells(config: TablesConfig, cells: list[Cell], tasks: list[tuple[str, st
     return results, len(todo), threads_text(executor), time.perf_counter() - t0
 
 
-def _executor(config: TablesConfig, executor: ExecutorConfig | None) -> ExecutorConfig:
+def executor_for(config: TablesConfig, executor: ExecutorConfig | None) -> ExecutorConfig:
     """``executor`` (the local pool by default) running ``config.workers`` cells at a time here."""
     return dataclasses.replace(executor or ExecutorConfig(), workers=config.workers).validate()
 

@@ -46,6 +46,7 @@ from dahash.experiments.reproduce import (
     canonical_task,
     default_domains,
     domain_folders,
+    executor_for,
     run_cells,
     task_label,
 )
@@ -151,11 +152,13 @@ def heldout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.nd
     return np.setdiff1d(np.arange(len(labels)), query), query
 
 
-def select_dah(config: RetrievalConfig, progress: bool = False) -> dict[tuple[int, str, str], dict[str, Any]]:
+def select_dah(config: RetrievalConfig, progress: bool = False,
+               executor: ExecutorConfig | None = None) -> dict[tuple[int, str, str], dict[str, Any]]:
     """DAH's setting per (bits, source, target), chosen as ``dahash train`` chooses it: the label-free selection of
     DAH's default grid (those candidates that agree with ``overrides``) on the seed-0 split, once for every seed,
-    in ``OUT/retrieval-selection/<bits>bits/<S>_<T>/`` (finished selections are reused). Empty when DAH is not
-    run or ``overrides`` gives gamma, which then trains alone."""
+    in ``OUT/retrieval-selection/<bits>bits/<S>_<T>/`` (finished selections are reused), each candidate a cell of
+    ``executor`` when given (else fitted here, one after another). Empty when DAH is not run or ``overrides``
+    gives gamma, which then trains alone."""
     if "DAH" not in config.methods or "gamma" in config.overrides:
         return {}
     chosen = {}
@@ -167,7 +170,7 @@ def select_dah(config: RetrievalConfig, progress: bool = False) -> dict[tuple[in
                   **config.overrides}
         selection, _ = select_config(method_config("DAH", values, source="method DAH"),
                                      auto_grid("DAH", config.overrides), method="DAH", val_fraction=VAL_FRACTION,
-                                     out=directory, progress=progress)
+                                     out=directory, progress=progress, executor=executor)
         chosen[(bits, source, target)] = selection.best_params
     return chosen
 
@@ -365,7 +368,8 @@ def reproduce_retrieval(config: RetrievalConfig, progress: bool = True,
     for cell in plan_cells(config):
         if cell.method == "DAH":
             _dah_config(cell)  # a bad override fails here, before any work
-    cells = plan_cells(config, select_dah(config, progress=progress))
+    # The candidates go where the cells go: an engine named by the caller, else this machine's pool.
+    cells = plan_cells(config, select_dah(config, progress=progress, executor=executor_for(config, executor)))
     results, computed, threads, seconds = run_cells(
         config, cells, pairs, _finished, run_cell,
         lambda cell: (cell.method, cell.settings["bits"], task_label(cell.source, cell.target), cell.seed),
