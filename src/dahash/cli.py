@@ -538,7 +538,7 @@ def _add_extract_command(sub: argparse._SubParsersAction) -> None:
     ext.add_argument("--weights", default=None, help="local weights file for the backbone")
     ext.add_argument("--decode", choices=DECODE_MODES, default=DEFAULT_DECODE, help="JPEG decoding (docs/usage.md)")
     ext.add_argument("--cache-dir", default=None, help="feature cache (default $DAHASH_CACHE or ~/.cache/dahash)")
-    _add_engine_argument(ext, "torch")
+    _add_engine_argument(ext, "auto")
     ext.add_argument("--quiet", action="store_true", help="no progress bar")
     ext.add_argument("--progress", action="store_true",
                      help="progress bars even when stderr is not a terminal (a redirected log)")

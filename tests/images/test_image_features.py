@@ -65,7 +65,7 @@ def test_encode_refuses_a_feature_trained_run(tmp_path, capsys):
 
 def test_extract_writes_the_feature_files_train_reads(tiny_office31: Path, tmp_path: Path, capsys) -> None:
     from dahash.data.features import load_features
-    from dahash.images.backbones import load_backbone
+    from dahash.images.backbones import load_backbone, use_engine
     from dahash.images.features import default_cache_dir, domain_features, open_domain
 
     for domain in ("amazon", "W"):
@@ -73,8 +73,10 @@ def test_extract_writes_the_feature_files_train_reads(tiny_office31: Path, tmp_p
                      str(tmp_path / f"{domain}.npz"), "--quiet"]) == 0
     assert "18 images x 1280 features (3 classes) written to" in capsys.readouterr().out
     saved = load_features(str(tmp_path / "W.npz"))
-    direct = domain_features(open_domain(str(tiny_office31), "webcam"), load_backbone("efficientnet_lite0"),
-                             default_cache_dir(), progress=False)
+    # extract's default engine is auto: ONNX Runtime where installed, as here.
+    net = use_engine(load_backbone("efficientnet_lite0"), "auto", default_cache_dir())
+    assert net.engine == "onnxruntime"
+    direct = domain_features(open_domain(str(tiny_office31), "webcam"), net, default_cache_dir(), progress=False)
     np.testing.assert_array_equal(saved.X, direct.X)
     assert saved.y.tolist() == direct.y.tolist() and list(saved.classes) == ["bike", "mug", "pen"]
     # The files train as the README's quick start says (a fixed gamma: this test is about the files).

@@ -51,7 +51,7 @@ def _backbone(config: Any) -> tuple[np.ndarray, np.ndarray]:
     """The frozen backbone's (cached) features of both domains of a run."""
     source, target = image_feature_sets(config.data_root, config.source, config.target, backbone=config.backbone,
                                         weights=config.weights, cache_dir=config.cache_dir, progress=False,
-                                        decode=config.decode)
+                                        decode=config.decode, engine=config.engine)
     return source.X, target.X
 
 

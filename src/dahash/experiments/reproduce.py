@@ -79,6 +79,10 @@ SELECTIONS = "selection"
 CELLS = "cells"
 # A temporary file in OUT older than this was left by a killed driver; a younger one may be another's.
 STALE_TEMPORARY_S = 3600.0
+# What runs the backbone for the tables: torch, whatever the library's default engine. Every committed
+# table was measured on torch's features; another engine's differ by up to 1e-5 of their scale, enough
+# to move an SGD run's last digits, and a table must be remade from its command as it was measured.
+TABLE_ENGINE = "torch"
 
 
 @dataclass
@@ -270,7 +274,8 @@ def plan_cells(config: ReproduceConfig, chosen: dict[tuple[str, str, str], dict[
             settings["params"] = json.loads(json.dumps({**config.shallow_params.get(base_method(method), {}),
                                                         **setting}))
         else:
-            settings |= {"bits": config.bits, "out": str(directory), **config.overrides, **setting}
+            settings |= {"bits": config.bits, "out": str(directory), "engine": TABLE_ENGINE, **config.overrides,
+                         **setting}
         cells.append(Cell(method, source, target, seed, str(directory), settings))
     return cells
 
@@ -291,7 +296,7 @@ def plan_selections(config: ReproduceConfig) -> list[Cell]:
             settings |= {"classifier": config.classifier,
                          "params": json.loads(json.dumps(config.shallow_params.get(base_method(method), {})))}
         else:
-            settings |= {"bits": config.bits, **config.overrides}
+            settings |= {"bits": config.bits, "engine": TABLE_ENGINE, **config.overrides}
         jobs.append(Cell(method, source, target, SELECTION_SEED, str(directory), settings))
     return jobs
 
@@ -334,7 +339,7 @@ def _select_shallow(job: Cell, grid: list[dict[str, Any]], criterion: str) -> Se
     s, method = job.settings, base_method(job.method).lower()
     source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
                                         weights=s["weights"], cache_dir=s["cache_dir"], progress=False,
-                                        decode=s["decode"])
+                                        decode=s["decode"], engine=TABLE_ENGINE)
     report_skipped(source.skipped + target.skipped, Path(job.directory))
     target.y = None  # target labels never reach selection
     Xs, Xt = preprocess_domains(source.X, target.X, "zscore")
@@ -413,7 +418,7 @@ def cell_setting(cell: Cell) -> dict[str, Any]:
         own = {k: v for k, v in cell.settings["params"].items() if k not in defaults or defaults[k] != _tupled(v)}
         return own | ({"classifier": cell.settings["classifier"]} if cell.settings["classifier"] != "1nn" else {})
     preset = method_config(method, {}).to_dict()
-    ignored = set(INPUT_SETTINGS) | set(RESUME_MAY_CHANGE) | {"seed"}
+    ignored = set(INPUT_SETTINGS) | set(RESUME_MAY_CHANGE) | {"seed", "engine"}
     return {k: v for k, v in _cell_config(cell).items() if k not in ignored and v != preset[k]}
 
 
@@ -472,7 +477,7 @@ def _shallow_cell(cell: Cell) -> dict[str, Any]:
     s = cell.settings
     source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
                                         weights=s["weights"], cache_dir=s["cache_dir"], progress=False,
-                                        decode=s["decode"])
+                                        decode=s["decode"], engine=TABLE_ENGINE)
     report_skipped(source.skipped + target.skipped, Path(cell.directory))
     t0 = time.perf_counter()
     # Each domain z-scored on its own before adapting, the protocol of the GFK and JDA authors' code.

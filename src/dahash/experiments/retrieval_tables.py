@@ -46,6 +46,7 @@ from dahash.experiments.reproduce import (
     canonical_task,
     default_domains,
     domain_folders,
+    TABLE_ENGINE,
     executor_for,
     run_cells,
     task_label,
@@ -167,7 +168,7 @@ def select_dah(config: RetrievalConfig, progress: bool = False,
         values = {"data_root": os.path.abspath(config.data_root), "source": source, "target": target,
                   "seed": SELECTION_SEED, "bits": bits, "backbone": config.backbone, "weights": config.weights,
                   "decode": config.decode, "cache_dir": config.cache_dir, "precision_k": config.precision_k,
-                  **config.overrides}
+                  "engine": TABLE_ENGINE, **config.overrides}
         selection, _ = select_config(method_config("DAH", values, source="method DAH"),
                                      auto_grid("DAH", config.overrides), method="DAH", val_fraction=VAL_FRACTION,
                                      out=directory, progress=progress, executor=executor)
@@ -203,7 +204,8 @@ def _dah_config(cell: Cell) -> Any:
     s = cell.settings
     values = {k: s[k] for k in ("data_root", "source", "target", "seed", "bits", "backbone", "weights", "decode",
                                  "cache_dir")}
-    values |= {"precision_k": s["precision_k"], "out": str(Path(cell.directory) / "run"), **s["overrides"]}
+    values |= {"precision_k": s["precision_k"], "out": str(Path(cell.directory) / "run"), "engine": TABLE_ENGINE,
+               **s["overrides"]}
     return method_config("DAH", values, source="method DAH")
 
 
@@ -264,7 +266,7 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     s = cell.settings
     source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
                                         weights=s["weights"], cache_dir=s["cache_dir"], progress=False,
-                                        decode=s["decode"])
+                                        decode=s["decode"], engine=TABLE_ENGINE)
     if target.y is None:
         raise DahashError(f"{s['target']}: target images have no class folders; retrieval is scored by class")
     train, heldout = heldout_split(target.y, s["holdout"], cell.seed)

@@ -30,7 +30,7 @@ from scipy.stats import spearmanr
 from dahash.errors import DataError
 from dahash.executors import ExecutorConfig
 from dahash.experiments.demo import demo_config, prepare_data
-from dahash.experiments.reproduce import SELECTIONS, ReproduceConfig, resolve_tasks
+from dahash.experiments.reproduce import SELECTIONS, TABLE_ENGINE, ReproduceConfig, resolve_tasks
 from dahash.experiments.tables import markdown_table
 from dahash.images.datasets import domain_code
 from dahash.images.features import image_feature_sets
@@ -238,7 +238,7 @@ def reproduce_groups(run_dir: str | os.PathLike, *, progress: bool = False) -> d
             if task_dir.name not in labels:  # read only now, after every score was written
                 source, target = image_feature_sets(config.data_root, *tasks[task_dir.name], backbone=config.backbone,
                                                     weights=config.weights, cache_dir=config.cache_dir,
-                                                    decode=config.decode, progress=progress)
+                                                    decode=config.decode, progress=progress, engine=TABLE_ENGINE)
                 labels[task_dir.name] = np.asarray(source.classes)[target.y]
             part = ("S" if task_dir.name in SELECTION_HALF else "H") if split else "all"
             method = method_dir.name.removesuffix("-sel")

@@ -49,7 +49,7 @@ def domain_features(domain: ImageDomain, backbone: Backbone, cache_dir: Path, *,
 
 def extract_domain(data_root: str | None, domain: str, out: str | os.PathLike, *, backbone: str = "efficientnet_lite0",
                    weights: str | None = None, decode: str = DEFAULT_DECODE, cache_dir: str | None = None,
-                   progress: bool = True, engine: str = "torch") -> FeatureSet:
+                   progress: bool = True, engine: str = "auto") -> FeatureSet:
     """The frozen backbone's features of one image domain (a folder under ``data_root``, or an image list)
     written to the .npz ``out`` that ``dahash train --source-features / --target-features`` reads: ``X``,
     labels ``y`` from the class folders, ``classes`` and image ``ids``. Features come from (and go to) the
@@ -65,7 +65,7 @@ def extract_domain(data_root: str | None, domain: str, out: str | os.PathLike, *
 def image_feature_sets(data_root: str | None, source: str, target: str, *, backbone: str | Backbone,
                        weights: str | None = None, cache_dir: str | None = None, batch_size: int = 16,
                        num_workers: int = 2, progress: bool = True, device: str | torch.device = "cpu",
-                       decode: str = DEFAULT_DECODE, engine: str = "torch") -> tuple[FeatureSet, FeatureSet]:
+                       decode: str = DEFAULT_DECODE, engine: str = "auto") -> tuple[FeatureSet, FeatureSet]:
     """Source and target feature sets with the source's class list (target labels: evaluation only).
 
     ``backbone`` is a registry name (loaded with ``weights``, decoding images as ``decode`` says) or
