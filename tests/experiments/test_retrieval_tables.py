@@ -25,6 +25,7 @@ from dahash.images.features import image_feature_sets
 from dahash.metrics.retrieval import (mean_average_precision, precision_at_k, precision_recall_curve,
                                       precision_within_radius)
 from dahash.experiments.published import published_rows
+from dahash.experiments.reproduce import TABLE_ENGINE
 from dahash.experiments.retrieval_tables import (RETRIEVAL_METHODS, RetrievalConfig, heldout_split, reproduce_retrieval,
                                         resolve_pairing)
 
@@ -304,7 +305,8 @@ def test_unsupervised_hashers_never_see_labels(finished: dict[str, Any]) -> None
         pair = (call["source"], call["target"])
         if pair not in features:
             features[pair] = image_feature_sets(str(root), *pair, backbone="efficientnet_lite0",
-                                                cache_dir=str(root.parent / "cache"), progress=False)
+                                                cache_dir=str(root.parent / "cache"), progress=False,
+                                                engine=TABLE_ENGINE)
         source, target = features[pair]
         if call["method"] in own:  # fitted on the target features
             np.testing.assert_allclose(call["X"], target.X)

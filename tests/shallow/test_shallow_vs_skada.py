@@ -91,9 +91,9 @@ def dslr_to_webcam():
         pytest.skip(f"Office-Caltech-10 not found at {OFFICE_CALTECH} (set DAHASH_OFFICE_CALTECH to its folder)")
     from dahash.images.features import image_feature_sets
 
-    # Exact decoding: the features the figures below were measured on.
+    # Exact decoding on torch: the features the figures below were measured on.
     source, target = image_feature_sets(str(OFFICE_CALTECH), "dslr", "webcam", backbone="efficientnet_lite0",
-                                        progress=False, decode="exact")
+                                        progress=False, decode="exact", engine="torch")
     Xs, Xt = preprocess_domains(np.asarray(source.X, np.float64), np.asarray(target.X, np.float64))
     return Xs, source.y, Xt, target.y
 
