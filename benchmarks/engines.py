@@ -8,6 +8,8 @@
    chunking torch needs helps it, and on 2 threads also with its threads spinning while they wait
    (ONNX Runtime's default; dahash's sessions sleep instead). Ratios: each engine against torch at the same threads, lanes and
    batch, and best against best.
+   The same cells at 2 threads (batch 1 and 16, and 2 lanes x batch 1) again with each engine alone in
+   a new process, engines interleaved over ``--repeats`` rounds (part ``isolated``): the median and best.
 2. Extraction: ``extract_features`` of ``--extract-images`` Office-Caltech-10 images, cache cold
    (``cache_dir=None``), as a fraction of the same engine's best model-only rate.
 3. Serve: ``dahash serve --engine E`` (batching on, its default threads and lanes) under 4 and 16
@@ -114,6 +116,46 @@ def model_only(nets: dict, seconds: float, repeats: int) -> list[dict]:
     return rows
 
 
+def one_cell(backbone, name: str, threads: int, lanes: int, batch: int, seconds: float) -> float:
+    """img/s of one model-only cell, measured as :func:`model_only` measures it."""
+    torch.set_num_threads(threads // lanes)
+    if name == "torch":
+        return model_only_throughput(backbone, batch, max(2, int(seconds * 60 / batch)), lanes=lanes)
+    if name == SPINNING:
+        return rate(OnnxRuntimeRunner(backbone.export, threads // lanes, spinning=True), batch, seconds, lanes)
+    return rate(backbone.inference(threads=threads // lanes), batch, seconds, lanes)
+
+
+SPINNING = "onnxruntime, threads spinning"
+
+
+ISOLATED_CELLS = ((2, 1, 1), (2, 1, 16), (2, 2, 1))
+
+
+def isolated(exports: Path, engines: list[str], seconds: float, repeats: int) -> list[dict]:
+    """The cells of :data:`ISOLATED_CELLS`, each engine alone in a new process (as a user's process runs
+    one engine), engines interleaved, ``repeats`` rounds: in one process an engine measured after
+    another ran slower (ONNX Runtime at 2 threads x batch 1: 92-115 img/s after torch, 127-143 alone)."""
+    found: dict[tuple, list[float]] = {}
+    names = engines + ([SPINNING] if "onnxruntime" in engines else [])
+    for _ in range(repeats):
+        for threads, lanes, batch in ISOLATED_CELLS:
+            for e in names:
+                if e == SPINNING and lanes > 1:
+                    continue  # a lane's session has one thread: no pool to spin
+                out = subprocess.run([sys.executable, __file__, "--one-cell", e, str(threads), str(lanes), str(batch),
+                                      "--exports", str(exports), "--seconds", str(seconds)],
+                                     check=True, capture_output=True, text=True).stdout
+                found.setdefault((e, threads, lanes, batch), []).append(float(out.split()[-1]))
+    rows = []
+    for (e, threads, lanes, batch), rates in found.items():
+        ref = found[("torch", threads, lanes, batch)]
+        rows.append({"part": "model only, one engine per process", "engine": e, "threads": threads, "lanes": lanes,
+                     "batch": batch, "img_per_s": float(np.median(rates)), "best": max(rates), "runs": rates,
+                     "ratio_to_torch": float(np.median(rates) / np.median(ref)), "best_ratio": max(rates) / max(ref)})
+    return rows
+
+
 def best_rate(rows: list[dict], engine: str) -> float:
     return max(r["img_per_s"] for r in rows if r["part"] == "model only" and r["engine"] == engine)
 
@@ -139,10 +181,19 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=48, help="requests per serve cell")
     parser.add_argument("--seconds", type=float, default=3.0, help="per model-only cell and repeat")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--parts", nargs="+", default=["model", "extract", "serve", "encode"])
+    parser.add_argument("--parts", nargs="+", default=["model", "isolated", "extract", "serve", "encode"])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--one-cell", nargs=4, default=None, metavar=("ENGINE", "THREADS", "LANES", "BATCH"),
+                        help=argparse.SUPPRESS)  # one cell of 'isolated', in its own process
+    parser.add_argument("--exports", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_cell:
+        name, threads, lanes, batch = args.one_cell[0], *map(int, args.one_cell[1:])
+        net = use_engine(load_backbone(), "onnxruntime" if name == SPINNING else name, args.exports)
+        one_cell(net, name, threads, lanes, batch, args.seconds)  # warm-up: first-call allocations, kernel choice
+        print(one_cell(net, name, threads, lanes, batch, args.seconds))
+        return
     if args.quick:
         args.extract_images, args.requests, args.seconds, args.repeats = 32, 12, 1.0, 1
         args.encode_root = args.encode_root or str(Path(args.data_root) / "dslr")
@@ -167,6 +218,14 @@ def main() -> None:
             for r in rows:
                 print(f"model only, {r['engine']}, {r['threads']} threads, {r['lanes']} lanes, batch {r['batch']}: "
                       f"{r['img_per_s']:.1f} img/s, {r['ratio_to_torch']:.2f}x torch", flush=True)
+
+        if "isolated" in args.parts:
+            found = isolated(exports, engines, args.seconds, args.repeats)
+            rows += found
+            for r in found:
+                print(f"model only, one engine per process, {r['engine']}, {r['threads']} threads, {r['lanes']} lanes, "
+                      f"batch {r['batch']}: median {r['img_per_s']:.1f} img/s ({r['ratio_to_torch']:.2f}x torch), "
+                      f"best {r['best']:.1f} ({r['best_ratio']:.2f}x)", flush=True)
 
         paths = [str(p) for p in collect_images([args.data_root])]
         if "extract" in args.parts:
@@ -243,6 +302,11 @@ def report(rows: list[dict], line: str, wall: float, config: dict) -> str:
             f"{e} {r['img_per_s']:.1f} ({r['threads']} threads, {r['lanes']} lanes, batch {r['batch']}; "
             f"{r['img_per_s'] / best['torch']['img_per_s']:.2f}x torch's best)" for e, r in best.items()) + "\n")
     for part, header, cells in (
+            ("model only, one engine per process", ["engine", "threads", "lanes", "batch", "img/s, median (runs)",
+                                                    "÷ torch, medians", "best", "÷ torch, bests"],
+             lambda r: [r["engine"], str(r["threads"]), str(r["lanes"]), str(r["batch"]),
+                        f"{r['img_per_s']:.1f} ({', '.join(f'{v:.1f}' for v in r['runs'])})",
+                        f"{r['ratio_to_torch']:.2f}", f"{r['best']:.1f}", f"{r['best_ratio']:.2f}"]),
             ("extraction", ["engine", "img/s", "÷ its best model only"],
              lambda r: [r["engine"], f"{r['img_per_s']:.1f}", f"{r['fraction_of_model_only']:.2f}"]),
             ("serve", ["engine", "clients", "uploads/s", "÷ its best model only", "p50 ms", "p99 ms",

@@ -2,7 +2,7 @@
 per model and cached, its check against torch, and the runner.
 
 Why: the forward pass is most of what extraction, ``encode``, ``index build`` and ``serve`` cost
-on a CPU, and ONNX Runtime ran an export of EfficientNet-Lite0 at 1.4-2.3x the project's fastest
+on a CPU, and ONNX Runtime ran an export of EfficientNet-Lite0 at 1.3-1.9x the project's fastest
 torch path (benchmarks/README.md, "Inference engines"). ONNX Runtime is an optional extra, imported
 only when asked for (``dahash[onnx]``). OpenVINO was measured and dropped: slower than ONNX Runtime
 in every pipeline, 0.69-0.79x torch in two lanes, and a process that had run it crashed later
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -134,8 +135,10 @@ class OnnxRuntimeRunner:
         self._input = self.session.get_inputs()[0].name
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # ONNX Runtime reads NCHW: a channels-last batch is copied to it (0.1 ms an image).
-        arr = x.detach().cpu().float().contiguous().numpy()
+        # ONNX Runtime reads NCHW: a channels-last batch is copied to it (0.1 ms an image) by numpy, not
+        # torch: a torch copy wakes torch's OpenMP pool, whose threads then spin beside ONNX Runtime's
+        # and took 30 % of its rate at 2 threads x batch 1 (benchmarks/README.md, "Inference engines").
+        arr = np.ascontiguousarray(x.detach().cpu().float().numpy())
         return torch.from_numpy(self.session.run(None, {self._input: arr})[0])
 
 
