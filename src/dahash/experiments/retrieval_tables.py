@@ -41,12 +41,12 @@ from dahash.executors import ExecutorConfig
 from dahash.experiments.catalog import RETRIEVAL_METHODS
 from dahash.experiments.published import MAP_METHODS, published_rows
 from dahash.experiments.reproduce import (
+    TABLE_ENGINE,
     Cell,
     TablesConfig,
     canonical_task,
     default_domains,
     domain_folders,
-    TABLE_ENGINE,
     executor_for,
     run_cells,
     task_label,
