@@ -76,7 +76,7 @@ def test_a_value_given_beats_the_preset_even_when_it_is_the_default() -> None:
 @pytest.mark.parametrize(("params", "message"), [
     (dict(bits=0), "bits must be positive, got 0"),
     (dict(gamma=-1.0), "gamma must be >= 0, got -1.0"),
-    (dict(feature_norm="zscore"), "feature_norm must be one of none, l2, standardize; got 'zscore'"),
+    (dict(feature_norm="zscore"), "feature_norm must be one of auto, none, l2, standardize, l1-standardize; got 'zscore'"),
     (dict(method="DAN2"), "method must be one of"),
     (dict(extra={"gamma": 1.0}), "extra sets gamma, which DAH takes as parameter"),
     (dict(extra={"source_features": "s.npz"}), "extra sets source_features"),

@@ -38,7 +38,7 @@ def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = Non
         net = use_engine(load_backbone(config.backbone, config.weights, config.decode), config.engine,
                          config.cache_dir or default_cache_dir(), device)
         pretrained_fc = net.pretrained_fc
-        if pretrained_fc is not None and config.feature_norm != "none":
+        if pretrained_fc is not None and config.feature_norm not in ("none", "auto"):
             raise ConfigError(f"feature_norm must be none with backbone {config.backbone!r}: the head starts from "
                               f"its pretrained fc6, which expects the raw pool5 features (got {config.feature_norm!r})")
         source, target = image_feature_sets(config.data_root, config.source, config.target, backbone=net,
@@ -53,7 +53,9 @@ def load_domains(config: TrainConfig, normalizer: FeatureNormalizer | None = Non
         source, target = align_domains(source, target)
         pretrained_fc = None
     if normalizer is None:
-        normalizer = FeatureNormalizer(config.feature_norm).fit(source.X, target.X)
+        # A head that starts from a pretrained fc6 expects the raw pool5 features: auto means none there.
+        kind = "none" if pretrained_fc is not None and config.feature_norm == "auto" else config.feature_norm
+        normalizer = FeatureNormalizer(kind).fit(source.X, target.X)
     source.X = normalizer.transform(source.X)
     target.X = normalizer.transform(target.X)
     return Domains(source, target, normalizer, pretrained_fc)

@@ -17,12 +17,13 @@ from dahash.errors import ConfigError
 from dahash.io import write_text
 from dahash.images.engines import ENGINES
 from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
+from dahash.data.normalize import KINDS
 from dahash.losses.mmd import MMD_ESTIMATORS
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "mmd_reduction": ("sum", "mean"),
     "entropy_reduction": ("sum", "mean"),
-    "feature_norm": ("none", "l2", "standardize"),
+    "feature_norm": KINDS,
     "head": ("hash", "softmax"),
     "lr_schedule": ("log", "inverse"),
     "mmd_estimator": MMD_ESTIMATORS,
@@ -79,7 +80,7 @@ class TrainConfig:
     adversarial_weight: float = field(default=1.0, metadata={"help": "with adversarial: weight of DANN's domain loss (its lambda, Ganin et al., JMLR 2016, eq. 13-15), on top of the reversal coefficient's 0-to-1 schedule"})
     bits: int = field(default=64, metadata={"help": "hash code length d"})
     hidden: list[int] = field(default_factory=lambda: [256, 256], metadata={"help": "widths of the new fc6 and fc7 of the head (AlexNet/VGG: the pretrained ones, 4096)"})
-    feature_norm: str = field(default="none", metadata={"help": "input normalisation fitted on source+target features: none, l2 or standardize"})
+    feature_norm: str = field(default="auto", metadata={"help": "input normalisation fitted on source+target features: auto (from what the features are: histograms l1-standardize, pooled CNN activations none, signed embeddings standardize; docs/own-features.md), none, l2, standardize or l1-standardize; a fine-tuned or pretrained-fc6 head takes none"})
     k: int = field(default=5, metadata={"help": "source samples per class in a batch (K)"})
     sample_with_replacement: bool = field(default=False, metadata={"help": "draw batch samples with replacement, so the expected linear MMD cannot go negative on a small domain (not in the paper)"})
     epochs: int = field(default=300, metadata={"help": "epochs; one epoch is one pass over the source"})
@@ -140,7 +141,7 @@ class TrainConfig:
         if self.num_workers < 0 or self.extract_batch_size < 1:
             raise ConfigError(f"num_workers must be >= 0 and extract_batch_size >= 1, got "
                               f"{self.num_workers!r} and {self.extract_batch_size!r}")
-        if self.finetune and self.feature_norm != "none":
+        if self.finetune and self.feature_norm not in ("none", "auto"):
             raise ConfigError(f"feature_norm must be none with finetune (the head sits on the trained backbone), "
                               f"got {self.feature_norm!r}")
         if self.finetune and (self.source_features or self.target_features):
