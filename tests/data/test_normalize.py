@@ -36,6 +36,8 @@ def test_l1_standardize_by_hand() -> None:
     (np.random.default_rng(0).normal(size=(30, 8)), "standardize"),
 ])
 def test_auto_chooses_from_the_data_and_saves_its_choice(X: np.ndarray, chosen: str) -> None:
+    with pytest.raises(ValueError, match="fit the normaliser before transforming"):
+        FeatureNormalizer("auto").transform(X)
     norm = FeatureNormalizer("auto").fit(X[:20], X[20:])
     assert norm.kind == "auto" and norm.kind_ == chosen
     np.testing.assert_array_equal(norm.transform(X), FeatureNormalizer(chosen).fit(X[:20], X[20:]).transform(X))

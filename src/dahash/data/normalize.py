@@ -59,6 +59,8 @@ class FeatureNormalizer:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Apply the normalisation; returns float32."""
+        if self.kind_ == "auto":
+            raise ValueError("feature_norm auto chooses at fit: fit the normaliser before transforming")
         X = self._rows(X)
         if self.kind_ == "l2":
             return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
