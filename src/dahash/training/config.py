@@ -13,11 +13,11 @@ from typing import Any
 import torch
 import yaml
 
+from dahash.data.normalize import KINDS
 from dahash.errors import ConfigError
-from dahash.io import write_text
 from dahash.images.engines import ENGINES
 from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
-from dahash.data.normalize import KINDS
+from dahash.io import write_text
 from dahash.losses.mmd import MMD_ESTIMATORS
 
 CHOICES: dict[str, tuple[str, ...]] = {
