@@ -134,8 +134,9 @@ ISOLATED_CELLS = ((2, 1, 1), (2, 1, 16), (2, 2, 1))
 
 def isolated(exports: Path, engines: list[str], seconds: float, repeats: int) -> list[dict]:
     """The cells of :data:`ISOLATED_CELLS`, each engine alone in a new process (as a user's process runs
-    one engine), engines interleaved, ``repeats`` rounds: in one process an engine measured after
-    another ran slower (ONNX Runtime at 2 threads x batch 1: 92-115 img/s after torch, 127-143 alone)."""
+    one engine), engines interleaved, ``repeats`` rounds: a check that :func:`model_only`'s one-process
+    figures are not set by what ran before in that process (before the runner copied with numpy,
+    ONNX Runtime at 2 threads x batch 1 ran 92-115 img/s after torch and 127-143 alone)."""
     found: dict[tuple, list[float]] = {}
     names = engines + ([SPINNING] if "onnxruntime" in engines else [])
     for _ in range(repeats):

@@ -7,17 +7,19 @@ import numpy as np
 KINDS = ("auto", "none", "l2", "standardize", "l1-standardize")
 # A row sum this close to 1 marks a histogram already divided by its sum.
 _UNIT_SUM_TOLERANCE = 1e-3
+# The kinds that standardise with fitted statistics (mean_, scale_).
+_STANDARDISED = ("standardize", "l1-standardize")
 
 
 def feature_kind(*arrays: np.ndarray) -> str:
     """What the features are, from their values alone (no labels): ``histogram`` (non-negative, and
     integer counts or rows summing to 1: bag-of-words), ``pooled`` (non-negative otherwise: a CNN's
     pooled post-ReLU activations), or ``signed`` (any negative value: an embedding)."""
-    pooled = np.concatenate([np.asarray(a, dtype=np.float64) for a in arrays])
-    if (pooled < 0).any():
+    values = np.concatenate([np.asarray(a, dtype=np.float64) for a in arrays])
+    if (values < 0).any():
         return "signed"
-    sums = pooled.sum(1)
-    counts = bool(np.all(pooled == np.round(pooled)))
+    sums = values.sum(1)
+    counts = bool(np.all(values == np.round(values)))
     unit_rows = bool(np.all(np.abs(sums[sums > 0] - 1.0) <= _UNIT_SUM_TOLERANCE))
     return "histogram" if counts or unit_rows else "pooled"
 
@@ -41,7 +43,7 @@ class FeatureNormalizer:
     def fit(self, *arrays: np.ndarray) -> "FeatureNormalizer":
         """Learn the statistics (and for ``auto`` the normalisation) from the given feature arrays."""
         self.kind_ = AUTO_NORM[feature_kind(*arrays)] if self.kind == "auto" else self.kind
-        if self.kind_ in ("standardize", "l1-standardize"):
+        if self.kind_ in _STANDARDISED:
             rows = [self._rows(a) for a in arrays]
             pooled = np.concatenate(rows).astype(np.float64)
             self.mean_ = pooled.mean(0).astype(np.float32)
@@ -64,14 +66,14 @@ class FeatureNormalizer:
         X = self._rows(X)
         if self.kind_ == "l2":
             return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-        if self.kind_ in ("standardize", "l1-standardize"):
+        if self.kind_ in _STANDARDISED:
             return (X - self.mean_) / self.scale_
         return X
 
     def state_dict(self) -> dict:
         """Everything needed to rebuild it, for the model file: the normalisation ``auto`` chose."""
         state = {"kind": self.kind_, "asked": self.kind}
-        if self.kind_ in ("standardize", "l1-standardize"):
+        if self.kind_ in _STANDARDISED:
             state.update(mean=self.mean_, scale=self.scale_)
         return state
 
@@ -80,6 +82,6 @@ class FeatureNormalizer:
         """Inverse of :meth:`state_dict`."""
         norm = cls(state["kind"])
         norm.kind = state.get("asked", state["kind"])
-        if norm.kind_ in ("standardize", "l1-standardize"):
+        if norm.kind_ in _STANDARDISED:
             norm.mean_, norm.scale_ = np.asarray(state["mean"]), np.asarray(state["scale"])
         return norm

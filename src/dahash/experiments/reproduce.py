@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from dahash.cores import threads_per_worker, use_threads
 from dahash.errors import ConfigError, DahashError
 from dahash.executors import ExecutorConfig, run_all
+from dahash.data.features import FeatureSet
 from dahash.experiments.catalog import (
     ALL_METHODS,
     DATASET_DOMAINS,
@@ -333,13 +334,19 @@ def _selection_done(job: Cell, *, config: ReproduceConfig) -> dict[str, Any] | N
     return Selection.load(directory).best_params
 
 
+def table_features(settings: dict[str, Any]) -> tuple[FeatureSet, FeatureSet]:
+    """Both domains' features of a table cell's or selection's ``settings`` (data, backbone, weights,
+    decoding, cache), made by :data:`TABLE_ENGINE`, without progress bars."""
+    s = settings
+    return image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"], weights=s["weights"],
+                              cache_dir=s["cache_dir"], progress=False, decode=s["decode"], engine=TABLE_ENGINE)
+
+
 def _select_shallow(job: Cell, grid: list[dict[str, Any]], criterion: str) -> Selection:
     """:func:`select_setting` of a shallow method on the task's features, each domain z-scored on its
     own as its cells do; the target's labels are dropped as soon as it is read."""
     s, method = job.settings, base_method(job.method).lower()
-    source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
-                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False,
-                                        decode=s["decode"], engine=TABLE_ENGINE)
+    source, target = table_features(s)
     report_skipped(source.skipped + target.skipped, Path(job.directory))
     target.y = None  # target labels never reach selection
     Xs, Xt = preprocess_domains(source.X, target.X, "zscore")
@@ -475,9 +482,7 @@ def _cell_config(cell: Cell) -> dict[str, Any]:
 
 def _shallow_cell(cell: Cell) -> dict[str, Any]:
     s = cell.settings
-    source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
-                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False,
-                                        decode=s["decode"], engine=TABLE_ENGINE)
+    source, target = table_features(s)
     report_skipped(source.skipped + target.skipped, Path(cell.directory))
     t0 = time.perf_counter()
     # Each domain z-scored on its own before adapting, the protocol of the GFK and JDA authors' code.

@@ -49,6 +49,7 @@ from dahash.experiments.reproduce import (
     domain_folders,
     executor_for,
     run_cells,
+    table_features,
     task_label,
 )
 from dahash.experiments.tables import markdown_table
@@ -60,7 +61,6 @@ from dahash.hashing import (
     KMeansHasher,
 )
 from dahash.images.datasets import domain_code
-from dahash.images.features import image_feature_sets
 from dahash.io import atomic_path, write_csv, write_json, write_text
 from dahash.metrics import (
     mean_average_precision,
@@ -264,9 +264,7 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
 
     use_threads(threads)
     s = cell.settings
-    source, target = image_feature_sets(s["data_root"], s["source"], s["target"], backbone=s["backbone"],
-                                        weights=s["weights"], cache_dir=s["cache_dir"], progress=False,
-                                        decode=s["decode"], engine=TABLE_ENGINE)
+    source, target = table_features(s)
     if target.y is None:
         raise DahashError(f"{s['target']}: target images have no class folders; retrieval is scored by class")
     train, heldout = heldout_split(target.y, s["holdout"], cell.seed)
