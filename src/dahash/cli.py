@@ -26,7 +26,15 @@ if TYPE_CHECKING:  # imported when a command runs: dahash.cores loads numba
 from dahash.errors import ConfigError, DahashError
 from dahash.images.engines import ENGINES
 from dahash.images.preprocess import DECODE_MODES, DEFAULT_DECODE
-from dahash.selection_grids import CRITERIA, SELECTION_GRIDS, TUNED_SETTING, auto_grid
+from dahash.selection_grids import (
+    CRITERIA,
+    SCHEDULE_MODES,
+    SCHEDULED_METHODS,
+    SELECTION_GRIDS,
+    TUNED_SETTING,
+    auto_grid,
+    auto_schedule,
+)
 from dahash.training.config import (
     SETTINGS_BEFORE_THEY_EXISTED,
     TrainConfig,
@@ -83,7 +91,8 @@ def _explicit_settings(args: argparse.Namespace, yaml_path: str | Path | None) -
 def _train(args: argparse.Namespace) -> int:
     from dahash.cores import free_cores
     from dahash.runs.run import finished_metrics, run
-    from dahash.runs.tuning import SELECTION_DIR, train_selected
+    from dahash.images.backbones import PRETRAINED_FC_BACKBONES
+    from dahash.runs.tuning import SCHEDULE_DIR, SELECTION_DIR, train_selected
     from dahash.training.trainer import CHECKPOINT, checkpoint_epoch
 
     saved = Path(args.out) / "config.yaml" if getattr(args, "out", None) else None
@@ -102,21 +111,27 @@ def _train(args: argparse.Namespace) -> int:
     # without target labels among its grid; a run's saved config.yaml already holds the choice.
     tuned = TUNED_SETTING.get(args.method)
     grid = auto_grid(args.method, given) if tuned and tuned not in given else []
-    if grid and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ConfigError(f"under torchrun, choose {tuned} first: 'dahash select --method {args.method} ...' on one "
-                          f"process, then 'torchrun ... dahash train --config SELECT_OUT/config.yaml' (or give --"
-                          f"{tuned.replace('_', '-')})")
-    finished = args.resume and not grid and finished_metrics(config) is not None
+    # Issue 31: the schedule of a head on fixed features, unless given, chosen on held-out source (OUT/schedule/);
+    # fine-tuning and a head that starts from a pretrained fc6/fc7 keep the paper's.
+    pretrained_head = config.finetune or (config.backbone in PRETRAINED_FC_BACKBONES and bool(config.data_root))
+    schedule = [] if pretrained_head else auto_schedule(args.method, given, args.schedule)
+    if (grid or schedule) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        what = " and ".join(([tuned] if grid else []) + (["the schedule"] if schedule else []))
+        raise ConfigError(f"under torchrun, choose {what} first: 'dahash select --method {args.method} ...' on one "
+                          f"process, then 'torchrun ... dahash train --config SELECT_OUT/config.yaml' (or give "
+                          f"{'--' + tuned.replace('_', '-') if grid else '--epochs, --lr-start and --lr-end'})")
+    finished = args.resume and not (grid or schedule) and finished_metrics(config) is not None
     if finished:
         print(f"{config.out} has finished (results.json): nothing to train, nothing rewritten", file=sys.stderr)
-    resuming = args.resume and not grid and not finished
+    resuming = args.resume and not (grid or schedule) and not finished
     epoch = checkpoint_epoch(Path(config.out) / CHECKPOINT, config) if resuming else None
     if epoch is not None:
         print(f"resumed at epoch {epoch} of {config.epochs} ({Path(config.out) / CHECKPOINT})", file=sys.stderr)
-    selection = None
-    if grid:
-        selection, metrics = train_selected(config, grid, method=args.method, criterion=args.criterion,
-                                            resume=args.resume, progress=_progress(args))
+    selection = chosen_schedule = None
+    if grid or schedule:
+        chosen_schedule, selection, metrics = train_selected(
+            config, grid, method=args.method, criterion=args.criterion, schedule=schedule, resume=args.resume,
+            progress=_progress(args))
     else:
         metrics = run(config, resume=args.resume, progress=_progress(args))
     if metrics is None:  # a rank other than 0 of a torchrun job: rank 0 reports
@@ -124,8 +139,16 @@ def _train(args: argparse.Namespace) -> int:
     if args.json:
         chosen = None if selection is None else {"params": selection.best_params, "rule": selection.rule,
                                                  "folder": str(Path(config.out) / SELECTION_DIR)}
-        _print_json({"out": config.out, "metrics": _scalars(metrics), "selection": chosen})
+        steps = None if chosen_schedule is None else {"params": chosen_schedule.best_params,
+                                                      "rule": chosen_schedule.rule,
+                                                      "folder": str(Path(config.out) / SCHEDULE_DIR)}
+        _print_json({"out": config.out, "metrics": _scalars(metrics), "selection": chosen, "schedule": steps})
         return 0
+    if chosen_schedule is not None:
+        chosen = ", ".join(f"{k}={v}" for k, v in chosen_schedule.best_params.items())
+        print(f"schedule chosen on held-out source among {len(schedule)} candidates: {chosen} ({chosen_schedule.rule}); "
+              f"every candidate: {Path(config.out) / SCHEDULE_DIR}/selection.md (give --epochs, --lr-start and "
+              "--lr-end, or --schedule paper, to train one)")
     if selection is not None:
         chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
         print(f"{tuned} chosen without target labels among {len(grid)} candidates: {chosen} ({selection.rule}); "
@@ -455,6 +478,12 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--criterion", choices=CRITERIA, default="paper",
                        help="label-free rule that chooses the method's tuned setting when it is not given (default "
                             "paper, Sec. 5.2; docs/selection.md)")
+    train.add_argument("--schedule", choices=SCHEDULE_MODES, default="paper",
+                       help="paper (default): the method's learning rates and epochs; auto: for "
+                            f"{', '.join(SCHEDULED_METHODS)} on fixed features, with none of --epochs, --lr-start, "
+                            "--lr-end given, chosen first among learning-rate decades and two lengths by held-out "
+                            "source accuracy, keeping the paper's unless another beats it beyond noise (recorded in "
+                            "OUT/schedule/; docs/own-features.md)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--progress", action="store_true",
                           help="progress bars even when stderr is not a terminal (a redirected log)")

@@ -17,6 +17,9 @@ VAL_FRACTION, SELECTION_SEED = 0.2, 0
 #: Selection rules (docs/selection.md): the paper's domain-classifier rule with its source-accuracy guard,
 #: the same without the guard, the best held-out source accuracy, or the best value of one skada scorer.
 CRITERIA: tuple[str, ...] = ("paper", "domain", "source", "dev", "iw", "snd", "entropy", "mixval", "mano")
+#: Every rule :func:`dahash.runs.selection.choose` applies: the criteria, and ``schedule``, the rule of the
+#: training-schedule stage (:data:`SCHEDULE_GRID`), which only that stage uses.
+RULES: tuple[str, ...] = (*CRITERIA, "schedule")
 #: The score each criterion other than the domain-classifier rules maximises.
 CRITERION_SCORE: dict[str, str] = {"source": "source_val_accuracy", "dev": "dev", "iw": "iw", "snd": "snd",
                                    "entropy": "entropy", "mixval": "mixval", "mano": "mano"}
@@ -101,3 +104,37 @@ def auto_grid(method: str, fixed: Mapping[str, Any] | None = None) -> list[dict[
     grid = GAMMA_GRIDS.get(method) or (SELECTION_GRIDS.get(method, []) if method in TUNED_SETTING else [])
     fixed = dict(fixed or {})
     return [dict(c) for c in grid if all(c.get(k, v) == v for k, v in fixed.items())]
+
+
+#: The training schedules (learning rate from ``lr_start`` to ``lr_end``, log-spaced, over ``epochs``) that a
+#: hash head on fixed features tries when none is given (issue 31): the paper's first (Sec. 5.2, set for
+#: fine-tuning a pretrained VGG-F), then decades of the learning rate at the paper's length and at a
+#: tenth of it. Written before any target accuracy on the weak features was computed.
+SCHEDULE_GRID: list[dict[str, Any]] = [
+    {"lr_start": 1e-4, "lr_end": 1e-5, "epochs": 300},
+    {"lr_start": 1e-4, "lr_end": 1e-5, "epochs": 30},
+    {"lr_start": 1e-3, "lr_end": 1e-4, "epochs": 300},
+    {"lr_start": 1e-3, "lr_end": 1e-4, "epochs": 30},
+    {"lr_start": 1e-2, "lr_end": 1e-3, "epochs": 300},
+    {"lr_start": 1e-2, "lr_end": 1e-3, "epochs": 30},
+    {"lr_start": 1e-1, "lr_end": 1e-2, "epochs": 30},
+]
+#: The settings a schedule sets: giving any of them trains the schedule given, with no selection.
+SCHEDULE_SETTINGS: tuple[str, ...] = ("lr_start", "lr_end", "epochs")
+#: The methods whose schedule is chosen: the hash head's (the paper's schedule). The softmax baselines
+#: keep their own papers' schedules (DAN, DANN: Long et al., ICML 2015; Ganin et al., JMLR 2016).
+SCHEDULED_METHODS: tuple[str, ...] = ("NoDA", "DAH", "DAH-e", "DAH-paper", "DAH-cw")
+#: The schedule rule keeps the paper's schedule unless another candidate's held-out source accuracy is
+#: higher by more than this many binomial standard errors of the paper's (at least one point).
+SCHEDULE_MARGIN_SE = 2.0
+#: What ``--schedule`` takes: ``paper`` trains the method's schedule, ``auto`` chooses it (:func:`auto_schedule`).
+SCHEDULE_MODES: tuple[str, ...] = ("paper", AUTO)
+
+
+def auto_schedule(method: str, given: Mapping[str, Any], mode: str = AUTO) -> list[dict[str, Any]]:
+    """The schedules the training-schedule stage tries for ``method`` (:data:`SCHEDULE_GRID`), or an empty list when
+    none is chosen: ``mode`` is not ``auto``, ``method`` keeps its own paper's schedule, or ``given`` (the
+    settings the user gave) sets any of :data:`SCHEDULE_SETTINGS`."""
+    if mode != AUTO or method not in SCHEDULED_METHODS or any(k in given for k in SCHEDULE_SETTINGS):
+        return []
+    return [dict(c) for c in SCHEDULE_GRID]

@@ -53,7 +53,7 @@ def fitted(task) -> DAH:
 def test_parameters_are_train_config_fields_and_defaults_cannot_drift() -> None:
     signature = inspect.signature(DAH.__init__)
     names = [n for n in signature.parameters if n != "self"]
-    assert names == [*PARAMETERS, "method", "criterion", "extra", "out", "progress"]
+    assert names == [*PARAMETERS, "method", "criterion", "schedule", "extra", "out", "progress"]
     fields = TrainConfig().to_dict()
     assert set(PARAMETERS) <= set(fields)
     # None means "the method's value": left unset, every parameter resolves to TrainConfig's default;

@@ -129,9 +129,27 @@ def test_source_rule_and_the_paper_rule_without_its_guard() -> None:
     assert choose(_table(source_val_accuracy=[1.0, 1.0], domain_error=[40.0, 55.0]), "domain")[0] == 1
 
 
+def test_schedule_rule_keeps_the_first_unless_beaten_beyond_two_standard_errors() -> None:
+    # 80 % on 100 rows: a standard error of 4 points, so the margin is 8.
+    assert choose(_table(source_val_accuracy=[80.0, 82.0, 88.0]), "schedule", n_val=100)[0] == 0
+    best, rule = choose(_table(source_val_accuracy=[80.0, 88.5, 95.0]), "schedule", n_val=100)
+    assert best == 2 and "by more than 8.00 points" in rule
+    # On 400 rows the margin halves: 84.1 beats 80 + 4.
+    assert choose(_table(source_val_accuracy=[80.0, 84.1]), "schedule", n_val=400)[0] == 1
+    # Never under one point, even at 100 % (zero variance) or on many rows.
+    assert choose(_table(source_val_accuracy=[99.0, 99.9]), "schedule", n_val=100_000)[0] == 0
+    assert choose(_table(source_val_accuracy=[99.0, 100.0]), "schedule", n_val=100_000)[0] == 0
+    assert choose(_table(source_val_accuracy=[98.0, 99.1]), "schedule", n_val=100_000)[0] == 1
+    # A failed first candidate: the best of the others; a failed other is never chosen.
+    assert choose(_table(source_val_accuracy=[NAN, 60.0, 70.0]), "schedule", n_val=50)[0] == 2
+    assert choose(_table(source_val_accuracy=[60.0, NAN]), "schedule", n_val=50)[0] == 0
+    with pytest.raises(DahashError, match="needs the number of held-out source rows"):
+        choose(_table(source_val_accuracy=[60.0]), "schedule")
+
+
 def test_unknown_criterion() -> None:
     with pytest.raises(ConfigError, match="criterion must be one of 'paper', 'domain', 'source', 'dev', 'iw', 'snd', "
-                                          "'entropy', 'mixval', 'mano', got 'acc'"):
+                                          "'entropy', 'mixval', 'mano', 'schedule', got 'acc'"):
         choose(_table(source_val_accuracy=[1.0]), "acc")
     assert CRITERIA == ("paper", "domain", "source", "dev", "iw", "snd", "entropy", "mixval", "mano")
 

@@ -22,7 +22,16 @@ from dahash.runs import tuning
 from dahash.runs.tuning import fit_predict_selected, select_config
 from dahash.training.config import TrainConfig
 from dahash.shallow import fit_predict_shallow
-from dahash.selection_grids import GAMMA_GRIDS, SELECTION_GRIDS, TUNED_SETTING, auto_grid
+from dahash import selection_grids
+from dahash.selection_grids import (
+    GAMMA_GRIDS,
+    SCHEDULE_GRID,
+    SCHEDULED_METHODS,
+    SELECTION_GRIDS,
+    TUNED_SETTING,
+    auto_grid,
+    auto_schedule,
+)
 from shifted_task import CLASSES, TINY, shifted_task  # tests/ is on sys.path (no __init__.py)
 
 
@@ -72,6 +81,63 @@ def test_train_without_gamma_selects_records_and_trains_the_choice(tmp_path: Pat
     before = (out / "selection" / "selection.json").read_bytes()
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
     assert (out / "selection" / "selection.json").read_bytes() == before
+
+
+#: Two cheap schedules for the tests in place of SCHEDULE_GRID's 300-epoch ones; the second trains longer and faster.
+TINY_SCHEDULES = [{"lr_start": 1e-4, "lr_end": 1e-5, "epochs": 2}, {"lr_start": 1e-1, "lr_end": 1e-2, "epochs": 4}]
+
+
+def test_auto_schedule_runs_only_for_the_hash_head_without_a_given_schedule() -> None:
+    assert auto_schedule("DAH", {}) == SCHEDULE_GRID and len(SCHEDULE_GRID) <= selection_grids.SELECTION_BUDGET
+    assert SCHEDULE_GRID[0] == {"lr_start": 1e-4, "lr_end": 1e-5, "epochs": 300}  # the paper's, which the rule favours
+    assert {k: TrainConfig().to_dict()[k] for k in SCHEDULE_GRID[0]} == SCHEDULE_GRID[0]
+    assert all(auto_schedule(m, {}) for m in SCHEDULED_METHODS)
+    assert auto_schedule("DAH", {}, "paper") == [] and auto_schedule("DANN", {}) == []
+    for given in ("epochs", "lr_start", "lr_end"):
+        assert auto_schedule("NoDA", {given: 1}) == []
+
+
+def test_train_schedule_auto_chooses_on_held_out_source_then_gamma_at_that_schedule(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(selection_grids, "SCHEDULE_GRID", TINY_SCHEDULES)
+    source, target = _files(tmp_path)
+    out = tmp_path / "run"
+    args = _train_args(source, target, out)
+    del args[args.index("--epochs"):args.index("--epochs") + 2]
+    assert main([*args, "--schedule", "auto"]) == 0
+    schedule = json.loads((out / "schedule" / "selection.json").read_text())
+    assert [c["params"] for c in schedule["candidates"]] == TINY_SCHEDULES
+    assert schedule["criterion"] == "schedule" and schedule["split"]["n_source_val"] > 0
+    chosen = schedule["best_params"]
+    # The gamma selection and the run train at the chosen schedule, recorded in config.yaml for resume.
+    assert {k: yaml.safe_load((out / "selection" / "config.yaml").read_text())[k] for k in chosen} == chosen
+    results = json.loads((out / "results.json").read_text())
+    assert {k: results["config"][k] for k in chosen} == chosen
+    assert "schedule chosen on held-out source among 2 candidates" in capsys.readouterr().out
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0  # a finished run: nothing again
+    # The paper's schedule by default, and a given length or rate always trains as given.
+    assert main([*args[:-1], str(tmp_path / "paper"), "--method", "NoDA"]) == 0
+    assert main([*args[:-1], str(tmp_path / "given"), "--method", "NoDA", "--schedule", "auto", "--epochs", "2"]) == 0
+    assert not (tmp_path / "paper" / "schedule").exists() and not (tmp_path / "given" / "schedule").exists()
+
+
+def test_estimator_schedule_auto_trains_the_choice_at_which_gamma_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(selection_grids, "SCHEDULE_GRID", TINY_SCHEDULES)
+    Xs, ys, Xt, _ = shifted_task()
+    X = np.concatenate([Xs, Xt])
+    y = np.r_[np.searchsorted(CLASSES, ys), -np.ones(len(Xt), int)]
+    sd = np.r_[np.ones(len(Xs), int), -2 * np.ones(len(Xt), int)]
+    tiny = {k: v for k, v in TINY.items() if k not in ("epochs", "lr_start", "lr_end")}
+    model = DAH(**tiny, schedule="auto").fit(X, y, sample_domain=sd)
+    assert [c["params"] for c in model.schedule_.candidates] == TINY_SCHEDULES
+    chosen = model.schedule_.best_params
+    assert {k: getattr(model.config_, k) for k in chosen} == chosen and model.epochs is None
+    # The same model as the chosen schedule given: the stage changes nothing else.
+    given = DAH(**tiny, **chosen).fit(X, y, sample_domain=sd)
+    assert given.schedule_ is None
+    np.testing.assert_array_equal(model.transform(Xt), given.transform(Xt))
+    with pytest.raises(ConfigError, match="schedule must be one of 'paper', 'auto'"):
+        DAH(**tiny, schedule="fast").fit(X, y, sample_domain=sd)
 
 
 def test_a_given_gamma_trains_that_value_alone(tmp_path: Path) -> None:

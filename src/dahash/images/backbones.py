@@ -467,6 +467,8 @@ BACKBONES: dict[str, Callable[[str | None], Backbone]] = {
     "vgg16": _vgg16,
     "resnet50": _resnet50,
 }
+#: The backbones whose pretrained fc6 and fc7 start the head (:attr:`Backbone.pretrained_fc`).
+PRETRAINED_FC_BACKBONES: tuple[str, ...] = ("alexnet", "vgg16")
 
 
 def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | os.PathLike[str] | None = None,

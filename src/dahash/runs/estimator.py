@@ -54,7 +54,7 @@ from dahash.models import ClassifierHead
 from dahash.models.predict import class_probabilities, select_bank
 from dahash.models.predict import encode as head_outputs
 from dahash.runs.selection import CRITERIA, Selection, select_setting
-from dahash.selection_grids import AUTO, GAMMA_GRIDS, VAL_FRACTION, auto_grid
+from dahash.selection_grids import AUTO, GAMMA_GRIDS, SCHEDULE_MODES, VAL_FRACTION, auto_grid, auto_schedule
 from dahash.training.config import TrainConfig
 from dahash.training.methods import DEEP_METHODS, method_config
 from dahash.training.trainer import Domains, train_model
@@ -124,6 +124,11 @@ class DAH(ClassifierMixin, DAEstimator):
         trains the choice on every row; the preset's value for the other methods. ``None``: the preset's value.
     criterion : str, default "paper"
         The rule of ``gamma="auto"`` (:data:`dahash.selection_grids.CRITERIA`, docs/selection.md).
+    schedule : str, default "paper"
+        ``"auto"``: for the hash-head methods, with none of ``epochs``, ``lr_start``, ``lr_end`` given, ``fit``
+        first chooses them among :data:`dahash.selection_grids.SCHEDULE_GRID` by held-out source accuracy of the
+        source-only twin (NoDA), keeping the paper's unless another beats it beyond noise (issue 31); the
+        choice of gamma then trains at that schedule. ``"paper"``: the preset's schedule.
     method : str, default "DAH"
         A preset of :data:`dahash.training.methods.DEEP_METHODS` (DAH, DAH-e, NoDA; the softmax baselines
         Deep, DAN, DANN classify by softmax and have no hash codes).
@@ -147,6 +152,7 @@ class DAH(ClassifierMixin, DAEstimator):
     n_features_in_ : input feature dimension
     selection_ : the :class:`dahash.runs.selection.Selection` of ``gamma="auto"`` (every candidate's scores
         and the rule), or None when gamma was not chosen
+    schedule_ : the Selection of ``schedule="auto"``, or None when the schedule was not chosen
     """
 
     # ImportanceWeightedScorer requires an estimator whose score consumes sample_weight.
@@ -161,7 +167,8 @@ class DAH(ClassifierMixin, DAEstimator):
                  mmd_reduction: str | None = None, mmd_estimator: str | None = None,
                  reference_batch: int | None = None, entropy_reduction: str | None = None,
                  bank_per_class: int | None = None, seed: int | None = None, num_threads: int | None = None,
-                 method: str = "DAH", criterion: str = "paper", extra: dict[str, Any] | None = None,
+                 method: str = "DAH", criterion: str = "paper", schedule: str = "paper",
+                 extra: dict[str, Any] | None = None,
                  out: str | None = None, progress: bool = False) -> None:
         self.bits = bits
         self.hidden = hidden
@@ -185,6 +192,7 @@ class DAH(ClassifierMixin, DAEstimator):
         self.num_threads = num_threads
         self.method = method
         self.criterion = criterion
+        self.schedule = schedule
         self.extra = extra
         self.out = out
         self.progress = progress
@@ -257,9 +265,13 @@ class DAH(ClassifierMixin, DAEstimator):
         if len(encoder.classes_) < 2:
             raise DataError(f"the source rows hold {len(encoder.classes_)} class(es); DAH needs at least 2")
         ys = encoder.transform(y[source]).astype(np.int64)
-        self.selection_ = self._select(X[source], ys, X[target])
+        self.schedule_ = self._choose_schedule(X[source], ys, X[target])
+        scheduled = self if self.schedule_ is None else clone(self).set_params(**self.schedule_.best_params)
+        self.selection_ = scheduled._select(X[source], ys, X[target])
         if self.selection_ is not None:
-            config = clone(self).set_params(**self.selection_.best_params).make_config()
+            config = clone(scheduled).set_params(**self.selection_.best_params).make_config()
+        elif self.schedule_ is not None:
+            config = scheduled.make_config()
         # Threads not given: the cores other jobs leave free (2 threads on 2 cores shared with a busy job
         # trained 1.5x slower than 1 thread; docs/usage.md), for the chosen setting's training too.
         config = dataclasses.replace(config, num_threads=config.num_threads or free_cores())
@@ -283,6 +295,18 @@ class DAH(ClassifierMixin, DAEstimator):
             self.bank_ = Bank(head_outputs(model, src.X)[rows], ys[rows], rows)
         self.history_ = _read_history(Path(config.out) / "history.csv") if config.out else None
         return self
+
+    def _choose_schedule(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> Selection | None:
+        """``schedule="auto"``: the schedule stage on the source-only twin (None when it does not run)."""
+        check_choice("schedule", self.schedule, SCHEDULE_MODES)
+        given = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) not in (None, AUTO)}
+        grid = auto_schedule(self.method, {**given, **(self.extra or {})}, self.schedule)
+        if not grid:
+            return None
+        twin = clone(self).set_params(method="NoDA", gamma=0.0, eta=0.0, schedule="paper", out=None, progress=False)
+        return select_setting(lambda setting: clone(twin).set_params(**setting), grid, Xs, ys, Xt,
+                              criterion="schedule", val_fraction=VAL_FRACTION, seed=self.make_config().seed,
+                              progress=self.progress)
 
     def _select(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> Selection | None:
         """``gamma="auto"``: the label-free selection among the method's candidates that agree with the

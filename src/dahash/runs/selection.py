@@ -39,7 +39,7 @@ from sklearn import config_context
 from tqdm.auto import tqdm
 
 from dahash.errors import ConfigError, DahashError, DataError
-from dahash.selection_grids import CRITERIA, CRITERION_SCORE
+from dahash.selection_grids import CRITERIA, CRITERION_SCORE, RULES, SCHEDULE_MARGIN_SE
 from dahash.io import atomic_path, write_csv, write_json, write_text
 from dahash.locks import DirectoryLock
 from dahash.validation import check_choice
@@ -85,7 +85,7 @@ class Selection:
         saved = json.loads((Path(out) / "selection.json").read_text())
         candidates = [{k: (math.nan if v is None and k in SCORES else v) for k, v in c.items()}
                       for c in saved["candidates"]]
-        best, rule = choose(candidates, saved["criterion"])
+        best, rule = choose(candidates, saved["criterion"], n_val=saved["split"].get("n_source_val"))
         selection = cls(saved["criterion"], rule, best, dict(candidates[best]["params"]), candidates, saved["split"])
         if best != saved["best_index"] or rule != saved["rule"]:
             selection.save(out)
@@ -289,7 +289,8 @@ def _score(estimator: Estimator, Xv: np.ndarray, yv: np.ndarray, Xt: np.ndarray,
 # ----------------------------------------------------------------------------- rules
 
 
-def choose(candidates: Sequence[dict[str, Any]], criterion: str = "paper") -> tuple[int, str]:
+def choose(candidates: Sequence[dict[str, Any]], criterion: str = "paper", *,
+           n_val: int | None = None) -> tuple[int, str]:
     """Index (into ``candidates``) of the chosen one and the rule in words; ties go to the first.
 
     ``"paper"``: among candidates whose ``source_val_accuracy`` is within :data:`ACCURACY_GUARD`
@@ -299,9 +300,15 @@ def choose(candidates: Sequence[dict[str, Any]], criterion: str = "paper") -> tu
     the training objective pushes each domain's items closer to the other domain's than to their
     own (a linear MMD estimate driven below zero), so it counts by its distance from chance, as the
     proxy A-distance 2|1 - 2 err| does. ``"domain"``: the same among every candidate (no guard).
+    ``"schedule"`` (the training-schedule stage, :data:`dahash.selection_grids.SCHEDULE_GRID`): the first
+    candidate (the paper's schedule) unless another's ``source_val_accuracy`` exceeds it by more than
+    :data:`~dahash.selection_grids.SCHEDULE_MARGIN_SE` binomial standard errors of the first's accuracy on
+    the ``n_val`` held-out rows (at least one point), then the best of those.
     Otherwise the largest value of the criterion's score (:data:`CRITERION_SCORE`; greater is better).
     """
-    check_choice("criterion", criterion, CRITERIA)
+    check_choice("criterion", criterion, RULES)
+    if criterion == "schedule":
+        return _choose_schedule(candidates, n_val)
     if criterion not in ("paper", "domain"):
         score = CRITERION_SCORE[criterion]
         best = _argmax([c.get(score, math.nan) for c in candidates])
@@ -322,6 +329,26 @@ def choose(candidates: Sequence[dict[str, Any]], criterion: str = "paper") -> tu
         return top, f"{criterion}: no candidate among {among} has a domain_error; the best source_val_accuracy"
     best = eligible[best_local]
     return best, f"{criterion}: the domain_error closest to chance ({candidates[best]['domain_error']:.2f} %) among {among}"
+
+
+def _choose_schedule(candidates: Sequence[dict[str, Any]], n_val: int | None) -> tuple[int, str]:
+    """The ``"schedule"`` rule of :func:`choose`: a noise margin around the first (the paper's) candidate."""
+    if not n_val:
+        raise DahashError("the schedule rule needs the number of held-out source rows")
+    accuracy = [c.get("source_val_accuracy", math.nan) for c in candidates]
+    top = _argmax(accuracy)
+    if top is None:
+        raise DahashError("criterion 'schedule': no candidate has a finite source_val_accuracy")
+    first = accuracy[0]
+    if not math.isfinite(first):
+        return top, f"schedule: the first candidate failed; the best source_val_accuracy ({accuracy[top]:.2f})"
+    p = first / 100.0
+    margin = max(1.0, SCHEDULE_MARGIN_SE * 100.0 * math.sqrt(p * (1.0 - p) / n_val))
+    if accuracy[top] > first + margin:
+        return top, (f"schedule: source_val_accuracy {accuracy[top]:.2f} beats the first candidate's {first:.2f} by "
+                     f"more than {margin:.2f} points ({SCHEDULE_MARGIN_SE:g} standard errors on {n_val} rows)")
+    return 0, (f"schedule: no source_val_accuracy beats the first candidate's {first:.2f} by more than {margin:.2f} "
+               f"points ({SCHEDULE_MARGIN_SE:g} standard errors on {n_val} rows; the best: {accuracy[top]:.2f})")
 
 
 def _argmax(values: Sequence[float]) -> int | None:
@@ -351,7 +378,7 @@ def select_setting(make_estimator: Callable[[dict[str, Any]], Estimator],
     ``selection.json``, ``.csv`` and ``.md`` are written there, and each candidate's record in
     ``out/candidates/`` as it finishes (one that :func:`fit_candidates` saved is reused).
     """
-    check_choice("criterion", criterion, CRITERIA)
+    check_choice("criterion", criterion, RULES)
     candidates = expand_grid(grid)
     data = _SelectionData.of(Xs, ys, Xt, val_fraction, seed)
     bar = tqdm(candidates, desc="select", unit="candidate", disable=not progress, dynamic_ncols=True)
@@ -362,7 +389,7 @@ def select_setting(make_estimator: Callable[[dict[str, Any]], Estimator],
     bar.close()
     if all("fit" in r["errors"] for r in records):
         raise DahashError(f"every candidate failed to fit; the first: {records[0]['errors']['fit']}")
-    best, rule = choose(records, criterion)
+    best, rule = choose(records, criterion, n_val=data.split["n_source_val"])
     selection = Selection(criterion, rule, best, dict(candidates[best]), records, data.split)
     if out is not None:
         selection.save(out)

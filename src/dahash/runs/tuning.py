@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -39,10 +39,22 @@ from dahash.shallow.api import ADAPTERS, fit_predict_shallow, make_shallow_pipel
 from dahash.training.config import TrainConfig
 from dahash.validation import check_choice
 
-__all__ = ["SELECTION_DIR", "fit_predict_selected", "select_config", "select_shallow", "train_selected"]
+__all__ = ["SCHEDULE_DIR", "SELECTION_DIR", "Trained", "fit_predict_selected", "select_config", "select_schedule",
+           "select_shallow", "train_selected"]
 
 #: Where a run whose setting was chosen keeps that selection: every candidate's scores and the rule.
 SELECTION_DIR = "selection"
+#: Where a run whose training schedule was chosen keeps that stage's selection.
+SCHEDULE_DIR = "schedule"
+
+
+class Trained(NamedTuple):
+    """What :func:`train_selected` did: the schedule stage and the setting's selection (None where they did
+    not run) and the run's metrics (None on a torchrun rank other than 0)."""
+
+    schedule: Selection | None
+    selection: Selection | None
+    metrics: dict[str, Any] | None
 
 
 def select_config(config: TrainConfig, grid: dict[str, Sequence[Any]] | Sequence[dict[str, Any]], *,
@@ -117,23 +129,45 @@ def _selection_data(base: TrainConfig, progress: bool) -> tuple[np.ndarray, np.n
     return domains.source.X, np.asarray(domains.source.classes)[domains.source.y], domains.target.X
 
 
-def train_selected(config: TrainConfig, grid: Sequence[dict[str, Any]], *, method: str = "DAH",
-                   criterion: str = "paper", resume: bool = False,
-                   progress: bool = True) -> tuple[Selection, dict[str, Any] | None]:
-    """Choose ``config``'s setting among ``grid`` without target labels, then train the choice on the whole
-    source into ``config.out`` (the paper's procedure, Sec. 5.2); returns the selection and the run's metrics.
+def select_schedule(config: TrainConfig, grid: Sequence[dict[str, Any]], *, out: str | os.PathLike | None = None,
+                    progress: bool = True) -> Selection:
+    """Choose ``config``'s training schedule (``lr_start``, ``lr_end``, ``epochs``) among ``grid`` by held-out source
+    accuracy (issue 31; :func:`dahash.runs.selection.choose`'s ``"schedule"`` rule, which keeps the first, the paper's,
+    unless another beats it beyond noise): each candidate trains the source-only twin (NoDA: the hash loss alone)
+    on the split every selection uses. The target's features are read only for the input normalisation."""
+    base = dataclasses.replace(config, out=None, finetune=False)
+    Xs, ys, Xt = _selection_data(base, progress)
+    return select_setting(functools.partial(_source_only, base), grid, Xs, ys, Xt, criterion="schedule",
+                          val_fraction=VAL_FRACTION, seed=base.seed, out=out, progress=progress)
 
-    The selection runs on frozen features into ``OUT/selection/`` (every candidate's scores, the rule,
-    its table); a fine-tuning ``config`` fine-tunes with the setting chosen there (docs/finetuning.md).
-    An interrupted selection keeps its finished candidates, so rerunning resumes it.
+
+def _source_only(base: TrainConfig, params: dict[str, Any]) -> DAH:
+    return DAH.from_config(base, method="NoDA", gamma=0.0, eta=0.0, **params)
+
+
+def train_selected(config: TrainConfig, grid: Sequence[dict[str, Any]], *, method: str = "DAH",
+                   criterion: str = "paper", schedule: Sequence[dict[str, Any]] = (), resume: bool = False,
+                   progress: bool = True) -> Trained:
+    """Choose ``config``'s schedule among ``schedule`` (:func:`select_schedule`, into ``OUT/schedule/``) and then its
+    setting among ``grid`` without target labels (the paper's procedure, Sec. 5.2, into ``OUT/selection/``: every
+    candidate's scores, the rule, its table), then train the choice on the whole source into ``config.out``.
+    An empty ``schedule`` or ``grid`` skips that stage.
+
+    Both stages run on frozen features; a fine-tuning ``config`` fine-tunes with the setting chosen there
+    (docs/finetuning.md). An interrupted selection keeps its finished candidates, so rerunning resumes it.
     """
     if not config.out:
         raise ConfigError("out is required: the run directory keeps the selection beside the run")
-    frozen = dataclasses.replace(config, finetune=False)
-    selection, _ = select_config(frozen, grid, method=method, criterion=criterion, val_fraction=VAL_FRACTION,
-                                 out=Path(config.out) / SELECTION_DIR, progress=progress)
-    chosen = TrainConfig.from_dict({**config.to_dict(), **selection.best_params}, source="chosen setting")
-    return selection, run(chosen, resume=resume, progress=progress)
+    chosen_schedule = selection = None
+    if schedule:
+        chosen_schedule = select_schedule(config, schedule, out=Path(config.out) / SCHEDULE_DIR, progress=progress)
+        config = TrainConfig.from_dict({**config.to_dict(), **chosen_schedule.best_params}, source="chosen schedule")
+    if grid:
+        frozen = dataclasses.replace(config, finetune=False)
+        selection, _ = select_config(frozen, grid, method=method, criterion=criterion, val_fraction=VAL_FRACTION,
+                                     out=Path(config.out) / SELECTION_DIR, progress=progress)
+        config = TrainConfig.from_dict({**config.to_dict(), **selection.best_params}, source="chosen setting")
+    return Trained(chosen_schedule, selection, run(config, resume=resume, progress=progress))
 
 
 def select_shallow(method: str, Xs: Any, ys: Any, Xt: Any, *, grid: Sequence[dict[str, Any]] | None = None,
