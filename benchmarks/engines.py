@@ -81,8 +81,12 @@ def rate(net, batch: int, seconds: float, lanes: int = 1) -> float:
     return n / (time.perf_counter() - start)
 
 
+SPINNING = "onnxruntime, threads spinning"
+
+
 def model_only(nets: dict, seconds: float, repeats: int) -> list[dict]:
-    """The model-only grid, every cell the best of ``repeats`` runs, cells of engines interleaved."""
+    """The model-only grid, every cell the best of ``repeats`` runs (:func:`one_cell`), cells of engines
+    interleaved; ONNX Runtime also with spinning threads and, at batch 16, in chunks of ``CPU_CHUNK``."""
     cells = [(t, 1, b) for t in (1, 2) for b in (1, 16)] + [(2, 2, b) for b in (1, 4, 16)]
     best: dict[tuple, float] = {}
     saved = torch.get_num_threads()
@@ -90,22 +94,15 @@ def model_only(nets: dict, seconds: float, repeats: int) -> list[dict]:
         for _ in range(repeats):
             for threads, lanes, batch in cells:
                 for name, backbone in nets.items():
-                    torch.set_num_threads(threads // lanes)
-                    if name == "torch":  # the project's reference: model_only_throughput
-                        n_batches = max(2, int(seconds * 60 / batch))
-                        r = model_only_throughput(backbone, batch, n_batches, lanes=lanes)
-                    else:
+                    # dahash's sessions do not spin; the spinning variant is measured beside them.
+                    spins = name == "onnxruntime" and threads // lanes > 1
+                    for variant in [name] + ([SPINNING] if spins else []):
+                        key = (variant, threads, lanes, batch)
+                        best[key] = max(best.get(key, 0.0), one_cell(backbone, variant, threads, lanes, batch, seconds))
+                    if name == "onnxruntime" and batch == 16:
                         net = backbone.inference(threads=threads // lanes)
-                        r = rate(net, batch, seconds, lanes)
-                        if name == "onnxruntime" and batch == 16:
-                            key = (name + f" in chunks of {CPU_CHUNK}", threads, lanes, batch)
-                            best[key] = max(best.get(key, 0.0), rate(InChunks(net, CPU_CHUNK), batch, seconds, lanes))
-                        if name == "onnxruntime" and threads // lanes > 1:  # dahash's sessions do not spin
-                            spinning = OnnxRuntimeRunner(backbone.export, threads // lanes, spinning=True)
-                            key = (name + ", threads spinning", threads, lanes, batch)
-                            best[key] = max(best.get(key, 0.0), rate(spinning, batch, seconds, lanes))
-                    key = (name, threads, lanes, batch)
-                    best[key] = max(best.get(key, 0.0), r)
+                        key = (name + f" in chunks of {CPU_CHUNK}", threads, lanes, batch)
+                        best[key] = max(best.get(key, 0.0), rate(InChunks(net, CPU_CHUNK), batch, seconds, lanes))
     finally:
         torch.set_num_threads(saved)
     rows = []
@@ -117,16 +114,14 @@ def model_only(nets: dict, seconds: float, repeats: int) -> list[dict]:
 
 
 def one_cell(backbone, name: str, threads: int, lanes: int, batch: int, seconds: float) -> float:
-    """img/s of one model-only cell, measured as :func:`model_only` measures it."""
+    """img/s of one model-only cell: torch through the project's reference (``model_only_throughput``), an
+    engine's inference session, or ONNX Runtime with spinning threads (:data:`SPINNING`)."""
     torch.set_num_threads(threads // lanes)
     if name == "torch":
         return model_only_throughput(backbone, batch, max(2, int(seconds * 60 / batch)), lanes=lanes)
     if name == SPINNING:
         return rate(OnnxRuntimeRunner(backbone.export, threads // lanes, spinning=True), batch, seconds, lanes)
     return rate(backbone.inference(threads=threads // lanes), batch, seconds, lanes)
-
-
-SPINNING = "onnxruntime, threads spinning"
 
 
 ISOLATED_CELLS = ((2, 1, 1), (2, 1, 16), (2, 2, 1))
