@@ -134,7 +134,8 @@ def select_schedule(config: TrainConfig, grid: Sequence[dict[str, Any]], *, out:
     """Choose ``config``'s training schedule (``lr_start``, ``lr_end``, ``epochs``) among ``grid`` by held-out source
     accuracy (issue 31; :func:`dahash.runs.selection.choose`'s ``"schedule"`` rule, which keeps the first, the paper's,
     unless another beats it beyond noise): each candidate trains the source-only twin (NoDA: the hash loss alone)
-    on the split every selection uses. The target's features are read only for the input normalisation."""
+    on the split every selection uses. The target's features (never its labels) enter as NoDA's unlabeled rows
+    do: the input normalisation's statistics, and the batches' BatchNorm and quantisation term."""
     base = dataclasses.replace(config, out=None, finetune=False)
     Xs, ys, Xt = _selection_data(base, progress)
     return select_setting(functools.partial(_source_only, base), grid, Xs, ys, Xt, criterion="schedule",
