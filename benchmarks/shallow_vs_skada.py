@@ -3,6 +3,8 @@
 Usage: python benchmarks/shallow_vs_skada.py [--data-root ../shared/data/office_caltech_10]
        [--backbone efficientnet_lite0] [--tasks A:W D:C ...] [--classifiers 1nn logreg]
        [--out benchmarks/results]
+       python benchmarks/shallow_vs_skada.py --features runs/bow --name shallow_vs_skada_bow
+       (feature files DIR/<domain>.npz in place of the backbone's, e.g. benchmarks/bow_features.py's)
 
 Every domain is z-scored on its own first (the GFK/JDA/SA/CORAL authors' protocol), once, and the
 same arrays go to every column: source-only 1-NN and logistic regression, dahash's GFK, TCA,
@@ -90,7 +92,7 @@ def diagnostics(Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray, yt: np.ndarray) 
     def nn(Zs: np.ndarray, Zt: np.ndarray) -> float:
         return float(np.mean(KNeighborsClassifier(n_neighbors=1).fit(Zs, ys).predict(Zt) == yt) * 100)
 
-    out = {"1-NN, all 1,280 dims": nn(Xs, Xt)}
+    out = {f"1-NN, all {Xs.shape[1]:,} dims": nn(Xs, Xt)}
     for name, X in (("source", Xs), ("target", Xt)):
         P = pca_basis(X, 20, name)
         out[f"1-NN on the {name}'s 20-d PCA basis, no alignment"] = nn(Xs @ P, Xt @ P)
@@ -124,39 +126,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classifiers", nargs="*", default=["1nn", "logreg"], choices=["1nn", "logreg"])
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--diagnostics", action="store_true", help="write the diagnostics table instead")
+    parser.add_argument("--features", default=None,
+                        help="folder of <domain>.npz feature files to use in place of the backbone's")
+    parser.add_argument("--name", default="shallow_vs_skada", help="stem of the files written in --out")
     args = parser.parse_args(argv)
 
     import skada
 
+    from dahash.data.features import align_domains, load_features
     from dahash.experiments.demo import markdown_table
     from dahash.images.features import image_feature_sets
     from dahash.shallow import preprocess_domains
+
+    def task_features(s: str, t: str):
+        if args.features is None:
+            return image_feature_sets(args.data_root, s, t, backbone=args.backbone, progress=False)
+        return align_domains(load_features(Path(args.features) / f"{s}.npz"),
+                             load_features(Path(args.features) / f"{t}.npz"))
+
+    described = (f"{args.backbone} features" if args.features is None
+                 else f"the feature files of {args.features}")
 
     if args.diagnostics:
         table, head = [], []
         for task in args.tasks:
             s, t = (DOMAINS.get(x, x) for x in task.split(":"))
-            source, target = image_feature_sets(args.data_root, s, t, backbone=args.backbone, progress=False)
+            source, target = task_features(s, t)
             Xs, Xt = preprocess_domains(np.asarray(source.X, np.float64), np.asarray(target.X, np.float64))
             found = diagnostics(Xs, source.y, Xt, target.y)
             head = ["Task", *found]
             table.append(["→".join(task.split(":")), *[f"{v:.3g}" if v < 1 else f"{v:.1f}" for v in found.values()]])
             print(table[-1], flush=True)
-        text = (f"# Diagnostics: Office-Caltech-10, {args.backbone} features, each domain z-scored\n\n"
+        text = (f"# Diagnostics: Office-Caltech-10, {described}, each domain z-scored\n\n"
                 f"Command: `OMP_NUM_THREADS=1 python benchmarks/shallow_vs_skada.py --diagnostics`.  "
                 f"Machine: {machine(skada=skada.__version__)}.\n\n" + markdown_table(head, table))
-        write_results(args.out, "shallow_vs_skada_diagnostics", text, [])
+        write_results(args.out, f"{args.name}_diagnostics", text, [])
         print(text)
         return 0
 
-    cache = Path(args.out) / "shallow_vs_skada.json"
+    cache = Path(args.out) / f"{args.name}.json"
     done: dict[str, dict[str, float]] = json.loads(cache.read_text()) if cache.exists() else {}
     header = f"Machine: {machine(skada=skada.__version__)}"
     print(header, flush=True)
     t_start = time.perf_counter()
     for task in args.tasks:
         s, t = (DOMAINS.get(x, x) for x in task.split(":"))
-        source, target = image_feature_sets(args.data_root, s, t, backbone=args.backbone, progress=False)
+        source, target = task_features(s, t)
         Xs, Xt = preprocess_domains(np.asarray(source.X, np.float64), np.asarray(target.X, np.float64))
         for classifier in args.classifiers:
             for column in COLUMNS:
@@ -177,9 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 cache.write_text(json.dumps(done, indent=1))
 
-    md, rows = [f"# Shallow baselines vs skada {skada.__version__}: Office-Caltech-10, {args.backbone} "
-                f"features, target accuracy (%)\n",
-                f"Command: `OMP_NUM_THREADS=1 python benchmarks/shallow_vs_skada.py` "
+    command = " ".join(["OMP_NUM_THREADS=1 python benchmarks/shallow_vs_skada.py", *(argv or sys.argv[1:])])
+    md, rows = [f"# Shallow baselines vs skada {skada.__version__}: Office-Caltech-10, {described}, "
+                f"target accuracy (%)\n",
+                f"Command: `{command}` "
                 f"(this run: {time.perf_counter() - t_start:.0f} s of new work).  {header}.\n"], []
     names = COLUMNS
     for classifier in args.classifiers:
@@ -206,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     md.append("\nMean seconds per task (fit + predict, one thread): "
               + ", ".join(f"{c} {s:.1f}" for c, s in seconds.items()) + ".\n")
     text = "".join(md)
-    write_results(args.out, "shallow_vs_skada", text, rows)
+    write_results(args.out, args.name, text, rows)
     print(text)
     return 0
 

@@ -1,0 +1,141 @@
+"""Issue 31's table: the library's default commands against the independent reference on a folder of feature
+files (one ``<domain>.npz`` per domain), every task, several seeds.
+
+Rows:
+
+* library methods, each run as a user runs it: ``dahash train --source-features S --target-features T
+  --method M --seed K`` plus the flags given in ``--flags`` (none: the defaults), one run folder per cell
+  under ``OUT/<method>/<S>_<T>/seed<K>/`` (a finished cell, with ``results.json``, is kept);
+* the reference's NoDA and DAH (``benchmarks/reference_dah.py``, which imports nothing of dahash), at its own
+  fixed settings, one JSON per cell under ``OUT/reference/``.
+
+Printed (and written to ``OUT/table.md``): target accuracy per task and method (mean over seeds), the
+12-task average with its standard deviation over seeds, and each row's mean paired difference (same task
+and seed) to the library's NoDA and to the reference's NoDA with a 95 % t interval. Target labels are read
+only to score; nothing here chooses a setting.
+
+Usage:
+    python benchmarks/own_features_table.py runs/bow --out runs/bow-table --methods NoDA DAH DAH-e --seeds 3
+    python benchmarks/own_features_table.py runs/bow --out runs/bow-table --flags "--schedule auto" --tag auto
+Cells run ``--workers`` at a time, each on one thread (set the autogroup of a shared machine's jobs, not nice:
+``echo 19 > /proc/self/autogroup``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shlex
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+REFERENCE = Path(__file__).resolve().parent / "reference_dah.py"
+CODES = {"amazon": "A", "caltech10": "C", "dslr": "D", "webcam": "W"}
+
+
+def domains_of(folder: Path) -> list[str]:
+    found = sorted(p.stem for p in folder.glob("*.npz"))
+    if len(found) < 2:
+        raise SystemExit(f"{folder} holds {len(found)} .npz feature file(s); a task needs two")
+    return found
+
+
+def code(domain: str) -> str:
+    return CODES.get(domain, domain)
+
+
+def _run(command: list[str]) -> None:
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(map(shlex.quote, command))} failed:\n{done.stderr[-2000:]}")
+
+
+def library_cell(features: Path, out: Path, method: str, source: str, target: str, seed: int,
+                 flags: list[str]) -> float:
+    """Target accuracy (%) of one ``dahash train`` run, trained unless its folder holds a finished one."""
+    results = out / "results.json"
+    if not results.exists():
+        command = [sys.executable, "-m", "dahash", "train", "--source-features", str(features / f"{source}.npz"),
+                   "--target-features", str(features / f"{target}.npz"), "--method", method, "--seed", str(seed),
+                   "--num-threads", "1", "--quiet", "--out", str(out), *flags]
+        if out.exists():
+            command.append("--resume")
+        _run(command)
+    return float(json.loads(results.read_text())["metrics"]["target_accuracy"])
+
+
+def reference_cell(features: Path, out: Path, method: str, source: str, target: str, seed: int) -> float:
+    """Target accuracy (%) of the reference on one cell (its binary-code rule, as the paper scores)."""
+    path = out / f"{method}_{code(source)}_{code(target)}_seed{seed}.json"
+    if not path.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        # A process of its own: the reference sets torch's threads, which threads of one process would share.
+        _run([sys.executable, str(REFERENCE), "--source", str(features / f"{source}.npz"),
+              "--target", str(features / f"{target}.npz"), "--method", method, "--seed", str(seed),
+              "--json", str(path)])
+    return 100.0 * json.loads(path.read_text())["results"][0]["accuracy"]
+
+
+def paired(a: dict, b: dict) -> str:
+    """Mean of a - b over the cells both have, with its 95 % t interval."""
+    keys = sorted(set(a) & set(b))
+    if len(keys) < 2:
+        return ""
+    d = np.array([a[k] - b[k] for k in keys])
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return f"{d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] ({len(d)})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("features", type=Path, help="folder of <domain>.npz feature files")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--methods", nargs="+", default=["NoDA", "DAH", "DAH-e"])
+    parser.add_argument("--reference", nargs="*", default=["NoDA", "DAH"], help="the reference's rows")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--flags", default="", help="extra dahash train flags for every library cell")
+    parser.add_argument("--tag", default="", help="suffix of the library rows' folder and name (with --flags)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    domains = domains_of(args.features)
+    tasks = list(itertools.permutations(domains, 2))
+    flags = shlex.split(args.flags)
+    jobs = {}
+    with ThreadPoolExecutor(args.workers) as pool:
+        for seed, (s, t) in itertools.product(range(args.seeds), tasks):
+            for m in args.methods:
+                name = f"{m}{'-' + args.tag if args.tag else ''}"
+                cell = args.out / name / f"{code(s)}_{code(t)}" / f"seed{seed}"
+                jobs[(name, s, t, seed)] = pool.submit(library_cell, args.features, cell, m, s, t, seed, flags)
+            for m in args.reference:
+                jobs[(f"reference {m}", s, t, seed)] = pool.submit(reference_cell, args.features,
+                                                                   args.out / "reference", m, s, t, seed)
+        acc: dict[str, dict[tuple, float]] = {}
+        for (name, s, t, seed), job in jobs.items():
+            acc.setdefault(name, {})[(s, t, seed)] = job.result()
+    labels = [f"{code(s)}→{code(t)}" for s, t in tasks]
+    lines = ["| row | " + " | ".join(labels) + " | Avg ± sd over seeds | vs library NoDA | vs reference NoDA |",
+             "|---" * (len(labels) + 4) + "|"]
+    base = acc.get(f"NoDA{'-' + args.tag if args.tag else ''}", {})
+    for name, cells in acc.items():
+        per_task = [np.mean([cells[(s, t, k)] for k in range(args.seeds)]) for s, t in tasks]
+        per_seed = [np.mean([cells[(s, t, k)] for s, t in tasks]) for k in range(args.seeds)]
+        lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in per_task)
+                     + f" | **{np.mean(per_seed):.2f}** ± {np.std(per_seed, ddof=1) if args.seeds > 1 else 0:.2f}"
+                     + f" | {paired(cells, base) if cells is not base else ''}"
+                     + f" | {paired(cells, acc.get('reference NoDA', {})) if name != 'reference NoDA' else ''} |")
+    text = (f"Target accuracy (%), {len(tasks)} tasks x {args.seeds} seeds, features {args.features}; library flags: "
+            f"{args.flags or '(defaults)'}. Paired: mean difference [95 % interval] (cells).\n\n" + "\n".join(lines) + "\n")
+    (args.out / f"table{'-' + args.tag if args.tag else ''}.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
