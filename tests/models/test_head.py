@@ -98,3 +98,34 @@ def test_invalid_bits(bits: int) -> None:
 def test_invalid_hidden(hidden: list[int]) -> None:
     with pytest.raises(ValueError, match="hidden"):
         DAHHead(8, bits=16, hidden=hidden)
+
+
+def test_hidden_batchnorm_and_dropout_are_off_by_default_and_hold_no_state() -> None:
+    torch.manual_seed(0)
+    plain, x = DAHHead(12, bits=8, hidden=(6, 5)), torch.randn(9, 12)
+    assert sorted(plain.state_dict()) == sorted(["fc6.weight", "fc6.bias", "fc7.weight", "fc7.bias", "fc8.weight",
+                                                 "fc8.bias", "bn.weight", "bn.bias", "bn.running_mean",
+                                                 "bn.running_var", "bn.num_batches_tracked"])
+    plain.train()
+    by_hand = plain.fc8(torch.relu(plain.fc7(torch.relu(plain.fc6(x)))))
+    torch.testing.assert_close(plain(x).taps["fc8"], by_hand, rtol=0, atol=0)
+
+
+def test_hidden_batchnorm_before_relu_dropout_after_taps_before_dropout() -> None:
+    torch.manual_seed(0)
+    head, x = DAHHead(12, bits=8, hidden=(6, 5), hidden_bn=True, hidden_dropout=0.5), torch.randn(9, 12)
+    assert {"bn6.weight", "bn7.running_var"} <= set(head.state_dict())
+    head.eval()  # dropout off, BatchNorm on its running statistics: the eval output is a function of x
+    out = head(x)
+    fc6 = torch.relu(head.bn6(head.fc6(x)))
+    fc7 = torch.relu(head.bn7(head.fc7(fc6)))
+    torch.testing.assert_close(out.taps["fc6"], fc6)
+    torch.testing.assert_close(out.taps["fc7"], fc7)
+    torch.testing.assert_close(out.taps["fc8"], head.fc8(fc7))
+    torch.testing.assert_close(head(x).u, out.u)
+    head.train()  # dropout on: fc8 changes between passes, the fc6 tap (before dropout) does not
+    first, second = head(x), head(x)
+    torch.testing.assert_close(first.taps["fc6"], second.taps["fc6"])
+    assert not torch.allclose(first.taps["fc8"], second.taps["fc8"])
+    with pytest.raises(ValueError, match=r"hidden_dropout must be in \[0, 1\)"):
+        DAHHead(12, hidden_dropout=1.0)

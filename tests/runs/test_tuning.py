@@ -273,3 +273,19 @@ def test_select_fits_its_candidates_as_cells_of_an_executor(tmp_path: Path) -> N
         assert sent == [0, 1]
     with pytest.raises(ConfigError, match="out is required"):
         select_config(config, grid, executor=ExecutorConfig())
+
+
+def test_a_head_with_hidden_batchnorm_and_dropout_trains_saves_and_reloads(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = _files(tmp_path)
+    out = tmp_path / "run"
+    assert main(_train_args(source, target, out, "--method", "NoDA", "--hidden-bn", "--hidden-dropout", "0.5")) == 0
+    model, config, _ = load_run(out)
+    assert config.hidden_bn is True and config.hidden_dropout == 0.5
+    assert model.bn6.running_mean.abs().sum() > 0 and model.drop.p == 0.5  # the trained statistics came back
+    saved = json.loads((out / "results.json").read_text())["metrics"]
+    assert main(["evaluate", "--run", str(out)]) == 0  # the reloaded model gives the saved results again
+    again = json.loads((out / "results.json").read_text())["metrics"]
+    assert (again["target_accuracy"], again["map"]) == (saved["target_accuracy"], saved["map"])
+    line = one_line_error(capsys, main(_train_args(source, target, tmp_path / "bad", "--hidden-dropout", "1.5")))
+    assert "hidden_dropout must be in [0, 1), got 1.5" in line

@@ -19,24 +19,36 @@ class HeadOutput(NamedTuple):
 class FCTrunk(nn.Module):
     """fc6 -> ReLU -> fc7 -> ReLU -> fc8, shared by every head: the methods differ only above fc8.
 
+    Optionally (``hidden_bn``, ``hidden_dropout``) BatchNorm before each hidden ReLU and dropout after it, for a
+    new head on weak features (docs/own-features.md); neither is in the authors' network.
+
     Each linear layer carries ``lr_mult`` (weights) used by the trainer's parameter groups:
     layers initialised from a pretrained network set it to 0.1, new layers to 1.
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int]) -> None:
+    def __init__(self, in_features: int, out_features: int, hidden: Sequence[int], *, hidden_bn: bool = False,
+                 hidden_dropout: float = 0.0) -> None:
         super().__init__()
         if len(hidden) != 2 or any(h < 1 for h in hidden):
             raise ValueError(f"hidden must be two positive widths (fc6, fc7), got {list(hidden)}")
+        if not 0.0 <= hidden_dropout < 1.0:
+            raise ValueError(f"hidden_dropout must be in [0, 1), got {hidden_dropout!r}")
         self.fc6 = nn.Linear(in_features, hidden[0])
         self.fc7 = nn.Linear(hidden[0], hidden[1])
         self.fc8 = nn.Linear(hidden[1], out_features)
         for layer in (self.fc6, self.fc7, self.fc8):
             layer.lr_mult = 1.0
+        # Off by default, as in the authors' network (pretrained VGG-F fc6/fc7, its dropout dropped): Identity and
+        # Dropout(0) hold no state, so a model saved without them loads unchanged.
+        self.bn6 = nn.BatchNorm1d(hidden[0]) if hidden_bn else nn.Identity()
+        self.bn7 = nn.BatchNorm1d(hidden[1]) if hidden_bn else nn.Identity()
+        self.drop = nn.Dropout(hidden_dropout)
 
     def trunk(self, x: Tensor) -> dict[str, Tensor]:
-        fc6 = torch.relu(self.fc6(x))
-        fc7 = torch.relu(self.fc7(fc6))
-        return {"fc6": fc6, "fc7": fc7, "fc8": self.fc8(fc7)}
+        # The taps (what the MMD compares) are the ReLU outputs, before dropout.
+        fc6 = torch.relu(self.bn6(self.fc6(x)))
+        fc7 = torch.relu(self.bn7(self.fc7(self.drop(fc6))))
+        return {"fc6": fc6, "fc7": fc7, "fc8": self.fc8(self.drop(fc7))}
 
 
 class DAHHead(FCTrunk):
@@ -54,10 +66,11 @@ class DAHHead(FCTrunk):
 
     kind = "hash"
 
-    def __init__(self, in_features: int, bits: int = 64, hidden: Sequence[int] = (256, 256)) -> None:
+    def __init__(self, in_features: int, bits: int = 64, hidden: Sequence[int] = (256, 256), *,
+                 hidden_bn: bool = False, hidden_dropout: float = 0.0) -> None:
         if bits < 1:
             raise ValueError(f"bits must be a positive integer, got {bits}")
-        super().__init__(in_features, bits, hidden)
+        super().__init__(in_features, bits, hidden, hidden_bn=hidden_bn, hidden_dropout=hidden_dropout)
         self.bits = int(bits)
         self.bn = nn.BatchNorm1d(bits)
 
@@ -75,10 +88,11 @@ class ClassifierHead(FCTrunk):
 
     kind = "softmax"
 
-    def __init__(self, in_features: int, n_classes: int, hidden: Sequence[int] = (256, 256)) -> None:
+    def __init__(self, in_features: int, n_classes: int, hidden: Sequence[int] = (256, 256), *,
+                 hidden_bn: bool = False, hidden_dropout: float = 0.0) -> None:
         if n_classes < 2:
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-        super().__init__(in_features, n_classes, hidden)
+        super().__init__(in_features, n_classes, hidden, hidden_bn=hidden_bn, hidden_dropout=hidden_dropout)
         self.n_classes = int(n_classes)
 
     def forward(self, x: Tensor) -> HeadOutput:

@@ -80,6 +80,8 @@ class TrainConfig:
     adversarial_weight: float = field(default=1.0, metadata={"help": "with adversarial: weight of DANN's domain loss (its lambda, Ganin et al., JMLR 2016, eq. 13-15), on top of the reversal coefficient's 0-to-1 schedule"})
     bits: int = field(default=64, metadata={"help": "hash code length d"})
     hidden: list[int] = field(default_factory=lambda: [256, 256], metadata={"help": "widths of the new fc6 and fc7 of the head (AlexNet/VGG: the pretrained ones, 4096)"})
+    hidden_bn: bool = field(default=False, metadata={"help": "BatchNorm before the ReLU of the head's fc6 and fc7; not in the authors' network, whose fc6/fc7 are pretrained VGG-F layers (docs/own-features.md)"})
+    hidden_dropout: float = field(default=0.0, metadata={"help": "dropout rate after the ReLU of fc6 and fc7 while training (the MMD reads the ReLU outputs before it); 0 as in the authors' DAH net"})
     feature_norm: str = field(default="auto", metadata={"help": "input normalisation fitted on source+target features: auto (from what the features are: histograms l1-standardize, pooled CNN activations none, signed embeddings standardize; docs/own-features.md), none, l2, standardize or l1-standardize; a fine-tuned or pretrained-fc6 head takes none"})
     k: int = field(default=5, metadata={"help": "source samples per class in a batch (K)"})
     sample_with_replacement: bool = field(default=False, metadata={"help": "draw batch samples with replacement, so the expected linear MMD cannot go negative on a small domain (not in the paper)"})
@@ -131,6 +133,8 @@ class TrainConfig:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if not 0.0 <= self.hidden_dropout < 1.0:
+            raise ConfigError(f"hidden_dropout must be in [0, 1), got {self.hidden_dropout!r}")
         if len(self.hidden) != 2 or any(h <= 0 for h in self.hidden):
             raise ConfigError(f"hidden must be two positive widths (fc6 fc7), got {self.hidden!r}")
         bad = [name for name in self.mmd_layers if name not in MMD_LAYER_NAMES]

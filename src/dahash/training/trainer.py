@@ -72,12 +72,13 @@ def build_model(config: TrainConfig, in_features: int,
     ``pretrained_lr_mult``: the paper fine-tunes VGG-F's fc6/fc7 under the new hash layer.
     """
     hidden = [l.out_features for l in pretrained_fc] if pretrained_fc else config.hidden
+    options = {"hidden_bn": config.hidden_bn, "hidden_dropout": config.hidden_dropout}
     if config.head == "softmax":
         if n_classes is None:
             raise ConfigError("a softmax head needs the number of classes")
-        model: Head = ClassifierHead(in_features, n_classes, hidden=hidden)
+        model: Head = ClassifierHead(in_features, n_classes, hidden=hidden, **options)
     else:
-        model = DAHHead(in_features, bits=config.bits, hidden=hidden)
+        model = DAHHead(in_features, bits=config.bits, hidden=hidden, **options)
     for layer in (model.fc6, model.fc7, model.fc8):
         layer.lr_mult = config.new_lr_mult
     if pretrained_fc:
@@ -432,10 +433,11 @@ def load_model(path: Path) -> tuple[Head, TrainConfig, FeatureNormalizer, list[s
     state = torch.load(path, map_location="cpu", weights_only=False)
     config = TrainConfig.from_saved(state["config"], source=str(path))
     hidden = state.get("hidden", config.hidden)
+    options = {"hidden_bn": config.hidden_bn, "hidden_dropout": config.hidden_dropout}
     if config.head == "softmax":
-        model: Head = ClassifierHead(state["in_features"], len(state["classes"]), hidden=hidden)
+        model: Head = ClassifierHead(state["in_features"], len(state["classes"]), hidden=hidden, **options)
     else:
-        model = DAHHead(state["in_features"], bits=config.bits, hidden=hidden)
+        model = DAHHead(state["in_features"], bits=config.bits, hidden=hidden, **options)
     model.load_state_dict(state["model"])
     model.eval()
     return model, config, FeatureNormalizer.from_state_dict(state["normalizer"]), state["classes"]
