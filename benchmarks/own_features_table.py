@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+
+from dahash.experiments.paired import paired_difference
 
 REFERENCE = Path(__file__).resolve().parent / "reference_dah.py"
 CODES = {"amazon": "A", "caltech10": "C", "dslr": "D", "webcam": "W"}
@@ -83,13 +84,11 @@ def reference_cell(features: Path, out: Path, method: str, source: str, target: 
 
 
 def paired(a: dict, b: dict) -> str:
-    """Mean of a - b over the cells both have, with its 95 % t interval."""
+    """Mean of a - b over the cells both have, with its 95 % t interval (:func:`paired_difference`)."""
     keys = sorted(set(a) & set(b))
     if len(keys) < 2:
         return ""
-    d = np.array([a[k] - b[k] for k in keys])
-    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
-    return f"{d.mean():+.2f} [{d.mean() - half:+.2f}, {d.mean() + half:+.2f}] ({len(d)})"
+    return f"{paired_difference([a[k] for k in keys], [b[k] for k in keys]).text()} ({len(keys)})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -220,6 +220,10 @@ class DAH(ClassifierMixin, DAEstimator):
         # The config's gamma, never "auto": this estimator trains what the config says.
         return cls(method=method, extra=extra or None, **{**params, "gamma": values["gamma"]})
 
+    def _given(self) -> dict[str, Any]:
+        """The parameters set to a value (not None, the preset's, nor ``"auto"``, chosen at fit)."""
+        return {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) not in (None, AUTO)}
+
     def make_config(self) -> TrainConfig:
         """The TrainConfig ``fit`` trains with: ``method``'s preset, then the parameters set, then
         ``extra``; ConfigError names a bad value."""
@@ -233,7 +237,7 @@ class DAH(ClassifierMixin, DAEstimator):
                               "(and the run folder as out=)")
         if self.method not in DEEP_METHODS:
             raise ConfigError(f"method must be one of {', '.join(DEEP_METHODS)}; got {self.method!r}")
-        settings = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) not in (None, AUTO)}
+        settings = self._given()
         for name in ("hidden", "mmd_layers"):
             if name in settings and isinstance(settings[name], tuple):
                 settings[name] = list(settings[name])
@@ -299,7 +303,7 @@ class DAH(ClassifierMixin, DAEstimator):
     def _choose_schedule(self, Xs: np.ndarray, ys: np.ndarray, Xt: np.ndarray) -> Selection | None:
         """``schedule="auto"``: the schedule stage on the source-only twin (None when it does not run)."""
         check_choice("schedule", self.schedule, SCHEDULE_MODES)
-        given = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) not in (None, AUTO)}
+        given = self._given()
         grid = auto_schedule(self.method, {**given, **(self.extra or {})}, self.schedule)
         if not grid:
             return None
@@ -314,7 +318,7 @@ class DAH(ClassifierMixin, DAEstimator):
         if self.gamma != AUTO or self.method not in GAMMA_GRIDS:
             return None
         check_choice("criterion", self.criterion, CRITERIA)
-        given = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) not in (None, AUTO)}
+        given = self._given()
         grid = auto_grid(self.method, {**given, **(self.extra or {})})
         if not grid:
             raise ConfigError(f"no {self.method} candidate agrees with the parameters given ({given}); give gamma")

@@ -72,13 +72,7 @@ def build_model(config: TrainConfig, in_features: int,
     ``pretrained_lr_mult``: the paper fine-tunes VGG-F's fc6/fc7 under the new hash layer.
     """
     hidden = [l.out_features for l in pretrained_fc] if pretrained_fc else config.hidden
-    options = {"hidden_bn": config.hidden_bn, "hidden_dropout": config.hidden_dropout}
-    if config.head == "softmax":
-        if n_classes is None:
-            raise ConfigError("a softmax head needs the number of classes")
-        model: Head = ClassifierHead(in_features, n_classes, hidden=hidden, **options)
-    else:
-        model = DAHHead(in_features, bits=config.bits, hidden=hidden, **options)
+    model = _head(config, in_features, hidden, n_classes)
     for layer in (model.fc6, model.fc7, model.fc8):
         layer.lr_mult = config.new_lr_mult
     if pretrained_fc:
@@ -91,6 +85,17 @@ def build_model(config: TrainConfig, in_features: int,
                 layer.bias.copy_(pre.bias)
                 layer.lr_mult = config.pretrained_lr_mult
     return model
+
+
+def _head(config: TrainConfig, in_features: int, hidden: list[int], n_classes: int | None) -> Head:
+    """The untrained head ``config`` describes (hash or softmax, with its hidden-layer options), as
+    :func:`build_model` builds it and :func:`load_model` fills it."""
+    options = {"hidden_bn": config.hidden_bn, "hidden_dropout": config.hidden_dropout}
+    if config.head == "softmax":
+        if n_classes is None:
+            raise ConfigError("a softmax head needs the number of classes")
+        return ClassifierHead(in_features, n_classes, hidden=hidden, **options)
+    return DAHHead(in_features, bits=config.bits, hidden=hidden, **options)
 
 
 def build_loss(config: TrainConfig, n_classes: int, fc7_width: int = 0) -> DAHLoss | ClassifierDALoss:
@@ -432,12 +437,7 @@ def load_model(path: Path) -> tuple[Head, TrainConfig, FeatureNormalizer, list[s
         raise DahashError(f"{path}: no trained model here (did the run finish?)")
     state = torch.load(path, map_location="cpu", weights_only=False)
     config = TrainConfig.from_saved(state["config"], source=str(path))
-    hidden = state.get("hidden", config.hidden)
-    options = {"hidden_bn": config.hidden_bn, "hidden_dropout": config.hidden_dropout}
-    if config.head == "softmax":
-        model: Head = ClassifierHead(state["in_features"], len(state["classes"]), hidden=hidden, **options)
-    else:
-        model = DAHHead(state["in_features"], bits=config.bits, hidden=hidden, **options)
+    model = _head(config, state["in_features"], state.get("hidden", config.hidden), len(state["classes"]))
     model.load_state_dict(state["model"])
     model.eval()
     return model, config, FeatureNormalizer.from_state_dict(state["normalizer"]), state["classes"]
