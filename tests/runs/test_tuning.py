@@ -114,7 +114,9 @@ def test_train_schedule_auto_chooses_on_held_out_source_then_gamma_at_that_sched
     results = json.loads((out / "results.json").read_text())
     assert {k: results["config"][k] for k in chosen} == chosen
     assert "schedule chosen on held-out source among 2 candidates" in capsys.readouterr().out
+    finished = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0  # a finished run: nothing again
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == finished
     # The paper's schedule by default, and a given length or rate always trains as given.
     assert main([*args[:-1], str(tmp_path / "paper"), "--method", "NoDA"]) == 0
     assert main([*args[:-1], str(tmp_path / "given"), "--method", "NoDA", "--schedule", "auto", "--epochs", "2"]) == 0
