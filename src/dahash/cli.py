@@ -111,15 +111,17 @@ def _train(args: argparse.Namespace) -> int:
     # without target labels among its grid; a run's saved config.yaml already holds the choice.
     tuned = TUNED_SETTING.get(args.method)
     grid = auto_grid(args.method, given) if tuned and tuned not in given else []
-    # Issue 31: the schedule of a head on fixed features, unless given, chosen on held-out source (OUT/schedule/);
-    # fine-tuning and a head that starts from a pretrained fc6/fc7 keep the paper's.
+    # Issue 31: the schedule and hidden-layer regularisation of a head on fixed features, unless given, chosen on
+    # held-out source (OUT/schedule/); fine-tuning and a head that starts from a pretrained fc6/fc7 keep the
+    # paper's. A run resumed from its own config.yaml trains what it saved (written before a setting existed,
+    # that version's value).
     pretrained_head = config.finetune or (config.backbone in PRETRAINED_FC_BACKBONES and bool(config.data_root))
-    schedule = [] if pretrained_head else auto_schedule(args.method, given, args.schedule)
+    schedule = [] if pretrained_head or run_config else auto_schedule(args.method, given, args.schedule)
     if (grid or schedule) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         what = " and ".join(([tuned] if grid else []) + (["the schedule"] if schedule else []))
         raise ConfigError(f"under torchrun, choose {what} first: 'dahash select --method {args.method} ...' on one "
                           f"process, then 'torchrun ... dahash train --config SELECT_OUT/config.yaml' (or give "
-                          f"{'--' + tuned.replace('_', '-') if grid else '--epochs, --lr-start and --lr-end'})")
+                          f"{'--' + tuned.replace('_', '-') if grid else '--schedule paper'})")
     finished = args.resume and not (grid or schedule) and finished_metrics(config) is not None
     if finished:
         print(f"{config.out} has finished (results.json): nothing to train, nothing rewritten", file=sys.stderr)
@@ -147,8 +149,8 @@ def _train(args: argparse.Namespace) -> int:
     if chosen_schedule is not None:
         chosen = ", ".join(f"{k}={v}" for k, v in chosen_schedule.best_params.items())
         print(f"schedule chosen on held-out source among {len(schedule)} candidates: {chosen} ({chosen_schedule.rule}); "
-              f"every candidate: {Path(config.out) / SCHEDULE_DIR}/selection.md (give --epochs, --lr-start and "
-              "--lr-end, or --schedule paper, to train one)")
+              f"every candidate: {Path(config.out) / SCHEDULE_DIR}/selection.md (--schedule paper trains the "
+              "paper's)")
     if selection is not None:
         chosen = ", ".join(f"{k}={v}" for k, v in selection.best_params.items())
         print(f"{tuned} chosen without target labels among {len(grid)} candidates: {chosen} ({selection.rule}); "
@@ -478,12 +480,13 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--criterion", choices=CRITERIA, default="paper",
                        help="label-free rule that chooses the method's tuned setting when it is not given (default "
                             "paper, Sec. 5.2; docs/selection.md)")
-    train.add_argument("--schedule", choices=SCHEDULE_MODES, default="paper",
-                       help="paper (default): the method's learning rates and epochs; auto: for "
-                            f"{', '.join(SCHEDULED_METHODS)} on fixed features, with none of --epochs, --lr-start, "
-                            "--lr-end given, chosen first among learning-rate decades and two lengths by held-out "
-                            "source accuracy, keeping the paper's unless another beats it beyond noise (recorded in "
-                            "OUT/schedule/; docs/own-features.md)")
+    train.add_argument("--schedule", choices=SCHEDULE_MODES, default="auto",
+                       help="auto (default): for "
+                            f"{', '.join(SCHEDULED_METHODS)} on fixed features, the learning rates and epochs "
+                            "(unless --epochs, --lr-start or --lr-end is given) and the hidden layers' BatchNorm and "
+                            "dropout (unless --hidden-bn or --hidden-dropout is) are chosen first among 6 candidates "
+                            "by held-out source accuracy, keeping the paper's unless another beats it beyond noise "
+                            "(recorded in OUT/schedule/; docs/own-features.md); paper: the method's own values")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--progress", action="store_true",
                           help="progress bars even when stderr is not a terminal (a redirected log)")

@@ -83,18 +83,28 @@ def test_train_without_gamma_selects_records_and_trains_the_choice(tmp_path: Pat
     assert (out / "selection" / "selection.json").read_bytes() == before
 
 
-#: Two cheap schedules for the tests in place of SCHEDULE_GRID's 300-epoch ones; the second trains longer and faster.
-TINY_SCHEDULES = [{"lr_start": 1e-4, "lr_end": 1e-5, "epochs": 2}, {"lr_start": 1e-1, "lr_end": 1e-2, "epochs": 4}]
+#: Two cheap candidates for the tests in place of SCHEDULE_GRID's; the second trains longer and faster, with the
+#: regularised hidden layers.
+TINY_SCHEDULES = [{"lr_start": 1e-4, "lr_end": 1e-5, "epochs": 2, "hidden_bn": False, "hidden_dropout": 0.0},
+                  {"lr_start": 1e-1, "lr_end": 1e-2, "epochs": 4, "hidden_bn": True, "hidden_dropout": 0.5}]
 
 
 def test_auto_schedule_runs_only_for_the_hash_head_without_a_given_schedule() -> None:
     assert auto_schedule("DAH", {}) == SCHEDULE_GRID and len(SCHEDULE_GRID) <= selection_grids.SELECTION_BUDGET
-    assert SCHEDULE_GRID[0] == {"lr_start": 1e-4, "lr_end": 1e-5, "epochs": 300}  # the paper's, which the rule favours
+    # The paper's, which the rule favours, first: TrainConfig's defaults.
+    assert SCHEDULE_GRID[0] == {"lr_start": 1e-4, "lr_end": 1e-5, "epochs": 300, "hidden_bn": False,
+                                "hidden_dropout": 0.0}
     assert {k: TrainConfig().to_dict()[k] for k in SCHEDULE_GRID[0]} == SCHEDULE_GRID[0]
+    assert len({tuple(c.items()) for c in SCHEDULE_GRID}) == len(SCHEDULE_GRID)
     assert all(auto_schedule(m, {}) for m in SCHEDULED_METHODS)
     assert auto_schedule("DAH", {}, "paper") == [] and auto_schedule("DANN", {}) == []
+    # A group with a setting given trains as given; the other group is still chosen.
+    heads = [{"hidden_bn": False, "hidden_dropout": 0.0}, {"hidden_bn": True, "hidden_dropout": 0.5}]
     for given in ("epochs", "lr_start", "lr_end"):
-        assert auto_schedule("NoDA", {given: 1}) == []
+        assert auto_schedule("NoDA", {given: 1}) == heads
+    schedules = [{k: c[k] for k in ("lr_start", "lr_end", "epochs")} for c in SCHEDULE_GRID[:3]]
+    assert auto_schedule("NoDA", {"hidden_dropout": 0.2}) == schedules
+    assert auto_schedule("NoDA", {"hidden_bn": True, "epochs": 5}) == []
 
 
 def test_train_schedule_auto_chooses_on_held_out_source_then_gamma_at_that_schedule(
@@ -117,10 +127,16 @@ def test_train_schedule_auto_chooses_on_held_out_source_then_gamma_at_that_sched
     finished = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0  # a finished run: nothing again
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == finished
-    # The paper's schedule by default, and a given length or rate always trains as given.
-    assert main([*args[:-1], str(tmp_path / "paper"), "--method", "NoDA"]) == 0
-    assert main([*args[:-1], str(tmp_path / "given"), "--method", "NoDA", "--schedule", "auto", "--epochs", "2"]) == 0
+    # --schedule paper trains the paper's; a given length or rate trains as given, and with the hidden layers
+    # given too nothing is chosen.
+    assert main([*args[:-1], str(tmp_path / "paper"), "--method", "NoDA", "--schedule", "paper"]) == 0
+    assert main([*args[:-1], str(tmp_path / "given"), "--method", "NoDA", "--epochs", "2", "--no-hidden-bn"]) == 0
     assert not (tmp_path / "paper" / "schedule").exists() and not (tmp_path / "given" / "schedule").exists()
+    assert main([*args[:-1], str(tmp_path / "heads"), "--method", "NoDA", "--epochs", "2"]) == 0
+    heads = json.loads((tmp_path / "heads" / "schedule" / "selection.json").read_text())
+    assert [c["params"] for c in heads["candidates"]] == [{"hidden_bn": False, "hidden_dropout": 0.0},
+                                                          {"hidden_bn": True, "hidden_dropout": 0.5}]
+    assert yaml.safe_load((tmp_path / "heads" / "config.yaml").read_text())["epochs"] == 2
 
 
 def test_estimator_schedule_auto_trains_the_choice_at_which_gamma_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -66,7 +66,7 @@ __all__ = ["DAH", "Bank", "EXPECTED_FAILED_CHECKS", "INPUT_SETTINGS", "PARAMETER
 PARAMETERS: tuple[str, ...] = ("bits", "hidden", "k", "epochs", "lr_start", "lr_end", "gamma", "eta", "beta",
                                "like_weight", "inner_product_scale", "feature_norm", "mmd_layers", "mmd_reduction",
                                "mmd_estimator", "reference_batch", "entropy_reduction", "bank_per_class", "seed",
-                               "num_threads")
+                               "num_threads", "hidden_bn", "hidden_dropout")
 # Settings that name data or a run folder: fit takes arrays, and ``out`` is a parameter of its own.
 _NOT_EXTRA: tuple[str, ...] = ("source_features", "target_features", "data_root", "source", "target", "finetune",
                                "out")
@@ -111,7 +111,7 @@ class DAH(ClassifierMixin, DAEstimator):
     ----------
     bits, hidden, k, epochs, lr_start, lr_end, eta, beta, like_weight, inner_product_scale,
     feature_norm, mmd_layers, mmd_reduction, mmd_estimator, reference_batch, entropy_reduction,
-    bank_per_class, seed, num_threads
+    bank_per_class, seed, num_threads, hidden_bn, hidden_dropout
         The :class:`dahash.training.config.TrainConfig` settings of the same names. ``None`` (the default)
         takes the value of ``method``'s preset, which is TrainConfig's default unless the preset
         changes it; a value given here always wins, so ``DAH(method="NoDA", gamma=5000)``
@@ -124,11 +124,12 @@ class DAH(ClassifierMixin, DAEstimator):
         trains the choice on every row; the preset's value for the other methods. ``None``: the preset's value.
     criterion : str, default "paper"
         The rule of ``gamma="auto"`` (:data:`dahash.selection_grids.CRITERIA`, docs/selection.md).
-    schedule : str, default "paper"
-        ``"auto"``: for the hash-head methods, with none of ``epochs``, ``lr_start``, ``lr_end`` given, ``fit``
-        first chooses them among :data:`dahash.selection_grids.SCHEDULE_GRID` by held-out source accuracy of the
-        source-only twin (NoDA), keeping the paper's unless another beats it beyond noise (issue 31); the
-        choice of gamma then trains at that schedule. ``"paper"``: the preset's schedule.
+    schedule : str, default "auto"
+        ``"auto"``: for the hash-head methods, ``fit`` first chooses the schedule (``epochs``, ``lr_start``,
+        ``lr_end``) and the hidden layers' regularisation (``hidden_bn``, ``hidden_dropout``), each group unless
+        one of its settings is given, among :data:`dahash.selection_grids.SCHEDULE_GRID` by held-out source
+        accuracy of the source-only twin (NoDA), keeping the paper's unless another beats it beyond noise
+        (issue 31); the choice of gamma then trains with that choice. ``"paper"``: the preset's values.
     method : str, default "DAH"
         A preset of :data:`dahash.training.methods.DEEP_METHODS` (DAH, DAH-e, NoDA; the softmax baselines
         Deep, DAN, DANN classify by softmax and have no hash codes).
@@ -167,7 +168,8 @@ class DAH(ClassifierMixin, DAEstimator):
                  mmd_reduction: str | None = None, mmd_estimator: str | None = None,
                  reference_batch: int | None = None, entropy_reduction: str | None = None,
                  bank_per_class: int | None = None, seed: int | None = None, num_threads: int | None = None,
-                 method: str = "DAH", criterion: str = "paper", schedule: str = "paper",
+                 hidden_bn: bool | None = None, hidden_dropout: float | None = None,
+                 method: str = "DAH", criterion: str = "paper", schedule: str = "auto",
                  extra: dict[str, Any] | None = None,
                  out: str | None = None, progress: bool = False) -> None:
         self.bits = bits
@@ -190,6 +192,8 @@ class DAH(ClassifierMixin, DAEstimator):
         self.bank_per_class = bank_per_class
         self.seed = seed
         self.num_threads = num_threads
+        self.hidden_bn = hidden_bn
+        self.hidden_dropout = hidden_dropout
         self.method = method
         self.criterion = criterion
         self.schedule = schedule

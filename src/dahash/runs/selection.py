@@ -259,13 +259,22 @@ def _call(method: Callable[..., Any], X: np.ndarray, sample_domain: np.ndarray) 
 
 
 def _score(estimator: Estimator, Xv: np.ndarray, yv: np.ndarray, Xt: np.ndarray, seed: int,
-           errors: dict[str, str], notes: dict[str, str]) -> dict[str, float]:
-    """Every score of one fitted candidate; a score that fails is NaN, its reason in ``errors``."""
+           errors: dict[str, str], notes: dict[str, str]) -> dict[str, Any]:
+    """Every score of one fitted candidate; a score that fails is NaN, its reason in ``errors``. Beside them,
+    ``source_val_correct``: which held-out rows it classified right, as a string of 0s and 1s (what the
+    training stage's paired rule compares), when it classified them."""
     sd_v, sd_t = np.full(len(Xv), SOURCE_DOMAIN), np.full(len(Xt), TARGET_DOMAIN)
     X_eval, y_eval = np.concatenate([Xv, Xt]), np.r_[yv, np.full(len(Xt), MASKED)]
     sd_eval = np.r_[sd_v, sd_t]
+    correct: list[str] = []
+
+    def source_val_accuracy() -> float:
+        right = np.asarray(_call(estimator.predict, Xv, sd_v)) == yv
+        correct.append("".join("1" if r else "0" for r in right))
+        return float(np.mean(right) * 100)
+
     jobs: dict[str, Callable[[], float]] = {
-        "source_val_accuracy": lambda: float(np.mean(np.asarray(_call(estimator.predict, Xv, sd_v)) == yv) * 100),
+        "source_val_accuracy": source_val_accuracy,
         "domain_error": lambda: domain_classifier_error(_features(estimator, Xv, sd_v),
                                                         _features(estimator, Xt, sd_t), seed=seed)}
     for name, scorer in _scorers(seed).items():
@@ -283,7 +292,7 @@ def _score(estimator: Estimator, Xv: np.ndarray, yv: np.ndarray, Xt: np.ndarray,
                                       if not issubclass(w.category, _LIBRARY_NOISE)))
         if messages:
             notes[name] = " | ".join(messages)
-    return scores
+    return {**scores, "source_val_correct": correct[0]} if correct else scores
 
 
 # ----------------------------------------------------------------------------- rules
@@ -300,10 +309,12 @@ def choose(candidates: Sequence[dict[str, Any]], criterion: str = "paper", *,
     the training objective pushes each domain's items closer to the other domain's than to their
     own (a linear MMD estimate driven below zero), so it counts by its distance from chance, as the
     proxy A-distance 2|1 - 2 err| does. ``"domain"``: the same among every candidate (no guard).
-    ``"schedule"`` (the training-schedule stage, :data:`dahash.selection_grids.SCHEDULE_GRID`): the first
-    candidate (the paper's schedule) unless another's ``source_val_accuracy`` exceeds it by more than
-    :data:`~dahash.selection_grids.SCHEDULE_MARGIN_SE` binomial standard errors of the first's accuracy on
-    the ``n_val`` held-out rows (at least one point), then the best of those.
+    ``"schedule"`` (the training stage, :data:`dahash.selection_grids.SCHEDULE_GRID`): the first candidate
+    (the paper's) unless another's ``source_val_accuracy`` exceeds it by more than one point and more than
+    :data:`~dahash.selection_grids.SCHEDULE_MARGIN_SE` standard errors of the paired difference (both were
+    scored on the same held-out rows, ``source_val_correct``); then the most accurate of those. Records
+    without ``source_val_correct`` (saved before it was kept) count the first's binomial standard error on
+    the ``n_val`` rows instead, a wider margin.
     Otherwise the largest value of the criterion's score (:data:`CRITERION_SCORE`; greater is better).
     """
     check_choice("criterion", criterion, RULES)
@@ -342,13 +353,31 @@ def _choose_schedule(candidates: Sequence[dict[str, Any]], n_val: int | None) ->
     first = accuracy[0]
     if not math.isfinite(first):
         return top, f"schedule: the first candidate failed; the best source_val_accuracy ({accuracy[top]:.2f})"
-    p = first / 100.0
-    margin = max(1.0, SCHEDULE_MARGIN_SE * 100.0 * math.sqrt(p * (1.0 - p) / n_val))
-    if accuracy[top] > first + margin:
-        return top, (f"schedule: source_val_accuracy {accuracy[top]:.2f} beats the first candidate's {first:.2f} by "
-                     f"more than {margin:.2f} points ({SCHEDULE_MARGIN_SE:g} standard errors on {n_val} rows)")
-    return 0, (f"schedule: no source_val_accuracy beats the first candidate's {first:.2f} by more than {margin:.2f} "
-               f"points ({SCHEDULE_MARGIN_SE:g} standard errors on {n_val} rows; the best: {accuracy[top]:.2f})")
+    margins = [_paired_margin(candidates[0], c, n_val) for c in candidates]
+    beyond = [i for i in range(1, len(candidates))
+              if math.isfinite(accuracy[i]) and accuracy[i] > first + margins[i]]
+    if beyond:
+        best = max(beyond, key=lambda i: (accuracy[i], -i))
+        return best, (f"schedule: source_val_accuracy {accuracy[best]:.2f} beats the first candidate's {first:.2f} by "
+                      f"more than {margins[best]:.2f} points ({SCHEDULE_MARGIN_SE:g} standard errors of the "
+                      f"difference on {n_val} rows; {len(beyond)} of {len(candidates) - 1} beat it)")
+    return 0, (f"schedule: no source_val_accuracy beats the first candidate's {first:.2f} beyond "
+               f"{SCHEDULE_MARGIN_SE:g} standard errors of the difference on {n_val} rows (the best: "
+               f"{accuracy[top]:.2f}, margin {margins[top]:.2f})")
+
+
+def _paired_margin(first: dict[str, Any], other: dict[str, Any], n_val: int) -> float:
+    """Points by which ``other`` must beat ``first``: :data:`SCHEDULE_MARGIN_SE` standard errors of the mean
+    paired difference of their held-out rows' correctness (the first's binomial one where a record has none),
+    and at least one point."""
+    a, b = first.get("source_val_correct"), other.get("source_val_correct")
+    if isinstance(a, str) and isinstance(b, str) and len(a) == len(b) == n_val:
+        diff = np.frombuffer(b.encode(), np.uint8).astype(float) - np.frombuffer(a.encode(), np.uint8)
+        se = math.sqrt(float(np.mean(diff ** 2) - np.mean(diff) ** 2) / n_val)
+    else:
+        p = first.get("source_val_accuracy", math.nan) / 100.0
+        se = math.sqrt(p * (1.0 - p) / n_val) if math.isfinite(p) else math.inf
+    return max(1.0, SCHEDULE_MARGIN_SE * 100.0 * se)
 
 
 def _argmax(values: Sequence[float]) -> int | None:
