@@ -9,6 +9,11 @@ Rows:
 * the reference's NoDA and DAH (``benchmarks/reference_dah.py``, which imports nothing of dahash), at its own
   fixed settings, one JSON per cell under ``OUT/reference/``.
 
+The training stage (``OUT/schedule/`` of a run: schedule and hidden layers chosen on held-out source) trains the
+source-only twin, which is the same for every hash-head method of one task, seed and flags: it runs once, in the
+first method's cell, and its candidates are copied into the others' before they run (``dahash train`` reuses a
+saved candidate whose setting and split match, and applies the rule again).
+
 Printed (and written to ``OUT/table.md``): target accuracy per task and method (mean over seeds), the
 12-task average with its standard deviation over seeds, and each row's mean paired difference (same task
 and seed) to the library's NoDA and to the reference's NoDA with a 95 % t interval. Target labels are read
@@ -27,6 +32,7 @@ import argparse
 import itertools
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -52,7 +58,7 @@ def code(domain: str) -> str:
 
 
 def _run(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(map(shlex.quote, command))} failed:\n{done.stderr[-2000:]}")
 
@@ -69,6 +75,28 @@ def library_cell(features: Path, out: Path, method: str, source: str, target: st
             command.append("--resume")
         _run(command)
     return float(json.loads(results.read_text())["metrics"]["target_accuracy"])
+
+
+def share_stage(first: Path, cell: Path) -> None:
+    """Copy the training stage's finished candidates of ``first`` (a run folder) into ``cell``'s, before it runs."""
+    done = first / "schedule" / "candidates"
+    if done.is_dir() and not (cell / "results.json").exists():
+        (cell / "schedule" / "candidates").mkdir(parents=True, exist_ok=True)
+        for path in done.iterdir():
+            if path.suffix in (".json", ".npy") and not (cell / "schedule" / "candidates" / path.name).exists():
+                shutil.copyfile(path, cell / "schedule" / "candidates" / path.name)
+
+
+def library_cells(features: Path, cells: list[tuple[str, Path]], source: str, target: str, seed: int,
+                  flags: list[str]) -> list[float]:
+    """:func:`library_cell` of each (method, folder) of one task and seed in turn, the first one's training stage
+    shared with the others (:func:`share_stage`)."""
+    scores = []
+    for i, (method, cell) in enumerate(cells):
+        if i:
+            share_stage(cells[0][1], cell)
+        scores.append(library_cell(features, cell, method, source, target, seed, flags))
+    return scores
 
 
 def reference_cell(features: Path, out: Path, method: str, source: str, target: str, seed: int) -> float:
@@ -108,16 +136,20 @@ def main(argv: list[str] | None = None) -> int:
     jobs = {}
     with ThreadPoolExecutor(args.workers) as pool:
         for seed, (s, t) in itertools.product(range(args.seeds), tasks):
-            for m in args.methods:
-                name = f"{m}{'-' + args.tag if args.tag else ''}"
-                cell = args.out / name / f"{code(s)}_{code(t)}" / f"seed{seed}"
-                jobs[(name, s, t, seed)] = pool.submit(library_cell, args.features, cell, m, s, t, seed, flags)
+            names = [f"{m}{'-' + args.tag if args.tag else ''}" for m in args.methods]
+            cells = [(m, args.out / name / f"{code(s)}_{code(t)}" / f"seed{seed}") for m, name in zip(args.methods, names)]
+            if cells:
+                jobs[("library", s, t, seed)] = pool.submit(library_cells, args.features, cells, s, t, seed, flags)
             for m in args.reference:
                 jobs[(f"reference {m}", s, t, seed)] = pool.submit(reference_cell, args.features,
                                                                    args.out / "reference", m, s, t, seed)
         acc: dict[str, dict[tuple, float]] = {}
         for (name, s, t, seed), job in jobs.items():
-            acc.setdefault(name, {})[(s, t, seed)] = job.result()
+            if name == "library":
+                for m, score in zip(args.methods, job.result()):
+                    acc.setdefault(f"{m}{'-' + args.tag if args.tag else ''}", {})[(s, t, seed)] = score
+            else:
+                acc.setdefault(name, {})[(s, t, seed)] = job.result()
     labels = [f"{code(s)}→{code(t)}" for s, t in tasks]
     lines = ["| row | " + " | ".join(labels) + " | Avg ± sd over seeds | vs library NoDA | vs reference NoDA |",
              "|---" * (len(labels) + 4) + "|"]

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 CLASSES = np.array(["ant", "bee", "cat", "dog"])
+# The schedule and hidden_bn given: DAH's training stage (schedule="auto") has nothing to choose.
 TINY: dict[str, Any] = dict(bits=16, hidden=(16, 16), k=3, epochs=3, lr_start=1e-2, lr_end=1e-3, gamma=5000.0,
-                            feature_norm="standardize", num_threads=1)
+                            feature_norm="standardize", num_threads=1, hidden_bn=False)
 
 
 def shifted_task(n_source: int = 12, n_target: int = 8, dim: int = 8, shift: float = 0.8,

@@ -27,7 +27,7 @@ def _write(path: Path, n: int = 12, d: int = 6, classes: int = 3, seed: int = 0,
 def _train_args(source: Path, target: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--gamma", "5000", "--source-features", str(source), "--target-features", str(target), "--out", str(out),
             "--epochs", "1", "--hidden", "8", "8", "--bits", "8", "--k", "2", "--num-threads", "1",
-            "--quiet", *extra]
+            "--schedule", "paper", "--quiet", *extra]
 
 
 @pytest.fixture

@@ -93,7 +93,7 @@ def _train(args: argparse.Namespace) -> int:
     from dahash.runs.run import finished_metrics, run
     from dahash.images.backbones import PRETRAINED_FC_BACKBONES
     from dahash.runs.tuning import SCHEDULE_DIR, SELECTION_DIR, train_selected
-    from dahash.training.trainer import CHECKPOINT, checkpoint_epoch
+    from dahash.training.trainer import CHECKPOINT, checkpoint_epoch, refuse_existing_run
 
     saved = Path(args.out) / "config.yaml" if getattr(args, "out", None) else None
     # --resume alone continues a run with the settings it saved; flags given still override them.
@@ -117,11 +117,14 @@ def _train(args: argparse.Namespace) -> int:
     # that version's value).
     pretrained_head = config.finetune or (config.backbone in PRETRAINED_FC_BACKBONES and bool(config.data_root))
     schedule = [] if pretrained_head or run_config else auto_schedule(args.method, given, args.schedule)
-    if (grid or schedule) and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        what = " and ".join(([tuned] if grid else []) + (["the schedule"] if schedule else []))
-        raise ConfigError(f"under torchrun, choose {what} first: 'dahash select --method {args.method} ...' on one "
+    if schedule and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("under torchrun, the training stage (schedule and hidden layers) cannot run: give "
+                          "--schedule paper, or the values 'dahash train' on one process chose (OUT/schedule/)")
+    if grid and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"under torchrun, choose {tuned} first: 'dahash select --method {args.method} ...' on one "
                           f"process, then 'torchrun ... dahash train --config SELECT_OUT/config.yaml' (or give "
-                          f"{'--' + tuned.replace('_', '-') if grid else '--schedule paper'})")
+                          f"--{tuned.replace('_', '-')})")
+    refuse_existing_run(Path(config.out) / CHECKPOINT, args.resume)  # before any selection writes into it
     finished = args.resume and not (grid or schedule) and finished_metrics(config) is not None
     if finished:
         print(f"{config.out} has finished (results.json): nothing to train, nothing rewritten", file=sys.stderr)

@@ -46,7 +46,7 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
 def _train_args(source: Path, target: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--source-features", str(source), "--target-features", str(target), "--epochs", "2",
             "--hidden", "8", "8", "--bits", "8", "--k", "2", "--feature-norm", "standardize", "--num-threads", "1",
-            "--quiet", "--out", str(out), *extra]
+            "--no-hidden-bn", "--quiet", "--out", str(out), *extra]
 
 
 def test_auto_grid_is_the_sel_rows_grid_filtered_by_what_is_given() -> None:
@@ -114,7 +114,8 @@ def test_train_schedule_auto_chooses_on_held_out_source_then_gamma_at_that_sched
     out = tmp_path / "run"
     args = _train_args(source, target, out)
     del args[args.index("--epochs"):args.index("--epochs") + 2]
-    assert main([*args, "--schedule", "auto"]) == 0
+    args.remove("--no-hidden-bn")
+    assert main(args) == 0  # --schedule auto, the default
     schedule = json.loads((out / "schedule" / "selection.json").read_text())
     assert [c["params"] for c in schedule["candidates"]] == TINY_SCHEDULES
     assert schedule["criterion"] == "schedule" and schedule["split"]["n_source_val"] > 0
@@ -145,7 +146,7 @@ def test_estimator_schedule_auto_trains_the_choice_at_which_gamma_is_chosen(monk
     X = np.concatenate([Xs, Xt])
     y = np.r_[np.searchsorted(CLASSES, ys), -np.ones(len(Xt), int)]
     sd = np.r_[np.ones(len(Xs), int), -2 * np.ones(len(Xt), int)]
-    tiny = {k: v for k, v in TINY.items() if k not in ("epochs", "lr_start", "lr_end")}
+    tiny = {k: v for k, v in TINY.items() if k not in ("epochs", "lr_start", "lr_end", "hidden_bn")}
     model = DAH(**tiny, schedule="auto").fit(X, y, sample_domain=sd)
     assert [c["params"] for c in model.schedule_.candidates] == TINY_SCHEDULES
     chosen = model.schedule_.best_params
@@ -201,6 +202,10 @@ def test_torchrun_asks_for_a_selection_first(tmp_path: Path, capsys: pytest.Capt
     line = one_line_error(capsys, main(_train_args(source, target, tmp_path / "run")))
     assert "under torchrun, choose gamma first" in line and "dahash select --method DAH" in line
     assert not (tmp_path / "run" / "selection").exists()
+    args = [a for a in _train_args(source, target, tmp_path / "run", "--gamma", "10") if a != "--no-hidden-bn"]
+    line = one_line_error(capsys, main(args))
+    assert "under torchrun, the training stage" in line and "--schedule paper" in line
+    assert not (tmp_path / "run" / "schedule").exists()
 
 
 def test_estimator_auto_selects_then_trains_every_row() -> None:

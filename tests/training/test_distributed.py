@@ -169,7 +169,7 @@ def _train_args(source: Path, target: Path, out: Path) -> list[str]:
     # lr 1e-2 by 3e-4. Hence lr 1e-3 and tolerances of 2e-4: a wrong gradient is off by far more.
     return ["train", "--gamma", "5000", "--source-features", str(source), "--target-features", str(target), "--bits", "16",
             "--hidden", "32", "32", "--k", str(K), "--epochs", "3", "--lr-start", "0.001", "--lr-end", "0.0001",
-            "--num-threads", "1", "--out", str(out), "--quiet"]
+            "--num-threads", "1", "--schedule", "paper", "--out", str(out), "--quiet"]
 
 
 def _torchrun(args: list[str], port: int) -> subprocess.CompletedProcess:

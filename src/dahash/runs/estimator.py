@@ -221,8 +221,8 @@ class DAH(ClassifierMixin, DAEstimator):
         changed = {k: v for k, v in values.items() if k not in INPUT_SETTINGS and v != preset[k]}
         params = {k: (tuple(v) if isinstance(v, list) else v) for k, v in changed.items() if k in PARAMETERS}
         extra = {k: v for k, v in changed.items() if k not in PARAMETERS}
-        # The config's gamma, never "auto": this estimator trains what the config says.
-        return cls(method=method, extra=extra or None, **{**params, "gamma": values["gamma"]})
+        # The config's gamma and schedule, never "auto": this estimator trains what the config says.
+        return cls(method=method, extra=extra or None, schedule="paper", **{**params, "gamma": values["gamma"]})
 
     def _given(self) -> dict[str, Any]:
         """The parameters set to a value (not None, the preset's, nor ``"auto"``, chosen at fit)."""

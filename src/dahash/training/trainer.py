@@ -179,14 +179,20 @@ class TrainBatch(NamedTuple):
 BatchFn = Callable[[int], Iterable[TrainBatch]]
 
 
+def refuse_existing_run(path: Path, resume: bool) -> None:
+    """DahashError when ``path`` (a run's checkpoint) exists and ``resume`` is false: a new run never overwrites
+    one (``dahash train`` checks this before its selections too)."""
+    if path.exists() and not resume:
+        raise DahashError(f"{path.parent}: already holds a run (checkpoint.pt); pass --resume to continue it "
+                          "or choose another --out")
+
+
 def _read_checkpoint(path: Path | None, resume: bool, config: TrainConfig, device: torch.device) -> dict | None:
     """The checkpoint to resume from (None for a fresh run); refuses a run that exists without
     ``resume`` and one whose result-changing settings differ."""
     if path is None or not path.exists():
         return None
-    if not resume:
-        raise DahashError(f"{path.parent}: already holds a run (checkpoint.pt); pass --resume to continue it "
-                          "or choose another --out")
+    refuse_existing_run(path, resume)
     state = torch.load(path, map_location=device, weights_only=False)
     diff = settings_differ(state["config"], config.to_dict())
     if diff:
