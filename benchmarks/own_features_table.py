@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("features", type=Path, help="folder of <domain>.npz feature files")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--methods", nargs="+", default=["NoDA", "DAH", "DAH-e"])
+    parser.add_argument("--methods", nargs="*", default=["NoDA", "DAH", "DAH-e"],
+                        help="library rows (none: the reference only)")
     parser.add_argument("--reference", nargs="*", default=["NoDA", "DAH"], help="the reference's rows")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--flags", default="", help="extra dahash train flags for every library cell")
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(args.workers) as pool:
         for seed, (s, t) in itertools.product(range(args.seeds), tasks):
             names = [f"{m}{'-' + args.tag if args.tag else ''}" for m in args.methods]
-            cells = [(m, args.out / name / f"{code(s)}_{code(t)}" / f"seed{seed}") for m, name in zip(args.methods, names)]
+            cells = [(m, args.out / name / f"{code(s)}_{code(t)}" / f"seed{seed}")
+                     for m, name in zip(args.methods, names)]
             if cells:
                 jobs[("library", s, t, seed)] = pool.submit(library_cells, args.features, cells, s, t, seed, flags)
             for m in args.reference:

@@ -100,6 +100,10 @@ def test_from_config_reproduces_the_config() -> None:
     assert est.extra == {"lr_schedule": "log"} and est.gamma == 2.0 and est.hidden == (8, 8)
     with pytest.raises(ConfigError, match="unknown setting"):
         DAH.from_config(config, nope=1)
+    # The config's values train as they are: no training stage (DAH's default schedule="auto"), even where they
+    # equal the preset's and so are not set as parameters (the stage's and the selections' candidates).
+    paper = DAH.from_config(method_config("NoDA", {}), method="NoDA")
+    assert DAH().schedule == "auto" and paper.schedule == "paper" and paper.epochs is None
 
 
 def test_clone_get_set_params() -> None:

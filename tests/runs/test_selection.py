@@ -147,6 +147,32 @@ def test_schedule_rule_keeps_the_first_unless_beaten_beyond_two_standard_errors(
         choose(_table(source_val_accuracy=[60.0]), "schedule")
 
 
+def test_schedule_rule_compares_the_same_held_out_rows_when_it_has_them() -> None:
+    # 100 held-out rows; the first candidate right on rows 0-79. Beside it: 3 more right and none fewer
+    # (+3 points; paired SE sqrt((0.03 - 0.03^2) / 100) = 1.706 points, margin 3.41), 5 more and none fewer
+    # (+5; SE 2.179, margin 4.36) and 10 more but 5 fewer (+5; SE sqrt((0.15 - 0.05^2) / 100) = 3.841, margin 7.68).
+    def rows(right: set[int]) -> str:
+        return "".join("1" if r in right else "0" for r in range(100))
+
+    first = set(range(80))
+    correct = [rows(first), rows(first | set(range(80, 83))), rows(first | set(range(80, 85))),
+               rows(first - set(range(5)) | set(range(80, 90)))]
+    table = _table(source_val_accuracy=[80.0, 83.0, 85.0, 85.0])
+    for record, text in zip(table, correct):
+        record["source_val_correct"] = text
+    best, rule = choose(table, "schedule", n_val=100)
+    assert best == 2 and "by more than 4.36 points" in rule and "1 of 3 beat it" in rule
+    # Without the rows (records saved before they were kept): the first's binomial margin, 8 points.
+    for record in table:
+        del record["source_val_correct"]
+    assert choose(table, "schedule", n_val=100)[0] == 0
+    # Ties among those that beat it go to the earlier candidate.
+    table = _table(source_val_accuracy=[50.0, 90.0, 90.0])
+    for record, text in zip(table, [rows(set(range(50))), rows(set(range(90))), rows(set(range(10, 100)))]):
+        record["source_val_correct"] = text
+    assert choose(table, "schedule", n_val=100)[0] == 1
+
+
 def test_unknown_criterion() -> None:
     with pytest.raises(ConfigError, match="criterion must be one of 'paper', 'domain', 'source', 'dev', 'iw', 'snd', "
                                           "'entropy', 'mixval', 'mano', 'schedule', got 'acc'"):
@@ -251,6 +277,10 @@ def test_finite_scores_for_every_candidate_on_a_shifted_task(tmp_path: Path) -> 
     for c in selection.candidates:
         assert all(math.isfinite(c[s]) for s in SCORES), c
         assert c["errors"] == {} and c["fit_seconds"] > 0
+        # Which of the 10 held-out rows it got right, the accuracy's own count (what the stage's rule pairs).
+        right = c["source_val_correct"]
+        assert len(right) == 10 and set(right) <= {"0", "1"}
+        assert right.count("1") * 10.0 == pytest.approx(c["source_val_accuracy"])
     assert selection.best_params == selection.candidates[selection.best_index]["params"]
     assert selection.split == {"n_source_train": 38, "n_source_val": 10, "n_target": 32, "n_classes": 4,
                                "val_fraction": 0.2, "seed": 1}
