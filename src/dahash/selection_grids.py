@@ -123,7 +123,6 @@ SCHEDULE_GRID: list[dict[str, Any]] = [
 #: The settings the stage sets, in two groups, the schedule and the hidden layers' regularisation: a group
 #: with any setting given by the user is not chosen (it trains as given; the other group still is).
 SCHEDULE_GROUPS: tuple[tuple[str, ...], ...] = (("lr_start", "lr_end", "epochs"), ("hidden_bn", "hidden_dropout"))
-SCHEDULE_SETTINGS: tuple[str, ...] = tuple(k for group in SCHEDULE_GROUPS for k in group)
 #: The methods whose schedule is chosen: the hash head's (the paper's schedule). The softmax baselines
 #: keep their own papers' schedules (DAN, DANN: Long et al., ICML 2015; Ganin et al., JMLR 2016).
 SCHEDULED_METHODS: tuple[str, ...] = ("NoDA", "DAH", "DAH-e", "DAH-paper", "DAH-cw")
@@ -135,9 +134,10 @@ SCHEDULE_MODES: tuple[str, ...] = ("paper", AUTO)
 
 
 def auto_schedule(method: str, given: Mapping[str, Any], mode: str = AUTO) -> list[dict[str, Any]]:
-    """The candidates the training stage tries for ``method`` (:data:`SCHEDULE_GRID` without the settings the
-    user gave, ``given``, sets a setting of: :data:`SCHEDULE_GROUPS`), or an empty list when none is chosen:
-    ``mode`` is not ``auto``, ``method`` keeps its own paper's schedule, or ``given`` sets both groups."""
+    """The candidates the training stage tries for ``method``: :data:`SCHEDULE_GRID` without each group of
+    :data:`SCHEDULE_GROUPS` that ``given`` (the settings the user gave) sets a setting of, duplicates dropped;
+    an empty list when none is chosen: ``mode`` is not ``auto``, ``method`` keeps its own paper's schedule,
+    or ``given`` sets both groups."""
     if mode != AUTO or method not in SCHEDULED_METHODS:
         return []
     fixed = {k for group in SCHEDULE_GROUPS if any(k in given for k in group) for k in group}
