@@ -21,7 +21,9 @@ only to score; nothing here chooses a setting.
 
 Usage:
     python benchmarks/own_features_table.py runs/bow --out runs/bow-table --methods NoDA DAH DAH-e --seeds 3
-    python benchmarks/own_features_table.py runs/bow --out runs/bow-table --flags "--schedule auto" --tag auto
+    python benchmarks/own_features_table.py runs/bow --out runs/bow-table --flags "--schedule paper" --tag paper
+    python benchmarks/own_features_table.py runs/eff --out runs/eff-table --methods \
+        --cells docs/results/office_caltech_issue26.csv --cell-rows NoDA DAH-sel   # library rows measured already
 Cells run ``--workers`` at a time, each on one thread (set the autogroup of a shared machine's jobs, not nice:
 ``echo 19 > /proc/self/autogroup``).
 """
@@ -29,6 +31,7 @@ Cells run ``--workers`` at a time, each on one thread (set the autogroup of a sh
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import shlex
@@ -111,6 +114,20 @@ def reference_cell(features: Path, out: Path, method: str, source: str, target: 
     return 100.0 * json.loads(path.read_text())["results"][0]["accuracy"]
 
 
+def cells_csv(path: Path, methods: list[str], tasks: list[tuple[str, str]], seeds: int) -> dict[str, dict[tuple, float]]:
+    """Target accuracies of ``methods`` on every task and seed, from a cells CSV (tasks named ``A→C``)."""
+    named = {f"{code(s)}→{code(t)}": (s, t) for s, t in tasks}
+    acc: dict[str, dict[tuple, float]] = {m: {} for m in methods}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            if row["method"] in acc and row["task"] in named and int(row["seed"]) < seeds:
+                acc[row["method"]][(*named[row["task"]], int(row["seed"]))] = float(row["target_accuracy"])
+    for m, cells in acc.items():
+        if len(cells) != len(tasks) * seeds:
+            raise SystemExit(f"{path}: {m} has {len(cells)} of the {len(tasks) * seeds} cells")
+    return acc
+
+
 def paired(a: dict, b: dict) -> str:
     """Mean of a - b over the cells both have, with its 95 % t interval (:func:`paired_difference`)."""
     keys = sorted(set(a) & set(b))
@@ -130,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flags", default="", help="extra dahash train flags for every library cell")
     parser.add_argument("--tag", default="", help="suffix of the library rows' folder and name (with --flags)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cells", type=Path, help="a cells CSV (method, task, seed, target_accuracy; e.g. "
+                        "docs/results/office_caltech_issue26.csv) whose --cell-rows are library rows, not run here")
+    parser.add_argument("--cell-rows", nargs="*", default=[], help="the methods to take from --cells")
     args = parser.parse_args(argv)
     domains = domains_of(args.features)
     tasks = list(itertools.permutations(domains, 2))
@@ -145,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             for m in args.reference:
                 jobs[(f"reference {m}", s, t, seed)] = pool.submit(reference_cell, args.features,
                                                                    args.out / "reference", m, s, t, seed)
-        acc: dict[str, dict[tuple, float]] = {}
+        acc = cells_csv(args.cells, args.cell_rows, tasks, args.seeds) if args.cells else {}
         for (name, s, t, seed), job in jobs.items():
             if name == "library":
                 for m, score in zip(args.methods, job.result()):

@@ -21,6 +21,7 @@ from dahash.executors import ExecutorConfig
 from dahash.runs import tuning
 from dahash.runs.tuning import fit_predict_selected, select_config
 from dahash.training.config import TrainConfig
+from dahash.training.methods import method_config
 from dahash.shallow import fit_predict_shallow
 from dahash import selection_grids
 from dahash.selection_grids import (
@@ -138,6 +139,20 @@ def test_train_schedule_auto_chooses_on_held_out_source_then_gamma_at_that_sched
     assert [c["params"] for c in heads["candidates"]] == [{"hidden_bn": False, "hidden_dropout": 0.0},
                                                           {"hidden_bn": True, "hidden_dropout": 0.5}]
     assert yaml.safe_load((tmp_path / "heads" / "config.yaml").read_text())["epochs"] == 2
+
+
+def test_the_training_stage_is_the_same_for_every_hash_head_method(tmp_path: Path) -> None:
+    # It trains the source-only twin, whatever the method: benchmarks/own_features_table.py computes it once per
+    # task and seed and copies its candidates to the other methods' runs.
+    source, target = _files(tmp_path)
+    records = {}
+    for method in ("NoDA", "DAH", "DAH-e", "DAH-cw"):
+        config = method_config(method, {"source_features": str(source), "target_features": str(target),
+                                        "hidden": [8, 8], "bits": 8, "k": 2, "feature_norm": "standardize",
+                                        "num_threads": 1, "gamma": 0.0 if method == "NoDA" else 500.0})
+        stage = tuning.select_schedule(config, TINY_SCHEDULES, progress=False)
+        records[method] = [{k: v for k, v in c.items() if k != "fit_seconds"} for c in stage.candidates]
+    assert all(r == records["NoDA"] for r in records.values())
 
 
 def test_estimator_schedule_auto_trains_the_choice_at_which_gamma_is_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
