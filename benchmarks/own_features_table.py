@@ -114,7 +114,8 @@ def reference_cell(features: Path, out: Path, method: str, source: str, target: 
     return 100.0 * json.loads(path.read_text())["results"][0]["accuracy"]
 
 
-def cells_csv(path: Path, methods: list[str], tasks: list[tuple[str, str]], seeds: int) -> dict[str, dict[tuple, float]]:
+def cells_csv(path: Path, methods: list[str], tasks: list[tuple[str, str]],
+              seeds: int) -> dict[str, dict[tuple, float]]:
     """Target accuracies of ``methods`` on every task and seed, from a cells CSV (tasks named ``A→C``)."""
     named = {f"{code(s)}→{code(t)}": (s, t) for s, t in tasks}
     acc: dict[str, dict[tuple, float]] = {m: {} for m in methods}
