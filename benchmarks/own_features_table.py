@@ -44,6 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from dahash.experiments.paired import paired_difference
+from dahash.runs.selection import CANDIDATES
+from dahash.runs.tuning import SCHEDULE_DIR
 
 REFERENCE = Path(__file__).resolve().parent / "reference_dah.py"
 CODES = {"amazon": "A", "caltech10": "C", "dslr": "D", "webcam": "W"}
@@ -82,12 +84,12 @@ def library_cell(features: Path, out: Path, method: str, source: str, target: st
 
 def share_stage(first: Path, cell: Path) -> None:
     """Copy the training stage's finished candidates of ``first`` (a run folder) into ``cell``'s, before it runs."""
-    done = first / "schedule" / "candidates"
+    done, into = first / SCHEDULE_DIR / CANDIDATES, cell / SCHEDULE_DIR / CANDIDATES
     if done.is_dir() and not (cell / "results.json").exists():
-        (cell / "schedule" / "candidates").mkdir(parents=True, exist_ok=True)
+        into.mkdir(parents=True, exist_ok=True)
         for path in done.iterdir():
-            if path.suffix in (".json", ".npy") and not (cell / "schedule" / "candidates" / path.name).exists():
-                shutil.copyfile(path, cell / "schedule" / "candidates" / path.name)
+            if path.suffix in (".json", ".npy") and not (into / path.name).exists():
+                shutil.copyfile(path, into / path.name)
 
 
 def library_cells(features: Path, cells: list[tuple[str, Path]], source: str, target: str, seed: int,
@@ -155,10 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     domains = domains_of(args.features)
     tasks = list(itertools.permutations(domains, 2))
     flags = shlex.split(args.flags)
+    suffix = f"-{args.tag}" if args.tag else ""
+    names = [f"{m}{suffix}" for m in args.methods]  # the library rows' names and folders
     jobs = {}
     with ThreadPoolExecutor(args.workers) as pool:
         for seed, (s, t) in itertools.product(range(args.seeds), tasks):
-            names = [f"{m}{'-' + args.tag if args.tag else ''}" for m in args.methods]
             cells = [(m, args.out / name / f"{code(s)}_{code(t)}" / f"seed{seed}")
                      for m, name in zip(args.methods, names)]
             if cells:
@@ -169,14 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         acc = cells_csv(args.cells, args.cell_rows, tasks, args.seeds) if args.cells else {}
         for (name, s, t, seed), job in jobs.items():
             if name == "library":
-                for m, score in zip(args.methods, job.result()):
-                    acc.setdefault(f"{m}{'-' + args.tag if args.tag else ''}", {})[(s, t, seed)] = score
+                for name, score in zip(names, job.result()):
+                    acc.setdefault(name, {})[(s, t, seed)] = score
             else:
                 acc.setdefault(name, {})[(s, t, seed)] = job.result()
     labels = [f"{code(s)}→{code(t)}" for s, t in tasks]
     lines = ["| row | " + " | ".join(labels) + " | Avg ± sd over seeds | vs library NoDA | vs reference NoDA |",
              "|---" * (len(labels) + 4) + "|"]
-    base = acc.get(f"NoDA{'-' + args.tag if args.tag else ''}", {})
+    base = acc.get(f"NoDA{suffix}", {})
     for name, cells in acc.items():
         per_task = [np.mean([cells[(s, t, k)] for k in range(args.seeds)]) for s, t in tasks]
         per_seed = [np.mean([cells[(s, t, k)] for s, t in tasks]) for k in range(args.seeds)]
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                      + f" | {paired(cells, acc.get('reference NoDA', {})) if name != 'reference NoDA' else ''} |")
     text = (f"Target accuracy (%), {len(tasks)} tasks x {args.seeds} seeds, features {args.features}; library flags: "
             f"{args.flags or '(defaults)'}. Paired: mean difference [95 % interval] (cells).\n\n" + "\n".join(lines) + "\n")
-    (args.out / f"table{'-' + args.tag if args.tag else ''}.md").write_text(text)
+    (args.out / f"table{suffix}.md").write_text(text)
     print(text)
     return 0
 

@@ -117,10 +117,11 @@ def _train(args: argparse.Namespace) -> int:
     # that version's value).
     pretrained_head = config.finetune or (config.backbone in PRETRAINED_FC_BACKBONES and bool(config.data_root))
     schedule = [] if pretrained_head or run_config else auto_schedule(args.method, given, args.schedule)
-    if schedule and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if schedule and distributed:
         raise ConfigError("under torchrun, the training stage (schedule and hidden layers) cannot run: give "
                           "--schedule paper, or the values 'dahash train' on one process chose (OUT/schedule/)")
-    if grid and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if grid and distributed:
         raise ConfigError(f"under torchrun, choose {tuned} first: 'dahash select --method {args.method} ...' on one "
                           f"process, then 'torchrun ... dahash train --config SELECT_OUT/config.yaml' (or give "
                           f"--{tuned.replace('_', '-')})")
